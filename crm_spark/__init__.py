@@ -1,0 +1,1 @@
+"""crm-spark: customer intelligence on Apache Spark and Delta Lake."""

@@ -1,0 +1,127 @@
+"""Command line: ``crm-spark STAGE [options]`` and the entry point of every job."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from crm_spark.config import Config, ConfigError, as_dict, flatten, load_config
+
+log = logging.getLogger(__name__)
+
+STAGE_HELP = {
+    "pipeline": "run ingest through evaluate (with --generate, generate first)",
+    "generate": "write the synthetic raw data and its ground truth",
+    "ingest": "raw files -> bronze tables and quarantine",
+    "prepare": "bronze -> silver: clean, standardize, de-duplicate",
+    "features": "silver -> customer_features as of as_of_date and the training cutoff",
+    "select": "chi-square and correlation feature selection -> feature_selection",
+    "train": "churn classifiers, champion churn_scores, KMeans customer_segments",
+    "recommend": "ALS recommendations, holdout lists and rating predictions",
+    "evaluate": "held-out metrics of every model -> model_metrics",
+}
+DEFAULT_CONFIG = "conf/local.yaml"
+
+
+def parser(stage: str | None = None) -> argparse.ArgumentParser:
+    """Return the argument parser; with ``stage`` fixed, as a job's parser."""
+    description = STAGE_HELP.get(stage or "", "crm-spark: customer intelligence on Spark and Delta Lake")
+    p = argparse.ArgumentParser(prog=f"jobs/{stage}.py" if stage else "crm-spark", description=description)
+    if stage is None:
+        p.add_argument("stage", choices=list(STAGE_HELP), help="; ".join(f"{k}: {v}" for k, v in STAGE_HELP.items()))
+    p.add_argument("--config", default=DEFAULT_CONFIG, help=f"YAML config file (default {DEFAULT_CONFIG})")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set generate.customers=5000 (repeatable)")
+    p.add_argument("--as-of-date", help="shorthand for --set as_of_date=YYYY-MM-DD")
+    p.add_argument("--run-id", help="id of this run (default: UTC time plus a random suffix)")
+    if stage in (None, "pipeline"):
+        p.add_argument("--generate", action="store_true", help="generate the synthetic data first")
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    return p
+
+
+def _absolute(config: Config) -> Config:
+    """Make relative local paths absolute, so every executor sees the same folder."""
+    def fix(path: str | None) -> str | None:
+        if path is None or "://" in path:
+            return path
+        return str(Path(path).expanduser().resolve())
+
+    paths = config.paths
+    return dataclasses.replace(config, paths=dataclasses.replace(
+        paths, raw_dir=fix(paths.raw_dir), lakehouse_dir=fix(paths.lakehouse_dir),
+        checkpoint_dir=fix(paths.checkpoint_dir), truth_dir=fix(paths.truth_dir)))
+
+
+def summary(spark, config: Config, run_id: str) -> str:
+    """Return a short text summary of the run: table locations and headline metrics."""
+    from pyspark.sql import functions as F
+
+    from crm_spark import tables
+
+    lines = [f"run {run_id}: tables under {config.paths.lakehouse_dir}"]
+    for layer in ("bronze", "silver", "gold", "models"):
+        folder = Path(config.paths.lakehouse_dir) / layer
+        if folder.is_dir():
+            names = sorted(p.name for p in folder.iterdir() if (p / "_delta_log").is_dir())
+            lines.append(f"  {layer}: {', '.join(names)}")
+    if tables.table_exists(spark, tables.MODEL_METRICS, config.paths.lakehouse_dir):
+        metrics = tables.read_table(spark, tables.MODEL_METRICS, config.paths.lakehouse_dir).where(
+            (F.col("run_id") == run_id) & F.col("metric").isin(
+                "auc", "f1", "precision_at_10", "ndcg_at_10", "catalogue_coverage", "rmse", "silhouette")
+            & F.col("split").isin("test", "all", "serving"))
+        for row in metrics.orderBy("task", "model", "metric").collect():
+            value = "n/a" if row["value"] is None else f"{row['value']:.4f}"
+            lines.append(f"  {row['task']:<15} {row['model']:<20} {row['metric']:<20} {value}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None, stage: str | None = None) -> int:
+    """Parse arguments, load config, build the session and run the stage(s).
+
+    Args:
+        argv: arguments (default ``sys.argv[1:]``).
+        stage: the stage when called from ``jobs/<stage>.py``; otherwise the first argument.
+
+    Returns:
+        The process exit code: 0 on success, 2 for a configuration error, 1 for a failed run.
+    """
+    args = parser(stage).parse_args(argv)
+    stage = stage or args.stage
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    overrides = list(args.overrides) + ([f"as_of_date={args.as_of_date}"] if args.as_of_date else [])
+    try:
+        config = _absolute(load_config(args.config, overrides))
+    except ConfigError as error:
+        print(f"crm-spark: config error: {error}", file=sys.stderr)
+        return 2
+    for key, value in sorted(flatten(as_dict(config)).items()):
+        log.info("config %s = %s", key, value)
+
+    from crm_spark import runs
+    from crm_spark.session import build_spark
+
+    stages = list(runs.PIPELINE) if stage == "pipeline" else [stage]
+    if stage == "pipeline" and args.generate:
+        stages.insert(0, "generate")
+    spark = build_spark(config)
+    try:
+        result = runs.execute(spark, config, stages, args.run_id)
+    except Exception as error:  # noqa: BLE001 - reported as one line plus the log's traceback
+        log.exception("run failed")
+        first_line = (str(error).strip().splitlines() or [""])[0]
+        print(f"crm-spark: {stage} failed: {type(error).__name__}: {first_line}", file=sys.stderr)
+        return 1
+    timings = ", ".join(f"{k} {v:.1f}s" for k, v in result.stage_seconds.items())
+    print(f"crm-spark {stage}: {result.status} in {sum(result.stage_seconds.values()):.1f}s ({timings})")
+    print(summary(spark, config, result.run_id))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

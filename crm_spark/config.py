@@ -1,0 +1,315 @@
+"""Typed configuration: YAML files and ``--set`` overrides into frozen dataclasses.
+
+Every section is a frozen dataclass. :func:`load_config` reads a YAML file, applies
+``key.sub=value`` overrides, and validates the result: an unknown key, a value of the
+wrong type or a missing required value raises :class:`ConfigError` with one line that
+names the key.
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown or of the wrong type."""
+
+
+@dataclass(frozen=True)
+class SparkConfig:
+    """How the SparkSession is built.
+
+    ``master`` applies only when the launcher (``spark-submit``) did not set one.
+    """
+
+    app_name: str = "crm-spark"
+    master: str | None = "local[*]"
+    shuffle_partitions: int = 8
+    delta_package: str = "io.delta:delta-spark_4.2_2.13:4.4.0"
+    ui_enabled: bool = False
+    log_level: str = "WARN"
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PathsConfig:
+    """Where raw input, the lakehouse and checkpoints live."""
+
+    raw_dir: str
+    lakehouse_dir: str
+    checkpoint_dir: str
+    truth_dir: str | None = None
+
+
+@dataclass(frozen=True)
+class GenerateConfig:
+    """Synthetic data set size, seed and the share of planted dirt."""
+
+    customers: int = 100_000
+    products: int = 1_000
+    seed: int = 42
+    history_days: int = 730
+    duplicate_share: float = 0.05
+    invalid_share: float = 0.02
+    malformed_share: float = 0.001
+    anomaly_share: float = 0.005
+    partitions: int = 8
+
+
+@dataclass(frozen=True)
+class SelectConfig:
+    """Feature selection: chi-square on quantile buckets, Pearson correlation."""
+
+    buckets: int = 10
+    fpr: float = 0.05
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Churn classifiers and segmentation."""
+
+    validation_share: float = 0.15
+    test_share: float = 0.15
+    lr_reg_param: float = 0.01
+    lr_elastic_net: float = 0.0
+    dt_max_depth: int = 6
+    kmeans_k: int = 4
+    seed: int = 7
+
+
+@dataclass(frozen=True)
+class RecommendConfig:
+    """Implicit ALS on purchases, explicit ALS on ratings for RMSE."""
+
+    top_k: int = 10
+    rank: int = 16
+    reg_param: float = 1.0
+    alpha: float = 5.0
+    max_iter: int = 12
+    rating_rank: int = 8
+    rating_reg_param: float = 0.3
+    seed: int = 11
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole, validated configuration of one run."""
+
+    as_of_date: dt.date
+    paths: PathsConfig
+    churn_horizon_days: int = 90
+    spark: SparkConfig = field(default_factory=SparkConfig)
+    generate: GenerateConfig = field(default_factory=GenerateConfig)
+    select: SelectConfig = field(default_factory=SelectConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    recommend: RecommendConfig = field(default_factory=RecommendConfig)
+
+    @property
+    def training_cutoff(self) -> dt.date:
+        """Date that splits training features (before) from churn labels (after)."""
+        return self.as_of_date - dt.timedelta(days=self.churn_horizon_days)
+
+    def config_hash(self) -> str:
+        """Return a short, stable hash of every resolved value."""
+        text = json.dumps(as_dict(self), sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def as_dict(config: Any) -> dict[str, Any]:
+    """Return a dataclass as nested plain dicts (dates stay dates)."""
+    return dataclasses.asdict(config)
+
+
+def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Flatten nested dicts into dotted keys, for logging every resolved value."""
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value and name != "spark.extra":
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def load_config(path: str | Path, overrides: Sequence[str] = ()) -> Config:
+    """Load a YAML file, apply ``key.sub=value`` overrides and validate.
+
+    Args:
+        path: YAML file whose top level matches :class:`Config`.
+        overrides: strings like ``generate.customers=5000``; the value is parsed as YAML.
+
+    Returns:
+        The validated configuration.
+
+    Raises:
+        ConfigError: the file is missing or not a mapping, an override is malformed, a
+            key is unknown, a value has the wrong type, or a required value is absent.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    with path.open(encoding="utf-8") as handle:
+        raw = yaml.safe_load(handle) or {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {path} must hold a mapping at the top level")
+    for override in overrides:
+        key, sep, text = override.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override '{override}' must look like key.sub=value")
+        _set_dotted(raw, key.strip(), yaml.safe_load(text) if text.strip() else None)
+    config = build(Config, raw)
+    validate(config)
+    return config
+
+
+# Inclusive lower and upper bounds of numeric settings; None leaves a side open.
+_BOUNDS: dict[str, tuple[float | None, float | None]] = {
+    "churn_horizon_days": (1, 3650),
+    "spark.shuffle_partitions": (1, None),
+    "generate.customers": (10, None),
+    "generate.products": (20, None),
+    "generate.history_days": (180, None),
+    "generate.duplicate_share": (0.0, 0.5),
+    "generate.invalid_share": (0.0, 0.5),
+    "generate.malformed_share": (0.0, 0.5),
+    "generate.anomaly_share": (0.0, 0.5),
+    "generate.partitions": (1, None),
+    "select.buckets": (2, 100),
+    "select.fpr": (0.0, 1.0),
+    "train.validation_share": (0.01, 0.5),
+    "train.test_share": (0.01, 0.5),
+    "train.lr_reg_param": (0.0, None),
+    "train.lr_elastic_net": (0.0, 1.0),
+    "train.dt_max_depth": (1, 30),
+    "train.kmeans_k": (2, 100),
+    "recommend.top_k": (1, 1000),
+    "recommend.rank": (1, 1000),
+    "recommend.reg_param": (0.0, None),
+    "recommend.alpha": (0.0, None),
+    "recommend.max_iter": (1, 1000),
+    "recommend.rating_rank": (1, 1000),
+    "recommend.rating_reg_param": (0.0, None),
+}
+
+
+def validate(config: Config) -> None:
+    """Check value ranges that types alone cannot express.
+
+    Args:
+        config: a built configuration.
+
+    Raises:
+        ConfigError: naming the first out-of-range key.
+    """
+    values = flatten(as_dict(config))
+    for key, (low, high) in _BOUNDS.items():
+        value = values[key]
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise ConfigError(
+                f"config key '{key}' must be within [{low}, {high if high is not None else 'inf'}], "
+                f"got {value!r}"
+            )
+    if config.train.validation_share + config.train.test_share >= 0.8:
+        raise ConfigError("config keys 'train.validation_share' + 'train.test_share' must be < 0.8")
+
+
+def _set_dotted(target: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``a.b.c`` inside nested dicts, creating levels as needed."""
+    *parents, last = dotted.split(".")
+    node = target
+    for part in parents:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[last] = value
+
+
+def build(cls: type, values: Mapping[str, Any], prefix: str = "") -> Any:
+    """Build dataclass ``cls`` from a mapping, checking keys and types.
+
+    Args:
+        cls: a dataclass type.
+        values: the raw mapping for it.
+        prefix: dotted path of ``cls`` inside the whole config, for messages.
+
+    Returns:
+        An instance of ``cls``.
+
+    Raises:
+        ConfigError: naming the first unknown, missing or mistyped key.
+    """
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"'{prefix.rstrip('.') or 'config'}' must be a mapping")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"unknown config key '{prefix}{unknown[0]}' (known: {', '.join(sorted(fields))})"
+        )
+    kwargs: dict[str, Any] = {}
+    for name, spec in fields.items():
+        key = f"{prefix}{name}"
+        if name not in values:
+            if spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING:
+                raise ConfigError(f"missing required config key '{key}'")
+            continue
+        kwargs[name] = _coerce(hints[name], values[name], key)
+    return cls(**kwargs)
+
+
+def _coerce(hint: Any, value: Any, key: str) -> Any:
+    """Check ``value`` against type ``hint``; convert only where lossless."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        (inner,) = [option for option in options if option is not type(None)]
+        return _coerce(inner, value, key)
+    if dataclasses.is_dataclass(hint):
+        return build(hint, value if value is not None else {}, f"{key}.")
+    if origin in (Mapping, dict, collections.abc.Mapping) or hint is Mapping:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"config key '{key}' must be a mapping, got {value!r}")
+        return {str(k): str(v) for k, v in value.items()}
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+    elif hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif hint is str:
+        if isinstance(value, str) and value:
+            return value
+    elif hint is dt.date:
+        if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+            return value
+        if isinstance(value, str):
+            try:
+                return dt.date.fromisoformat(value)
+            except ValueError:
+                pass
+    kind = getattr(hint, "__name__", str(hint))
+    if hint is dt.date:
+        kind = "date (YYYY-MM-DD)"
+    elif hint is str:
+        kind = "non-empty string"
+    raise ConfigError(f"config key '{key}' must be {kind}, got {value!r}")

@@ -1,0 +1,116 @@
+"""Evaluate: metrics of every model on held-out data, written to ``model_metrics``."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from crm_spark import tables
+from crm_spark.config import Config
+from crm_spark.evaluate import classification, ranking, truth
+from crm_spark.labels import LABEL, SPLIT, TEST, VALIDATION
+from crm_spark.recommend.als import ITEM, dense_index, holdout_relevance
+from crm_spark.schemas import AS_OF_DATE, CUSTOMER_KEY, MODEL_METRICS_SCHEMA, PRODUCT_ID, RUN_ID
+from crm_spark.train.churn import RECENCY_BASELINE
+
+log = logging.getLogger(__name__)
+
+Metric = tuple[str, str, str, float, str, str]  # task, model, metric, value, split, model_run_id
+
+
+def _latest(spark: SparkSession, table: tables.Table, config: Config) -> DataFrame:
+    return tables.read_table(spark, table, config.paths.lakehouse_dir).where(
+        F.col(AS_OF_DATE) == F.lit(config.as_of_date))
+
+
+def _run_id_of(df: DataFrame) -> str | None:
+    row = df.select(RUN_ID).limit(1).collect()
+    return row[0][0] if row else None
+
+
+def churn_metrics(spark: SparkSession, config: Config) -> list[Metric]:
+    """Return AUC (ROC, PR) and threshold metrics per churn model and held-out split.
+
+    With ground truth available, adds the oracle AUC of the planted label
+    probabilities on the same test customers.
+    """
+    holdout = _latest(spark, tables.CHURN_HOLDOUT, config).cache()
+    source_run = _run_id_of(holdout)
+    models = sorted(r[0] for r in holdout.select("model").distinct().collect())
+    metrics: list[Metric] = []
+    for model in models:
+        for split in (VALIDATION, TEST):
+            rows = holdout.where((F.col("model") == model) & (F.col(SPLIT) == split))
+            values = {"auc": classification.auc(rows), "auc_pr": classification.auc(rows, "areaUnderPR")}
+            if model != RECENCY_BASELINE:
+                values.update(classification.confusion_metrics(rows))
+            values["positive_share"] = rows.agg(F.avg(LABEL)).first()[0]
+            metrics += [("churn", model, name, value, split, source_run) for name, value in values.items()]
+    if truth.truth_available(config.paths.truth_dir):
+        xref = tables.read_table(spark, tables.CUSTOMER_XREF, config.paths.lakehouse_dir)
+        oracle = truth.oracle_churn_scores(spark, config.paths.truth_dir, xref)
+        test_rows = holdout.where((F.col(SPLIT) == TEST) & (F.col("model") == RECENCY_BASELINE)).select(
+            CUSTOMER_KEY, LABEL).join(oracle, CUSTOMER_KEY)
+        metrics.append(("churn", "oracle", "auc", classification.auc(test_rows), TEST, source_run))
+    holdout.unpersist()
+    return metrics
+
+
+def recommendation_metrics(spark: SparkSession, config: Config) -> list[Metric]:
+    """Return ranking metrics, catalogue coverage and rating RMSE of each recommender."""
+    lake = config.paths.lakehouse_dir
+    k = config.recommend.top_k
+    products = tables.read_table(spark, tables.PRODUCTS, lake)
+    items = dense_index(products, PRODUCT_ID, ITEM).cache()
+    relevant = holdout_relevance(tables.read_table(spark, tables.ORDERS, lake), config.training_cutoff,
+                                 config.as_of_date).cache()
+    holdout = _latest(spark, tables.RECOMMENDATION_HOLDOUT, config).cache()
+    source_run = _run_id_of(holdout)
+    metrics: list[Metric] = []
+    for model in sorted(r[0] for r in holdout.select("model").distinct().collect()):
+        recs = holdout.where(F.col("model") == model)
+        values = ranking.ranking_metrics(ranking.ranking_frame(recs, relevant, items), k)
+        values = {name.replace("_k", f"_{k}"): value for name, value in values.items()}
+        values["catalogue_coverage"] = ranking.catalogue_coverage(recs, products)
+        metrics += [("recommendation", model, name, value, TEST, source_run) for name, value in values.items()]
+    served = _latest(spark, tables.RECOMMENDATIONS, config)
+    metrics.append(("recommendation", "served", "catalogue_coverage",
+                    ranking.catalogue_coverage(served, products), "serving", _run_id_of(served)))
+    rated = _latest(spark, tables.RATING_HOLDOUT, config)
+    for model in sorted(r[0] for r in rated.select("model").distinct().collect()):
+        metrics.append(("rating", model, "rmse", ranking.rmse(rated.where(F.col("model") == model)), TEST,
+                        _run_id_of(rated)))
+    for frame in (items, relevant, holdout):
+        frame.unpersist()
+    return metrics
+
+
+def segmentation_metrics(spark: SparkSession, config: Config) -> list[Metric]:
+    """Return the silhouette recorded for the segmentation model of this date."""
+    registry = tables.read_table(spark, tables.MODEL_REGISTRY, config.paths.lakehouse_dir).where(
+        (F.col(AS_OF_DATE) == F.lit(config.as_of_date)) & (F.col("task") == "segmentation"))
+    return [("segmentation", r["model"], r["selection_metric"], r["selection_value"], "all", r[RUN_ID])
+            for r in registry.orderBy(F.col(RUN_ID).desc()).limit(1).collect()]
+
+
+def run(spark: SparkSession, config: Config, run_id: str) -> dict[str, int]:
+    """Compute every metric and write them to ``model_metrics`` under ``run_id``.
+
+    Returns:
+        Rows written.
+    """
+    metrics = churn_metrics(spark, config) + recommendation_metrics(spark, config) + segmentation_metrics(
+        spark, config)
+    rows = [
+        (run_id, config.as_of_date, task, model, metric,
+         None if value is None or math.isnan(value) else float(value), split, model_run)
+        for task, model, metric, value, split, model_run in metrics
+    ]
+    for row in rows:
+        log.info("metric %s/%s %s [%s] = %s", row[2], row[3], row[4], row[6], row[5])
+    frame = spark.createDataFrame(rows, MODEL_METRICS_SCHEMA)
+    written = tables.write_table(frame, tables.MODEL_METRICS, config.paths.lakehouse_dir, run_id)
+    return {tables.MODEL_METRICS.qualified: written}

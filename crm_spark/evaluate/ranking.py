@@ -1,0 +1,64 @@
+"""Ranking metrics of top-k recommendations against held-out relevant items."""
+
+from __future__ import annotations
+
+from pyspark.ml.evaluation import RankingEvaluator, RegressionEvaluator
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from crm_spark.schemas import CUSTOMER_KEY, PRODUCT_ID, RATING
+
+RANKING_METRICS = {
+    "precision_at_k": "precisionAtK",
+    "recall_at_k": "recallAtK",
+    "ndcg_at_k": "ndcgAtK",
+    "map_at_k": "meanAveragePrecisionAtK",
+}
+
+
+def ranking_frame(recs_df: DataFrame, relevant_df: DataFrame, items_df: DataFrame) -> DataFrame:
+    """Return one row per customer with relevant items: ranked predictions and relevant items.
+
+    Customers with relevant items but no recommendations get an empty prediction list,
+    so they count as misses rather than being left out.
+
+    Args:
+        recs_df: ``customer_key``, ``product_id``, ``rank``.
+        relevant_df: ``customer_key``, ``product_id``.
+        items_df: ``product_id``, ``item`` (integer index of the product).
+
+    Returns:
+        ``customer_key``, ``predicted`` and ``relevant`` (arrays of item indices as doubles).
+    """
+    ranked = recs_df.join(items_df, PRODUCT_ID).groupBy(CUSTOMER_KEY).agg(
+        F.transform(F.array_sort(F.collect_list(F.struct("rank", F.col("item").cast("double").alias("item")))),
+                    lambda s: s["item"]).alias("predicted"))
+    relevant = relevant_df.join(items_df, PRODUCT_ID).groupBy(CUSTOMER_KEY).agg(
+        F.collect_set(F.col("item").cast("double")).alias("relevant"))
+    return relevant.join(ranked, CUSTOMER_KEY, "left").select(
+        CUSTOMER_KEY,
+        F.coalesce("predicted", F.array().cast("array<double>")).alias("predicted"),
+        "relevant",
+    )
+
+
+def ranking_metrics(frame_df: DataFrame, k: int) -> dict[str, float]:
+    """Return precision, recall, nDCG and MAP at ``k`` over the customers of ``frame_df``."""
+    return {
+        name: float(RankingEvaluator(predictionCol="predicted", labelCol="relevant", metricName=metric, k=k)
+                    .evaluate(frame_df))
+        for name, metric in RANKING_METRICS.items()
+    }
+
+
+def catalogue_coverage(recs_df: DataFrame, products_df: DataFrame) -> float:
+    """Return distinct recommended products over distinct catalogue products."""
+    recommended = recs_df.select(PRODUCT_ID).distinct().count()
+    catalogue = products_df.select(PRODUCT_ID).distinct().count()
+    return recommended / catalogue if catalogue else float("nan")
+
+
+def rmse(predictions_df: DataFrame) -> float:
+    """Return the root mean squared error of ``prediction`` against ``rating``."""
+    evaluator = RegressionEvaluator(predictionCol="prediction", labelCol=RATING, metricName="rmse")
+    return float(evaluator.evaluate(predictions_df))

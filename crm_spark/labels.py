@@ -1,0 +1,72 @@
+"""Churn labels from a time split, and the customer-level train/validation/test split."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from crm_spark import tables
+from crm_spark.config import Config
+from crm_spark.features import completed_before, read_features
+from crm_spark.schemas import CUSTOMER_KEY, ORDER_TS
+
+LABEL = "label"
+SPLIT = "split"
+TRAIN, VALIDATION, TEST = "train", "validation", "test"
+
+
+def with_churn_label(features_df: DataFrame, orders_df: DataFrame, cutoff: dt.date, horizon_days: int) -> DataFrame:
+    """Label customers who bought before ``cutoff`` by whether they bought in the horizon.
+
+    Args:
+        features_df: features as of ``cutoff``.
+        orders_df: silver order lines.
+        cutoff: the training cutoff; features saw only events before it.
+        horizon_days: length of the label window starting at ``cutoff``.
+
+    Returns:
+        Customers with ``frequency > 0`` and ``label`` 1.0 (churned: no completed
+        purchase in ``[cutoff, cutoff + horizon_days)``) or 0.0.
+    """
+    horizon_end = cutoff + dt.timedelta(days=horizon_days)
+    buyers = (
+        completed_before(orders_df, horizon_end)
+        .where(F.col(ORDER_TS) >= F.lit(cutoff).cast("timestamp"))
+        .select(CUSTOMER_KEY).distinct().withColumn("_bought", F.lit(True))
+    )
+    return (
+        features_df.where(F.col("frequency") > 0)
+        .join(buyers, CUSTOMER_KEY, "left")
+        .withColumn(LABEL, F.when(F.col("_bought"), F.lit(0.0)).otherwise(F.lit(1.0)))
+        .drop("_bought")
+    )
+
+
+def with_split(df: DataFrame, validation_share: float, test_share: float, seed: int) -> DataFrame:
+    """Assign each customer to train, validation or test by a hash of its key.
+
+    The assignment depends only on the key and the seed, so a customer stays in the
+    same split across runs and stages.
+    """
+    u = F.pmod(F.xxhash64(F.lit(seed), F.col(CUSTOMER_KEY)), F.lit(1_000_000)) / F.lit(1_000_000.0)
+    return df.withColumn(
+        SPLIT,
+        F.when(u < test_share, F.lit(TEST))
+        .when(u < test_share + validation_share, F.lit(VALIDATION))
+        .otherwise(F.lit(TRAIN)),
+    )
+
+
+def labelled_customers(spark: SparkSession, config: Config) -> DataFrame:
+    """Return features as of the training cutoff with churn labels and split.
+
+    Raises:
+        FileNotFoundError: the features or orders table is missing.
+    """
+    lake = config.paths.lakehouse_dir
+    features_df = read_features(spark, lake, config.training_cutoff)
+    orders_df = tables.read_table(spark, tables.ORDERS, lake)
+    labelled = with_churn_label(features_df, orders_df, config.training_cutoff, config.churn_horizon_days)
+    return with_split(labelled, config.train.validation_share, config.train.test_share, config.train.seed)

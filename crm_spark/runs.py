@@ -1,0 +1,106 @@
+"""Run stages in order, time them, and record each run in the ``runs`` table."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Callable
+
+from pyspark.sql import SparkSession
+
+from crm_spark import evaluate, features, ingest, prepare, recommend, select, tables, train
+from crm_spark.config import Config
+from crm_spark.schemas import RUNS_SCHEMA
+from crm_spark.synth import generate
+
+log = logging.getLogger(__name__)
+
+Stage = Callable[[SparkSession, Config, str], dict[str, int]]
+
+STAGES: dict[str, Stage] = {
+    "generate": lambda spark, config, run_id: generate.run(spark, config),
+    "ingest": ingest.run,
+    "prepare": prepare.run,
+    "features": features.run,
+    "select": select.run,
+    "train": train.run,
+    "recommend": recommend.run,
+    "evaluate": evaluate.run,
+}
+PIPELINE = ("ingest", "prepare", "features", "select", "train", "recommend", "evaluate")
+
+
+@dataclass
+class RunResult:
+    """What a run did: per-stage wall time, row counts and outcome."""
+
+    run_id: str
+    status: str = "running"
+    error: str | None = None
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    row_counts: dict[str, int] = field(default_factory=dict)
+
+
+def new_run_id() -> str:
+    """Return a sortable, unique run id (UTC time plus a random suffix)."""
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
+
+
+def execute(spark: SparkSession, config: Config, stages: list[str], run_id: str | None = None) -> RunResult:
+    """Run ``stages`` in order and append the run's manifest to the ``runs`` table.
+
+    A failing stage stops the run; the manifest records it as failed and the error is
+    raised again.
+
+    Args:
+        spark: the session.
+        config: run configuration.
+        stages: names from ``STAGES``.
+        run_id: the run's id; a new one when omitted.
+
+    Returns:
+        The run's result.
+
+    Raises:
+        KeyError: an unknown stage name.
+        Exception: whatever a stage raised, after the failure is recorded.
+    """
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown:
+        raise KeyError(f"unknown stage '{unknown[0]}' (known: {', '.join(STAGES)})")
+    result = RunResult(run_id=run_id or new_run_id())
+    started = dt.datetime.now(dt.timezone.utc)
+    try:
+        for stage in stages:
+            log.info("stage %s: start (run %s)", stage, result.run_id)
+            spark.sparkContext.setJobGroup(stage, f"crm-spark {stage} {result.run_id}")
+            began = time.perf_counter()
+            counts = STAGES[stage](spark, config, result.run_id)
+            result.stage_seconds[stage] = round(time.perf_counter() - began, 2)
+            result.row_counts.update({k: int(v) for k, v in counts.items()})
+            log.info("stage %s: done in %.1f s", stage, result.stage_seconds[stage])
+        result.status = "succeeded"
+    except BaseException as error:
+        result.status = "failed"
+        result.error = f"{type(error).__name__}: {error}"[:2000]
+        raise
+    finally:
+        _record(spark, config, stages, result, started)
+    return result
+
+
+def _record(spark: SparkSession, config: Config, stages: list[str], result: RunResult, started: dt.datetime) -> None:
+    """Write the run's manifest row; a failure to write is logged, not raised over the run's error."""
+    row = (
+        result.run_id, config.as_of_date, config.config_hash(), list(stages), started,
+        dt.datetime.now(dt.timezone.utc), result.status, result.error, result.stage_seconds, result.row_counts,
+    )
+    try:
+        spark.sparkContext.setJobGroup("runs", f"crm-spark runs {result.run_id}")
+        tables.write_table(spark.createDataFrame([row], RUNS_SCHEMA), tables.RUNS, config.paths.lakehouse_dir,
+                           result.run_id)
+    except Exception:  # noqa: BLE001 - the run's own outcome must not be masked
+        log.exception("could not record run %s in the runs table", result.run_id)

@@ -1,0 +1,172 @@
+"""Schemas and column names, declared once.
+
+Raw schemas describe the canonical input of each source as text, which is how every
+raw line is first parsed; bronze schemas are the typed tables ingest writes.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql.types import (
+    ArrayType,
+    BooleanType,
+    DateType,
+    DoubleType,
+    IntegerType,
+    LongType,
+    MapType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
+
+# Canonical column names.
+CUSTOMER_ID = "customer_id"
+CUSTOMER_KEY = "customer_key"
+PRODUCT_ID = "product_id"
+ORDER_ID = "order_id"
+FIRST_NAME = "first_name"
+LAST_NAME = "last_name"
+EMAIL = "email"
+PHONE = "phone"
+GENDER = "gender"
+BIRTH_DATE = "birth_date"
+CITY = "city"
+COUNTRY = "country"
+SIGNUP_TS = "signup_ts"
+UPDATED_TS = "updated_ts"
+NAME = "name"
+CATEGORY = "category"
+PRICE = "price"
+QUANTITY = "quantity"
+UNIT_PRICE = "unit_price"
+ORDER_TS = "order_ts"
+STATUS = "status"
+RATING = "rating"
+RATED_TS = "rated_ts"
+AS_OF_DATE = "as_of_date"
+RUN_ID = "run_id"
+SOURCE_FILE = "_source_file"
+
+STATUS_COMPLETED = "completed"
+ORDER_STATUSES = ("completed", "cancelled", "returned")
+GENDERS = ("F", "M", "U")
+
+# Order of fields in each raw source; CSV columns and JSON keys follow these names.
+RAW_COLUMNS: dict[str, tuple[str, ...]] = {
+    "customers": (
+        CUSTOMER_ID, FIRST_NAME, LAST_NAME, EMAIL, PHONE, GENDER, BIRTH_DATE,
+        CITY, COUNTRY, SIGNUP_TS, UPDATED_TS,
+    ),
+    "products": (PRODUCT_ID, NAME, CATEGORY, PRICE),
+    "orders": (ORDER_ID, CUSTOMER_ID, PRODUCT_ID, QUANTITY, UNIT_PRICE, ORDER_TS, STATUS),
+    "ratings": (CUSTOMER_ID, PRODUCT_ID, RATING, RATED_TS),
+}
+
+
+def raw_text_schema(source: str) -> StructType:
+    """Return the all-string schema used to parse a raw source's lines."""
+    return StructType([StructField(c, StringType()) for c in RAW_COLUMNS[source]])
+
+
+# Typed bronze schemas: the type each raw field must cast to. Customer text fields
+# stay strings here; cleaning their formats is the prepare stage's job.
+BRONZE_SCHEMAS: dict[str, StructType] = {
+    "customers": StructType(
+        [
+            StructField(CUSTOMER_ID, StringType(), False),
+            StructField(FIRST_NAME, StringType()),
+            StructField(LAST_NAME, StringType()),
+            StructField(EMAIL, StringType()),
+            StructField(PHONE, StringType()),
+            StructField(GENDER, StringType()),
+            StructField(BIRTH_DATE, StringType()),
+            StructField(CITY, StringType()),
+            StructField(COUNTRY, StringType()),
+            StructField(SIGNUP_TS, StringType()),
+            StructField(UPDATED_TS, StringType()),
+        ]
+    ),
+    "products": StructType(
+        [
+            StructField(PRODUCT_ID, StringType(), False),
+            StructField(NAME, StringType()),
+            StructField(CATEGORY, StringType()),
+            StructField(PRICE, DoubleType()),
+        ]
+    ),
+    "orders": StructType(
+        [
+            StructField(ORDER_ID, StringType(), False),
+            StructField(CUSTOMER_ID, StringType(), False),
+            StructField(PRODUCT_ID, StringType(), False),
+            StructField(QUANTITY, IntegerType(), False),
+            StructField(UNIT_PRICE, DoubleType(), False),
+            StructField(ORDER_TS, TimestampType(), False),
+            StructField(STATUS, StringType()),
+        ]
+    ),
+    "ratings": StructType(
+        [
+            StructField(CUSTOMER_ID, StringType(), False),
+            StructField(PRODUCT_ID, StringType(), False),
+            StructField(RATING, IntegerType(), False),
+            StructField(RATED_TS, TimestampType()),
+        ]
+    ),
+}
+
+QUARANTINE_SCHEMA = StructType(
+    [
+        StructField(RUN_ID, StringType(), False),
+        StructField("source", StringType(), False),
+        StructField(SOURCE_FILE, StringType()),
+        StructField("reason", StringType(), False),
+        StructField("message", StringType(), False),
+        StructField("raw", StringType()),
+    ]
+)
+
+MODEL_METRICS_SCHEMA = StructType(
+    [
+        StructField(RUN_ID, StringType(), False),
+        StructField(AS_OF_DATE, DateType(), False),
+        StructField("task", StringType(), False),
+        StructField("model", StringType(), False),
+        StructField("metric", StringType(), False),
+        StructField("value", DoubleType()),
+        StructField("split", StringType(), False),
+        StructField("model_run_id", StringType()),
+    ]
+)
+
+RUNS_SCHEMA = StructType(
+    [
+        StructField(RUN_ID, StringType(), False),
+        StructField(AS_OF_DATE, DateType(), False),
+        StructField("config_hash", StringType(), False),
+        StructField("stages", ArrayType(StringType()), False),
+        StructField("started_at", TimestampType(), False),
+        StructField("finished_at", TimestampType(), False),
+        StructField("status", StringType(), False),
+        StructField("error", StringType()),
+        StructField(
+            "stage_seconds", MapType(StringType(), DoubleType()), False
+        ),
+        StructField("row_counts", MapType(StringType(), LongType()), False),
+    ]
+)
+
+MODEL_REGISTRY_SCHEMA = StructType(
+    [
+        StructField(RUN_ID, StringType(), False),
+        StructField(AS_OF_DATE, DateType(), False),
+        StructField("task", StringType(), False),
+        StructField("model", StringType(), False),
+        StructField("path", StringType(), False),
+        StructField("selection_metric", StringType(), False),
+        StructField("selection_value", DoubleType()),
+        StructField("is_champion", BooleanType(), False),
+        StructField("features", ArrayType(StringType()), False),
+    ]
+)

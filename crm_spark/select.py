@@ -1,0 +1,166 @@
+"""Feature selection on training customers: chi-square on quantile buckets and a
+Pearson correlation matrix, written to ``feature_selection``."""
+
+from __future__ import annotations
+
+import logging
+
+from pyspark.ml import Pipeline
+from pyspark.ml.feature import (
+    Imputer,
+    QuantileDiscretizer,
+    StringIndexer,
+    UnivariateFeatureSelector,
+    VectorAssembler,
+)
+from pyspark.ml.stat import ChiSquareTest, Correlation
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import (
+    ArrayType,
+    BooleanType,
+    DateType,
+    DoubleType,
+    MapType,
+    StringType,
+    StructField,
+    StructType,
+)
+
+from crm_spark import tables
+from crm_spark.config import Config, SelectConfig
+from crm_spark.features import CATEGORICAL_FEATURES, feature_columns
+from crm_spark.labels import LABEL, SPLIT, TRAIN, labelled_customers
+from crm_spark.schemas import AS_OF_DATE, RUN_ID
+
+log = logging.getLogger(__name__)
+
+FEATURE_SELECTION_SCHEMA = StructType(
+    [
+        StructField(AS_OF_DATE, DateType(), False),
+        StructField(RUN_ID, StringType(), False),
+        StructField("feature", StringType(), False),
+        StructField("kind", StringType(), False),
+        StructField("chi2_statistic", DoubleType()),
+        StructField("p_value", DoubleType()),
+        StructField("degrees_of_freedom", DoubleType()),
+        StructField("selected", BooleanType(), False),
+        StructField("max_abs_correlation", DoubleType()),
+        StructField("correlated_with", StringType()),
+        StructField("correlations", MapType(StringType(), DoubleType())),
+        StructField("kept", ArrayType(StringType())),
+    ]
+)
+
+
+def chi_square_scores(train_df: DataFrame, numeric: list[str], categorical: list[str], cfg: SelectConfig) -> list[dict]:
+    """Score each feature against the label with a chi-square test.
+
+    Numeric features are cut into ``cfg.buckets`` quantile buckets (missing values get
+    their own bucket); categorical ones are indexed. Selection keeps features whose test
+    passes ``UnivariateFeatureSelector`` in false-positive-rate mode at ``cfg.fpr``.
+
+    Returns:
+        One dict per feature (numeric first): ``feature``, ``kind``, ``chi2_statistic``,
+        ``p_value``, ``degrees_of_freedom``, ``selected``.
+    """
+    bucketed = [f"{c}__bucket" for c in numeric]
+    indexed = [f"{c}__index" for c in categorical]
+    stages = [
+        QuantileDiscretizer(inputCols=numeric, outputCols=bucketed, numBuckets=cfg.buckets, handleInvalid="keep"),
+        *[StringIndexer(inputCol=c, outputCol=o, handleInvalid="keep") for c, o in zip(categorical, indexed)],
+        VectorAssembler(inputCols=bucketed + indexed, outputCol="chi_features"),
+    ]
+    nan_for_null = train_df.select(
+        *[F.coalesce(F.col(c).cast("double"), F.lit(float("nan"))).alias(c) for c in numeric], *categorical, LABEL
+    )
+    prepared = Pipeline(stages=stages).fit(nan_for_null).transform(nan_for_null).select("chi_features", LABEL)
+    test = ChiSquareTest.test(prepared, "chi_features", LABEL).first()
+    selector = (
+        UnivariateFeatureSelector(featuresCol="chi_features", labelCol=LABEL, outputCol="selected", selectionMode="fpr")
+        .setSelectionThreshold(cfg.fpr).setFeatureType("categorical").setLabelType("categorical")
+    )
+    chosen = set(selector.fit(prepared).selectedFeatures)
+    names = numeric + categorical
+    return [
+        {
+            "feature": name,
+            "kind": "numeric" if i < len(numeric) else "categorical",
+            "chi2_statistic": float(test.statistics[i]),
+            "p_value": float(test.pValues[i]),
+            "degrees_of_freedom": float(test.degreesOfFreedom[i]),
+            "selected": i in chosen,
+        }
+        for i, name in enumerate(names)
+    ]
+
+
+def pearson_matrix(train_df: DataFrame, numeric: list[str]) -> dict[str, dict[str, float]]:
+    """Return the Pearson correlation of every pair of numeric features (nulls imputed by median)."""
+    imputed = [f"{c}__imputed" for c in numeric]
+    frame = Imputer(inputCols=numeric, outputCols=imputed, strategy="median").fit(train_df).transform(train_df)
+    vectors = VectorAssembler(inputCols=imputed, outputCol="corr_features").transform(frame)
+    matrix = Correlation.corr(vectors, "corr_features", "pearson").first()[0].toArray()
+    return {
+        a: {b: float(matrix[i][j]) for j, b in enumerate(numeric) if j != i and matrix[i][j] == matrix[i][j]}
+        for i, a in enumerate(numeric)
+    }
+
+
+def selection_rows(scores: list[dict], correlations: dict[str, dict[str, float]]) -> list[dict]:
+    """Combine chi-square scores and correlations into ``feature_selection`` rows.
+
+    Falls back to every feature when the test selects none (for example on very
+    little data), so the models always have inputs; the fallback is logged.
+    """
+    kept = [s["feature"] for s in scores if s["selected"]]
+    if not kept:
+        log.warning("chi-square selected no feature; keeping all %d candidates", len(scores))
+        kept = [s["feature"] for s in scores]
+    rows = []
+    for score in scores:
+        partners = correlations.get(score["feature"], {})
+        partner = max(partners, key=lambda p: abs(partners[p]), default=None)
+        rows.append({
+            **score,
+            "max_abs_correlation": abs(partners[partner]) if partner else None,
+            "correlated_with": partner,
+            "correlations": partners or None,
+            "kept": kept,
+        })
+    return rows
+
+
+def kept_features(spark: SparkSession, config: Config) -> list[str]:
+    """Return the features the selection kept for ``as_of_date``.
+
+    Raises:
+        FileNotFoundError: the select stage has not run for that date.
+    """
+    rows = tables.read_table(spark, tables.FEATURE_SELECTION, config.paths.lakehouse_dir).where(
+        F.col(AS_OF_DATE) == F.lit(config.as_of_date)
+    ).select("kept").limit(1).collect()
+    if not rows:
+        raise FileNotFoundError(f"no feature_selection for {config.as_of_date}: run the select stage first")
+    return list(rows[0][0])
+
+
+def run(spark: SparkSession, config: Config, run_id: str) -> dict[str, int]:
+    """Score candidate features on the training split and write ``feature_selection``.
+
+    Returns:
+        Rows written and the number of features kept.
+    """
+    train_df = labelled_customers(spark, config).where(F.col(SPLIT) == TRAIN).cache()
+    numeric = feature_columns(train_df)
+    scores = chi_square_scores(train_df, numeric, list(CATEGORICAL_FEATURES), config.select)
+    rows = selection_rows(scores, pearson_matrix(train_df, numeric))
+    train_df.unpersist()
+    frame = spark.createDataFrame(
+        [{AS_OF_DATE: config.as_of_date, RUN_ID: run_id, **row} for row in rows], FEATURE_SELECTION_SCHEMA
+    )
+    for row in rows:
+        log.info("feature %-22s chi2=%10.1f p=%.3g selected=%s", row["feature"], row["chi2_statistic"],
+                 row["p_value"], row["selected"])
+    written = tables.write_table(frame, tables.FEATURE_SELECTION, config.paths.lakehouse_dir, config.as_of_date)
+    return {tables.FEATURE_SELECTION.qualified: written, "features_kept": len(rows[0]["kept"])}

@@ -1,0 +1,66 @@
+"""The one place that builds the SparkSession."""
+
+from __future__ import annotations
+
+import logging
+
+from pyspark import SparkConf
+from pyspark.sql import SparkSession
+
+from crm_spark.config import Config
+
+log = logging.getLogger(__name__)
+
+
+def session_settings(config: Config) -> dict[str, str]:
+    """Return the Spark settings a crm-spark session needs.
+
+    Args:
+        config: the run configuration.
+
+    Returns:
+        Setting name to value: Delta extensions, shuffle partitions, checkpoint-free
+        defaults and any ``spark.extra`` entries (which win).
+    """
+    settings = {
+        "spark.app.name": config.spark.app_name,
+        "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+        "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+        "spark.sql.shuffle.partitions": str(config.spark.shuffle_partitions),
+        "spark.default.parallelism": str(config.spark.shuffle_partitions),
+        "spark.ui.enabled": str(config.spark.ui_enabled).lower(),
+        "spark.ui.showConsoleProgress": "false",
+        "spark.sql.session.timeZone": "UTC",
+        "spark.databricks.delta.snapshotPartitions": str(config.spark.shuffle_partitions),
+        "spark.sql.adaptive.enabled": "true",
+    }
+    settings.update(config.spark.extra)
+    return settings
+
+
+def build_spark(config: Config) -> SparkSession:
+    """Build (or reuse) the SparkSession for a run.
+
+    The master and the Delta package come from the config only when the launcher has
+    not set them, so the same code runs under ``python``, ``pytest`` and
+    ``spark-submit --master spark://...``.
+
+    Args:
+        config: the run configuration.
+
+    Returns:
+        A SparkSession with Delta Lake enabled and its checkpoint directory set.
+    """
+    launched = SparkConf()
+    builder = SparkSession.builder
+    if config.spark.master and not launched.contains("spark.master"):
+        builder = builder.master(config.spark.master)
+    if not launched.contains("spark.jars.packages") and not launched.contains("spark.jars"):
+        builder = builder.config("spark.jars.packages", config.spark.delta_package)
+    for key, value in session_settings(config).items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel(config.spark.log_level)
+    spark.sparkContext.setCheckpointDir(config.paths.checkpoint_dir)
+    log.info("spark %s, master %s", spark.version, spark.sparkContext.master)
+    return spark

@@ -1,0 +1,1 @@
+"""Deterministic synthetic CRM data with planted structure and ground truth."""

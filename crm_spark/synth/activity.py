@@ -1,0 +1,172 @@
+"""Synthetic products, orders and ratings driven by the persons' latent traits."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+
+from crm_spark.config import GenerateConfig
+from crm_spark.synth.random import normal, pick, poisson, uniform
+from crm_spark.synth.world import (
+    CATEGORIES,
+    CATEGORY_PRICE,
+    GROUPS,
+    GUMBEL_SCALE,
+    ORDER_STATUS_WEIGHTS,
+    POOL_CANDIDATES,
+    POOL_SIZE,
+    TASTE_DIM,
+)
+
+
+def _dot(left: str, right: str) -> Column:
+    return F.aggregate(
+        F.sequence(F.lit(1), F.lit(TASTE_DIM)),
+        F.lit(0.0),
+        lambda acc, i: acc + F.element_at(left, i) * F.element_at(right, i),
+    )
+
+
+def products(spark: SparkSession, cfg: GenerateConfig) -> DataFrame:
+    """Return the product catalogue with latent factors and a popularity bias.
+
+    Product ``j`` belongs to category ``j mod len(CATEGORIES)``.
+    """
+    seed = cfg.seed
+    j = F.col("product_number")
+    n_cat = len(CATEGORIES)
+    category = F.element_at(F.array(*[F.lit(c) for c in CATEGORIES]), (j % n_cat).cast("int") + 1)
+    level = F.element_at(F.array(*[F.lit(p) for p in CATEGORY_PRICE]), (j % n_cat).cast("int") + 1)
+    price = F.round(level * F.exp(F.lit(0.5) * normal(seed, "price", j)), 2)
+    factors = F.array(*[normal(seed, "factor", j, F.lit(k)) for k in range(TASTE_DIM)])
+    return (
+        spark.range(0, cfg.products, numPartitions=1)
+        .withColumnRenamed("id", "product_number")
+        .select(
+            "product_number",
+            F.format_string("P%06d", j + 1).alias("product_id"),
+            F.concat(F.initcap(category), F.lit(" item "), (j + 1).cast("string")).alias("name"),
+            category.alias("category"),
+            F.greatest(price, F.lit(0.99)).alias("price"),
+            factors.alias("factors"),
+            (F.lit(0.8) * normal(seed, "popularity", j)).alias("popularity"),
+        )
+    )
+
+
+def pools(people_df: DataFrame, products_df: DataFrame, cfg: GenerateConfig) -> DataFrame:
+    """Return each person's preferred products, best first, as an array ``pool``.
+
+    Candidates are drawn by the group's category mix; they are ranked by taste match
+    plus product popularity plus Gumbel noise.
+    """
+    seed = cfg.seed
+    n_cat = len(CATEGORIES)
+    per_category = [(cfg.products - c + n_cat - 1) // n_cat for c in range(n_cat)]
+    pid, k = F.col("person_id"), F.col("candidate")
+    cat = F.lit(0)
+    for g, group in enumerate(GROUPS):
+        cat = F.when(F.col("group") == g,
+                     pick(uniform(seed, "cand_cat", pid, k), list(range(n_cat)), list(group.category_weights))
+                     ).otherwise(cat)
+    size = F.element_at(F.array(*[F.lit(n) for n in per_category]), F.col("cat") + 1)
+    number = F.col("cat") + F.lit(n_cat) * F.floor(uniform(seed, "cand_item", pid, k) * size)
+    gumbel = F.lit(GUMBEL_SCALE) * -F.log(-F.log(uniform(seed, "gumbel", pid, k)))
+    candidates = (
+        people_df.select("person_id", "group", "taste")
+        .withColumn("candidate", F.explode(F.sequence(F.lit(1), F.lit(POOL_CANDIDATES))))
+        .withColumn("cat", cat.cast("int"))
+        .withColumn("product_number", number.cast("long"))
+        .join(F.broadcast(products_df.select("product_number", "factors", "popularity")), "product_number")
+        .withColumn("score", _dot("taste", "factors") / F.lit(TASTE_DIM**0.5) + F.col("popularity") + gumbel)
+        .groupBy("person_id", "product_number")
+        .agg(F.max("score").alias("score"))
+    )
+    ranked = F.array_sort(F.collect_list(F.struct((-F.col("score")).alias("neg"), "product_number")))
+    return candidates.groupBy("person_id").agg(
+        F.slice(ranked, 1, POOL_SIZE).getField("product_number").alias("pool")
+    )
+
+
+def order_lines(
+    people_df: DataFrame, records_df: DataFrame, pools_df: DataFrame, products_df: DataFrame,
+    cfg: GenerateConfig,
+) -> DataFrame:
+    """Return order lines: Poisson order times, baskets from each person's pool.
+
+    Orders of a person with a duplicate record are split between the two records.
+    About ``anomaly_share`` of orders get a huge quantity or unit price.
+
+    Returns:
+        Canonical order columns plus truth columns ``person_id`` and ``anomaly``.
+    """
+    seed = cfg.seed
+    pid, k = F.col("person_id"), F.col("order_number")
+    dup = records_df.where("is_duplicate").select(
+        "person_id", F.col("customer_id").alias("dup_id"), F.to_date("signup_ts").alias("dup_signup"))
+    primary = records_df.where(~F.col("is_duplicate")).select("person_id", "customer_id")
+    window = F.col("window")
+    orders = (
+        people_df.where(F.col("n_orders") > 0)
+        .select("person_id", "basket_extra_lines", "satisfaction", "taste",
+                F.posexplode("order_windows").alias("w", "window"))
+        .where(window["n"] > 0)
+        .withColumn("order_number", F.explode(F.sequence(F.lit(1), window["n"])))
+        .withColumn("order_number", F.col("w") * 10_000 + F.col("order_number"))
+        .withColumn("order_ts", F.timestamp_seconds(
+            F.unix_timestamp(window["start"].cast("timestamp"))
+            + F.floor(uniform(seed, "ots", pid, k) * window["days"] * 86_400)))
+        .join(primary, "person_id")
+        .join(dup, "person_id", "left")
+        .withColumn("customer_id", F.when(
+            F.col("dup_id").isNotNull() & (F.to_date("order_ts") >= F.col("dup_signup"))
+            & (uniform(seed, "which", pid, k) < 0.5), F.col("dup_id")).otherwise(F.col("customer_id")))
+        .withColumn("order_id", F.format_string("O%09d%05d", pid + 1, k))
+        .withColumn("n_lines", F.lit(1) + poisson(F.col("basket_extra_lines"), uniform(seed, "lines", pid, k), 20))
+        .withColumn("anomaly", F.when(uniform(seed, "anomaly", pid, k) < cfg.anomaly_share,
+                                      pick(uniform(seed, "akind", pid, k), ["quantity", "price"])))
+        .withColumn("status", pick(uniform(seed, "status", pid, k), list(ORDER_STATUS_WEIGHTS),
+                                   list(ORDER_STATUS_WEIGHTS.values())))
+    )
+    line = F.col("line")
+    lines = (
+        orders.withColumn("line", F.explode(F.sequence(F.lit(1), F.col("n_lines"))))
+        .join(pools_df, "person_id")
+        .withColumn("slot", F.floor(F.pow(uniform(seed, "slot", pid, k, line), F.lit(2.0)) * F.size("pool")) + 1)
+        .withColumn("product_number", F.element_at("pool", F.col("slot").cast("int")))
+        .withColumn("nth", F.row_number().over(Window.partitionBy("order_id", "product_number").orderBy("line")))
+        .where(F.col("nth") == 1)
+        .join(F.broadcast(products_df.select("product_number", "product_id", "price", "factors")), "product_number")
+    )
+    quantity = F.lit(1) + poisson(F.lit(0.3), uniform(seed, "qty", pid, k, line), 10)
+    discount = F.when(uniform(seed, "disc", pid, k, line) < 0.2, F.lit(0.9)).otherwise(F.lit(1.0))
+    unit_price = F.round(F.col("price") * discount, 2)
+    factor = F.floor(F.lit(40) + uniform(seed, "afactor", pid, k) * 160)
+    return lines.select(
+        "person_id", "order_id", "customer_id", "product_id", "order_ts", "status", "anomaly",
+        "satisfaction", "taste", "factors",
+        F.when(F.col("anomaly") == "quantity", quantity * factor).otherwise(quantity).cast("int").alias("quantity"),
+        F.when(F.col("anomaly") == "price", F.round(unit_price * factor / 4, 2)).otherwise(unit_price).alias("unit_price"),
+    )
+
+
+def ratings(lines_df: DataFrame, cfg: GenerateConfig, end_date: dt.date) -> DataFrame:
+    """Return ratings of about 30% of completed purchases, 1 to 5 by taste match.
+
+    About 0.2% carry an out-of-range value (0 or 6), for ingest to quarantine.
+    """
+    seed = cfg.seed
+    key = [F.col("order_id"), F.col("product_id")]
+    match = _dot("taste", "factors") / F.lit(TASTE_DIM**0.5)
+    score = F.lit(3.2) + F.lit(0.9) * match + F.lit(0.5) * F.col("satisfaction") + F.lit(0.6) * normal(seed, "rnoise", *key)
+    rating = F.least(F.greatest(F.round(score), F.lit(1.0)), F.lit(5.0)).cast("int")
+    u_bad = uniform(seed, "rbad", *key)
+    rating = F.when(u_bad < 0.001, F.lit(0)).when(u_bad < 0.002, F.lit(6)).otherwise(rating)
+    rated_ts = F.timestamp_seconds(F.unix_timestamp("order_ts") + F.floor(uniform(seed, "rts", *key) * 14 * 86_400))
+    return (
+        lines_df.where((F.col("status") == "completed") & (uniform(seed, "rate?", *key) < 0.3))
+        .select("customer_id", "product_id", rating.alias("rating"), rated_ts.alias("rated_ts"))
+        .where(F.col("rated_ts") < F.lit(end_date).cast("timestamp"))
+    )

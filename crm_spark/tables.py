@@ -1,0 +1,124 @@
+"""The lakehouse: where each Delta table lives and how it is read and written."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+
+from delta.tables import DeltaTable
+from pyspark.sql import DataFrame, SparkSession
+
+from crm_spark.schemas import AS_OF_DATE, RUN_ID
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Table:
+    """One Delta table: its layer, name and how a run replaces its rows.
+
+    ``scope`` is ``"all"`` (a run overwrites the table), ``"as_of_date"`` (a run
+    replaces the rows of its date) or ``"run_id"`` (a run replaces its own rows).
+    """
+
+    layer: str
+    name: str
+    scope: str = "all"
+
+    def path(self, lakehouse_dir: str) -> str:
+        """Return the table's location under the lakehouse root."""
+        return f"{lakehouse_dir.rstrip('/')}/{self.layer}/{self.name}"
+
+    @property
+    def qualified(self) -> str:
+        """Return ``layer.name``, the table's name in logs and row counts."""
+        return f"{self.layer}.{self.name}"
+
+
+BRONZE = {s: Table("bronze", s) for s in ("customers", "products", "orders", "ratings")}
+QUARANTINE = Table("bronze", "quarantine")
+CUSTOMERS = Table("silver", "customers")
+CUSTOMER_XREF = Table("silver", "customer_xref")
+PRODUCTS = Table("silver", "products")
+ORDERS = Table("silver", "orders")
+RATINGS = Table("silver", "ratings")
+CUSTOMER_FEATURES = Table("gold", "customer_features", AS_OF_DATE)
+FEATURE_SELECTION = Table("gold", "feature_selection", AS_OF_DATE)
+CHURN_HOLDOUT = Table("gold", "churn_holdout_predictions", AS_OF_DATE)
+CHURN_SCORES = Table("gold", "churn_scores", AS_OF_DATE)
+CUSTOMER_SEGMENTS = Table("gold", "customer_segments", AS_OF_DATE)
+RECOMMENDATIONS = Table("gold", "recommendations", AS_OF_DATE)
+RECOMMENDATION_HOLDOUT = Table("gold", "recommendation_holdout", AS_OF_DATE)
+RATING_HOLDOUT = Table("gold", "rating_holdout_predictions", AS_OF_DATE)
+MODEL_METRICS = Table("gold", "model_metrics", RUN_ID)
+RUNS = Table("gold", "runs", RUN_ID)
+MODEL_REGISTRY = Table("models", "registry", RUN_ID)
+
+
+def _literal(value: object) -> str:
+    if isinstance(value, dt.date):
+        return f"DATE'{value.isoformat()}'"
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def write_table(df: DataFrame, table: Table, lakehouse_dir: str, key: object = None) -> int:
+    """Write ``df`` to ``table`` and return the number of rows written.
+
+    A table scoped to ``all`` is overwritten; one scoped to a column has only the rows
+    whose column equals ``key`` replaced, so re-running the same date or run replaces
+    rather than appends.
+
+    Args:
+        df: rows to write; for a scoped table every row must carry ``key``.
+        table: the target table.
+        lakehouse_dir: the lakehouse root.
+        key: value of the scope column for this write (``as_of_date`` or ``run_id``).
+
+    Returns:
+        Rows written, from the Delta commit's metrics.
+
+    Raises:
+        ValueError: a scoped table is written without ``key``.
+    """
+    writer = df.write.format("delta").mode("overwrite")
+    if table.scope == "all":
+        writer = writer.option("overwriteSchema", "true")
+    else:
+        if key is None:
+            raise ValueError(f"{table.qualified} is replaced per {table.scope}: pass key")
+        writer = (
+            writer.option("replaceWhere", f"{table.scope} = {_literal(key)}")
+            .option("mergeSchema", "true")
+            .partitionBy(table.scope)
+        )
+    path = table.path(lakehouse_dir)
+    writer.save(path)
+    rows = rows_written(df.sparkSession, path)
+    log.info("wrote %s rows to %s", rows, table.qualified)
+    return rows
+
+
+def rows_written(spark: SparkSession, path: str) -> int:
+    """Return the output row count of the latest commit of the Delta table at ``path``."""
+    metrics = DeltaTable.forPath(spark, path).history(1).select("operationMetrics").first()[0]
+    return int((metrics or {}).get("numOutputRows", 0))
+
+
+def read_table(spark: SparkSession, table: Table, lakehouse_dir: str) -> DataFrame:
+    """Read a Delta table, with a clear error when an earlier stage has not written it.
+
+    Raises:
+        FileNotFoundError: the table does not exist yet.
+    """
+    path = table.path(lakehouse_dir)
+    if not DeltaTable.isDeltaTable(spark, path):
+        raise FileNotFoundError(
+            f"table {table.qualified} not found at {path}: run the stage that writes it first"
+        )
+    return spark.read.format("delta").load(path)
+
+
+def table_exists(spark: SparkSession, table: Table, lakehouse_dir: str) -> bool:
+    """Return whether ``table`` exists as a Delta table."""
+    return DeltaTable.isDeltaTable(spark, table.path(lakehouse_dir))

@@ -1,0 +1,42 @@
+"""Customer segmentation with KMeans on standardized behaviour and demographics."""
+
+from __future__ import annotations
+
+from pyspark.ml import Pipeline, PipelineModel
+from pyspark.ml.clustering import KMeans
+from pyspark.ml.evaluation import ClusteringEvaluator
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from crm_spark.config import TrainConfig
+from crm_spark.features import CATEGORY_SHARE_PREFIX
+from crm_spark.schemas import CUSTOMER_KEY
+from crm_spark.train.churn import preprocessing
+
+KMEANS = "kmeans"
+SEGMENT = "segment"
+SEGMENT_BASE_FEATURES = ("recency_days", "frequency", "monetary", "avg_basket", "age")
+
+
+def segment_features(features_df: DataFrame) -> list[str]:
+    """Return the columns clustering uses: RFM, basket, age and category shares."""
+    shares = sorted(c for c in features_df.columns if c.startswith(CATEGORY_SHARE_PREFIX))
+    return [*SEGMENT_BASE_FEATURES, *shares]
+
+
+def fit(customers_df: DataFrame, cfg: TrainConfig) -> PipelineModel:
+    """Fit imputation, scaling and KMeans with ``cfg.kmeans_k`` clusters."""
+    kmeans = KMeans(featuresCol="features", predictionCol=SEGMENT, k=cfg.kmeans_k, seed=cfg.seed, maxIter=50)
+    stages = [*preprocessing(segment_features(customers_df), []), kmeans]
+    return Pipeline(stages=stages).fit(customers_df)
+
+
+def assign(model: PipelineModel, customers_df: DataFrame) -> DataFrame:
+    """Return ``customer_key``, ``segment`` and the scaled ``features`` vector."""
+    return model.transform(customers_df).select(CUSTOMER_KEY, F.col(SEGMENT).cast("int").alias(SEGMENT), "features")
+
+
+def silhouette(assigned_df: DataFrame) -> float:
+    """Return the silhouette (squared Euclidean) of the assignment."""
+    evaluator = ClusteringEvaluator(featuresCol="features", predictionCol=SEGMENT)
+    return float(evaluator.evaluate(assigned_df))

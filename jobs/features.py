@@ -1,0 +1,8 @@
+"""Job: features (see `python jobs/features.py --help`)."""
+
+import sys
+
+from crm_spark.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(stage="features"))

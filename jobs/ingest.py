@@ -1,0 +1,8 @@
+"""Job: ingest (see `python jobs/ingest.py --help`)."""
+
+import sys
+
+from crm_spark.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(stage="ingest"))

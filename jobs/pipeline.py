@@ -1,0 +1,8 @@
+"""Job: pipeline (see `python jobs/pipeline.py --help`)."""
+
+import sys
+
+from crm_spark.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(stage="pipeline"))

@@ -1,0 +1,50 @@
+"""One SparkSession for the whole test session, built by the project's own builder."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+from pyspark.sql import SparkSession
+
+from crm_spark.config import Config, GenerateConfig, PathsConfig, SparkConfig
+from crm_spark.session import build_spark
+
+AS_OF = dt.date(2025, 1, 1)
+
+
+def make_config(root: Path, **sections) -> Config:
+    """Return a test configuration with every path under ``root``."""
+    paths = PathsConfig(
+        raw_dir=str(root / "raw"), lakehouse_dir=str(root / "lakehouse"),
+        checkpoint_dir=str(root / "checkpoints"), truth_dir=str(root / "truth"),
+    )
+    spark_cfg = SparkConfig(
+        master="local[2]", shuffle_partitions=2, ui_enabled=False, log_level="ERROR",
+        extra={"spark.driver.memory": "3g", "spark.sql.warehouse.dir": str(root / "warehouse")},
+    )
+    return Config(as_of_date=AS_OF, paths=paths, spark=spark_cfg,
+                  generate=GenerateConfig(customers=2000, products=150, partitions=2), **sections)
+
+
+@pytest.fixture(scope="session")
+def session_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Return a temporary folder that lives for the whole test session."""
+    return tmp_path_factory.mktemp("crm")
+
+
+@pytest.fixture(scope="session")
+def spark(session_root: Path) -> SparkSession:
+    """Yield the session-wide SparkSession (local[2], 2 shuffle partitions, UI off)."""
+    session = build_spark(make_config(session_root))
+    yield session
+    session.stop()
+
+
+@pytest.fixture(autouse=True)
+def _clear_cache(request: pytest.FixtureRequest):
+    """Drop cached frames after each test that used Spark."""
+    yield
+    if "spark" in request.fixturenames:
+        request.getfixturevalue("spark").catalog.clearCache()

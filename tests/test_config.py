@@ -1,0 +1,75 @@
+"""Configuration loading: types, unknown keys, missing values, overrides, bounds."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from crm_spark.config import ConfigError, load_config
+
+MINIMAL = """
+as_of_date: 2025-01-01
+paths:
+  raw_dir: data/raw
+  lakehouse_dir: lakehouse
+  checkpoint_dir: data/checkpoints
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_minimal_config_gets_defaults(tmp_path):
+    config = load_config(write(tmp_path, MINIMAL))
+    assert config.as_of_date == dt.date(2025, 1, 1)
+    assert config.training_cutoff == dt.date(2024, 10, 3)
+    assert config.generate.customers == 100_000
+    assert config.paths.truth_dir is None
+
+
+def test_overrides_parse_values_and_nested_keys(tmp_path):
+    config = load_config(write(tmp_path, MINIMAL), ["generate.customers=5000", "as_of_date=2024-06-30",
+                                                    "spark.extra={spark.driver.memory: 2g}"])
+    assert (config.generate.customers, config.as_of_date, dict(config.spark.extra)) == (
+        5000, dt.date(2024, 6, 30), {"spark.driver.memory": "2g"})
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["generate.custmers=5"], "unknown config key 'generate.custmers'"),
+        (["generate.customers=many"], "config key 'generate.customers' must be int, got 'many'"),
+        (["generate.customers=true"], "config key 'generate.customers' must be int, got True"),
+        (["as_of_date=yesterday"], "config key 'as_of_date' must be date (YYYY-MM-DD), got 'yesterday'"),
+        (["train.kmeans_k=1"], "config key 'train.kmeans_k' must be within [2, 100], got 1"),
+        (["paths=3"], "'paths' must be a mapping"),
+        (["novalue"], "override 'novalue' must look like key.sub=value"),
+    ],
+)
+def test_bad_values_name_the_key(tmp_path, overrides, message):
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, MINIMAL), overrides)
+    assert str(caught.value).startswith(message)
+
+
+def test_missing_required_key_is_named(tmp_path):
+    text = MINIMAL.replace("  lakehouse_dir: lakehouse\n", "")
+    with pytest.raises(ConfigError, match="missing required config key 'paths.lakehouse_dir'"):
+        load_config(write(tmp_path, text))
+
+
+def test_shipped_configs_load():
+    root = Path(__file__).resolve().parents[1] / "conf"
+    for name in ("local.yaml", "cluster.yaml"):
+        assert load_config(root / name).recommend.top_k == 10
+
+
+def test_config_hash_changes_with_any_value(tmp_path):
+    path = write(tmp_path, MINIMAL)
+    assert load_config(path).config_hash() == load_config(path).config_hash()
+    assert load_config(path).config_hash() != load_config(path, ["train.seed=8"]).config_hash()

@@ -1,0 +1,86 @@
+"""Customer features as of a date, and the churn label that follows the cutoff."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pyspark.sql import functions as F
+from pyspark.testing import assertDataFrameEqual
+
+from crm_spark.features import customer_features
+from crm_spark.labels import with_churn_label, with_split
+
+AS_OF = dt.date(2024, 7, 1)
+ORDER_SCHEMA = ("order_id string, customer_key string, product_id string, quantity int, unit_price double, "
+                "order_ts timestamp, status string")
+
+
+def frames(spark):
+    t = dt.datetime
+    customers = spark.createDataFrame(
+        [("k1", t(2023, 1, 1), dt.date(1990, 7, 1), "F"), ("k2", t(2024, 6, 1), None, "U"),
+         ("k3", t(2024, 7, 1), dt.date(2000, 1, 1), "M")],
+        "customer_key string, signup_ts timestamp, birth_date date, gender string",
+    )
+    orders = spark.createDataFrame(
+        [
+            ("o1", "k1", "p1", 2, 10.0, t(2024, 1, 1), "completed"),
+            ("o2", "k1", "p2", 1, 30.0, t(2024, 5, 31), "completed"),
+            ("o3", "k1", "p1", 5, 10.0, t(2024, 6, 1), "cancelled"),
+        ],
+        ORDER_SCHEMA,
+    )
+    ratings = spark.createDataFrame(
+        [("k1", "p1", 4, t(2024, 2, 1)), ("k1", "p2", 2, t(2024, 6, 2))],
+        "customer_key string, product_id string, rating int, rated_ts timestamp",
+    )
+    products = spark.createDataFrame([("p1", "books"), ("p2", "home")], "product_id string, category string")
+    return customers, orders, ratings, products
+
+
+def test_features_use_only_events_before_as_of(spark):
+    customers, orders, ratings, products = frames(spark)
+    expected = spark.createDataFrame(
+        [
+            ("k1", AS_OF, 31.0, 2.0, 50.0, 25.0, 547.0, 30.0 * 2 / 182, 1.0, 30.0, 2.0, 3.0, 34.0, 0.4, 0.6, "F"),
+            ("k2", AS_OF, None, 0.0, 0.0, None, 30.0, None, 0.0, 0.0, 0.0, None, None, 0.0, 0.0, "U"),
+        ],
+        "customer_key string, as_of_date date, recency_days double, frequency double, monetary double, "
+        "avg_basket double, tenure_days double, orders_per_30d double, frequency_recent double, "
+        "monetary_recent double, n_ratings double, avg_rating double, age double, share_books double, "
+        "share_home double, gender string",
+    )
+    result = customer_features(customers, orders, ratings, products, AS_OF, ["books", "home"])
+    assertDataFrameEqual(result, expected)
+
+    # Events on or after the as-of date change nothing.
+    t = dt.datetime
+    future_orders = orders.unionByName(spark.createDataFrame(
+        [("o9", "k1", "p2", 9, 99.0, t(2024, 7, 1), "completed"),
+         ("o10", "k2", "p1", 1, 5.0, t(2024, 8, 1), "completed")], ORDER_SCHEMA))
+    future_ratings = ratings.unionByName(spark.createDataFrame(
+        [("k2", "p1", 5, t(2024, 7, 1))], "customer_key string, product_id string, rating int, rated_ts timestamp"))
+    later = customer_features(customers, future_orders, future_ratings, products, AS_OF, ["books", "home"])
+    assertDataFrameEqual(later, expected)
+
+
+def test_churn_label_comes_from_the_horizon_after_cutoff(spark):
+    customers, orders, ratings, products = frames(spark)
+    cutoff = dt.date(2024, 3, 1)
+    features = customer_features(customers, orders, ratings, products, cutoff, ["books", "home"])
+    labelled = with_churn_label(features, orders, cutoff, horizon_days=60)
+    # k1 bought before the cutoff and not in [Mar 1, Apr 30): churned. k2 and k3 had no
+    # purchase before the cutoff (k2 signed up later) and are not in the training population.
+    assertDataFrameEqual(labelled.select("customer_key", "label"),
+                         spark.createDataFrame([("k1", 1.0)], "customer_key string, label double"))
+    kept = with_churn_label(features, orders, cutoff, horizon_days=100)
+    assertDataFrameEqual(kept.select("customer_key", "label"),
+                         spark.createDataFrame([("k1", 0.0)], "customer_key string, label double"))
+
+
+def test_split_is_stable_and_proportional(spark):
+    keys = spark.range(20000).select(F.concat(F.lit("ck_"), F.col("id").cast("string")).alias("customer_key"))
+    first = with_split(keys, 0.15, 0.15, seed=7)
+    shares = {r["split"]: r["count"] / 20000 for r in first.groupBy("split").count().collect()}
+    assert abs(shares["train"] - 0.70) < 0.02 and abs(shares["test"] - 0.15) < 0.02
+    assertDataFrameEqual(with_split(keys, 0.15, 0.15, seed=7), first)

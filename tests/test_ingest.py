@@ -1,0 +1,85 @@
+"""Ingest parsing: every line becomes a typed row or a quarantine row with a reason."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pyspark.sql import functions as F
+from pyspark.testing import assertDataFrameEqual
+
+from crm_spark import ingest
+
+HEADER = "order_id,customer_id,product_id,quantity,unit_price,order_ts,status"
+
+
+def lines(spark, *texts):
+    return spark.createDataFrame([(t, "f.csv") for t in texts], "_raw string, _source_file string")
+
+
+def test_csv_lines_are_typed_or_given_a_reason(spark):
+    raw = lines(
+        spark,
+        HEADER,
+        'O1,C1,P1,2,9.5,2024-01-02 03:04:05,completed',
+        'O2,C1,"P,2",1,1.25,2024-01-02T00:00:00,',
+        'O3,C1,P1,two,9.5,2024-01-02,completed',
+        'O4,,P1,1,9.5,2024-01-02,completed',
+        'O5,C1,P1,1,9.5',
+        'O6,C1,P1,1,9.5,2024-01-02,completed,extra',
+        '"O7,C1,P1,1,9.5,2024-01-02,completed',
+        '   ',
+    )
+    checked = ingest.with_typed_columns(ingest.parse_csv_lines(raw, "orders"), "orders")
+    result = checked.select("order_id", "product_id", "quantity", "unit_price", "order_ts", "_reason")
+    expected = spark.createDataFrame(
+        [
+            ("O1", "P1", 2, 9.5, dt.datetime(2024, 1, 2, 3, 4, 5), None),
+            ("O2", "P,2", 1, 1.25, dt.datetime(2024, 1, 2), None),
+            ("O3", "P1", None, 9.5, dt.datetime(2024, 1, 2), "invalid_quantity"),
+            ("O4", "P1", 1, 9.5, dt.datetime(2024, 1, 2), "missing_customer_id"),
+            ("O5", "P1", 1, 9.5, None, "too_few_fields"),
+            ("O6", "P1", 1, 9.5, dt.datetime(2024, 1, 2), "too_many_fields"),
+            ("O7,C1,P1,1,9.5,2024-01-02,completed", None, None, None, None, "unbalanced_quote"),
+            (None, None, None, None, None, "empty_line"),
+        ],
+        "order_id string, product_id string, quantity int, unit_price double, order_ts timestamp, _reason string",
+    )
+    assertDataFrameEqual(result, expected)
+
+
+def test_json_lines_and_rating_range(spark):
+    raw = lines(
+        spark,
+        '{"customer_id": "C1", "product_id": "P1", "rating": 5, "rated_ts": "2024-01-01 00:00:00"}',
+        '{"customer_id": "C1", "product_id": "P2", "rating": 7}',
+        '{"customer_id": "C1", "product_id": "P3", "rat',
+        '{"customer_id": "C2", "product_id": "P3"}',
+    )
+    checked = ingest.with_typed_columns(ingest.parse_json_lines(raw, "ratings"), "ratings")
+    expected = spark.createDataFrame(
+        [("P1", 5, None), ("P2", 7, "rating_out_of_range"), (None, None, "malformed_json"),
+         ("P3", None, "missing_rating")],
+        "product_id string, rating int, _reason string",
+    )
+    assertDataFrameEqual(checked.select("product_id", "rating", "_reason"), expected)
+
+
+def test_quarantine_keeps_original_text(spark):
+    raw = lines(spark, 'O1,C1,P1,1,9.5,2024-01-02,completed', 'O5,C1,P1,1,9.5')
+    checked = ingest.with_typed_columns(ingest.parse_csv_lines(raw, "orders"), "orders")
+    expected = spark.createDataFrame(
+        [("r1", "orders", "f.csv", "too_few_fields", "expected 7 fields, found 5", "O5,C1,P1,1,9.5")],
+        "run_id string, source string, _source_file string, reason string, message string, raw string",
+    )
+    assertDataFrameEqual(ingest.quarantine_rows(checked, "orders", "r1"), expected)
+    assert ingest.accepted_rows(checked, "orders").select("order_id").collect() == [("O1",)]
+
+
+def test_parquet_missing_column_is_one_clear_error(spark):
+    frame = spark.range(1).select(F.lit("C1").alias("customer_id"), F.lit("P1").alias("product_id"))
+    try:
+        ingest.parse_parquet(frame, "ratings")
+    except ingest.IngestError as error:
+        assert str(error) == "source 'ratings' lacks required column 'rating'"
+    else:
+        raise AssertionError("a missing column must raise IngestError")
