@@ -13,6 +13,7 @@ if [[ $# -lt 1 || "$1" == "-h" || "$1" == "--help" ]]; then
   exit 0
 fi
 job="$1"; shift
+[[ "$job" == "select" ]] && job="select_features"   # jobs/select.py would shadow Python's select module
 if [[ ! -f "$here/jobs/$job.py" ]]; then
   echo "spark-submit.sh: no job '$job' in $here/jobs" >&2
   exit 2

@@ -9,7 +9,12 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from crm_spark import runs, tables
 from crm_spark.config import Config, ConfigError, as_dict, flatten, load_config
+from crm_spark.session import build_spark
 
 log = logging.getLogger(__name__)
 
@@ -25,12 +30,15 @@ STAGE_HELP = {
     "evaluate": "held-out metrics of every model -> model_metrics",
 }
 DEFAULT_CONFIG = "conf/local.yaml"
+# Job file of each stage where the names differ (jobs/select.py would shadow Python's select).
+JOB_FILES = {"select": "select_features"}
 
 
 def parser(stage: str | None = None) -> argparse.ArgumentParser:
     """Return the argument parser; with ``stage`` fixed, as a job's parser."""
     description = STAGE_HELP.get(stage or "", "crm-spark: customer intelligence on Spark and Delta Lake")
-    p = argparse.ArgumentParser(prog=f"jobs/{stage}.py" if stage else "crm-spark", description=description)
+    prog = f"jobs/{JOB_FILES.get(stage, stage)}.py" if stage else "crm-spark"
+    p = argparse.ArgumentParser(prog=prog, description=description)
     if stage is None:
         p.add_argument("stage", choices=list(STAGE_HELP), help="; ".join(f"{k}: {v}" for k, v in STAGE_HELP.items()))
     p.add_argument("--config", default=DEFAULT_CONFIG, help=f"YAML config file (default {DEFAULT_CONFIG})")
@@ -57,22 +65,20 @@ def _absolute(config: Config) -> Config:
         checkpoint_dir=fix(paths.checkpoint_dir), truth_dir=fix(paths.truth_dir)))
 
 
-def summary(spark, config: Config, run_id: str) -> str:
+HEADLINE_METRICS = r"^(auc|f1|rmse|silhouette|catalogue_coverage|precision_at_\d+|ndcg_at_\d+)$"
+
+
+def summary(spark: SparkSession, config: Config, run_id: str) -> str:
     """Return a short text summary of the run: table locations and headline metrics."""
-    from pyspark.sql import functions as F
-
-    from crm_spark import tables
-
-    lines = [f"run {run_id}: tables under {config.paths.lakehouse_dir}"]
+    lake = config.paths.lakehouse_dir
+    lines = [f"run {run_id}: tables under {lake}"]
     for layer in ("bronze", "silver", "gold", "models"):
-        folder = Path(config.paths.lakehouse_dir) / layer
-        if folder.is_dir():
-            names = sorted(p.name for p in folder.iterdir() if (p / "_delta_log").is_dir())
+        names = [t.name for t in tables.ALL_TABLES if t.layer == layer and tables.table_exists(spark, t, lake)]
+        if names:
             lines.append(f"  {layer}: {', '.join(names)}")
-    if tables.table_exists(spark, tables.MODEL_METRICS, config.paths.lakehouse_dir):
-        metrics = tables.read_table(spark, tables.MODEL_METRICS, config.paths.lakehouse_dir).where(
-            (F.col("run_id") == run_id) & F.col("metric").isin(
-                "auc", "f1", "precision_at_10", "ndcg_at_10", "catalogue_coverage", "rmse", "silhouette")
+    if tables.table_exists(spark, tables.MODEL_METRICS, lake):
+        metrics = tables.read_table(spark, tables.MODEL_METRICS, lake).where(
+            (F.col("run_id") == run_id) & F.col("metric").rlike(HEADLINE_METRICS)
             & F.col("split").isin("test", "all", "serving"))
         for row in metrics.orderBy("task", "model", "metric").collect():
             value = "n/a" if row["value"] is None else f"{row['value']:.4f}"
@@ -102,9 +108,6 @@ def main(argv: Sequence[str] | None = None, stage: str | None = None) -> int:
         return 2
     for key, value in sorted(flatten(as_dict(config)).items()):
         log.info("config %s = %s", key, value)
-
-    from crm_spark import runs
-    from crm_spark.session import build_spark
 
     stages = list(runs.PIPELINE) if stage == "pipeline" else [stage]
     if stage == "pipeline" and args.generate:

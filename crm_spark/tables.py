@@ -55,6 +55,12 @@ MODEL_METRICS = Table("gold", "model_metrics", RUN_ID)
 RUNS = Table("gold", "runs", RUN_ID)
 MODEL_REGISTRY = Table("models", "registry", RUN_ID)
 
+ALL_TABLES = (
+    *BRONZE.values(), QUARANTINE, CUSTOMERS, CUSTOMER_XREF, PRODUCTS, ORDERS, RATINGS, CUSTOMER_FEATURES,
+    FEATURE_SELECTION, CHURN_HOLDOUT, CHURN_SCORES, CUSTOMER_SEGMENTS, RECOMMENDATIONS, RECOMMENDATION_HOLDOUT,
+    RATING_HOLDOUT, MODEL_METRICS, RUNS, MODEL_REGISTRY,
+)
+
 
 def _literal(value: object) -> str:
     if isinstance(value, dt.date):

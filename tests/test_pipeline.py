@@ -19,14 +19,6 @@ from .conftest import make_config
 
 pytestmark = pytest.mark.integration
 
-ALL_TABLES = [
-    *tables.BRONZE.values(), tables.QUARANTINE, tables.CUSTOMERS, tables.CUSTOMER_XREF, tables.PRODUCTS,
-    tables.ORDERS, tables.RATINGS, tables.CUSTOMER_FEATURES, tables.FEATURE_SELECTION, tables.CHURN_HOLDOUT,
-    tables.CHURN_SCORES, tables.CUSTOMER_SEGMENTS, tables.RECOMMENDATIONS, tables.RECOMMENDATION_HOLDOUT,
-    tables.RATING_HOLDOUT, tables.MODEL_METRICS, tables.RUNS, tables.MODEL_REGISTRY,
-]
-
-
 @pytest.fixture(scope="module")
 def run(spark, session_root):
     config = make_config(session_root / "pipeline")
@@ -41,7 +33,7 @@ def read(spark, config, table):
 
 def test_every_table_is_delta(spark, run):
     config, result = run
-    missing = [t.qualified for t in ALL_TABLES if not DeltaTable.isDeltaTable(spark, t.path(config.paths.lakehouse_dir))]
+    missing = [t.qualified for t in tables.ALL_TABLES if not DeltaTable.isDeltaTable(spark, t.path(config.paths.lakehouse_dir))]
     assert missing == []
     assert result.status == "succeeded"
     manifest = read(spark, config, tables.RUNS).where(F.col("run_id") == "test-run").first()

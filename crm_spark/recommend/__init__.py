@@ -58,13 +58,11 @@ def recommend_known(
     Returns:
         ``customer_key``, ``product_id``, ``score`` and ``rank``.
     """
-    indexed = _indexed(interactions_df, users_df, items_df).select(USER, ITEM, STRENGTH).persist(
-        StorageLevel.MEMORY_AND_DISK)
+    indexed = _indexed(interactions_df, users_df, items_df).select(USER, ITEM, STRENGTH)
     model = fit_implicit(indexed, config.recommend, blocks)
     targets = target_df.join(users_df, CUSTOMER_KEY).select(USER)
     recs = top_k_unseen(model, targets, indexed, config.recommend.top_k, _max_seen(interactions_df))
-    result = recs.join(users_df, USER).join(items_df, ITEM).select(CUSTOMER_KEY, PRODUCT_ID, SCORE, RANK)
-    return result
+    return recs.join(users_df, USER).join(items_df, ITEM).select(CUSTOMER_KEY, PRODUCT_ID, SCORE, RANK)
 
 
 def rating_holdout(ratings_df: DataFrame, users_df: DataFrame, items_df: DataFrame, config: Config,

@@ -22,11 +22,12 @@ from crm_spark.synth.world import (
 
 
 def _dot(left: str, right: str) -> Column:
-    return F.aggregate(
-        F.sequence(F.lit(1), F.lit(TASTE_DIM)),
-        F.lit(0.0),
-        lambda acc, i: acc + F.element_at(left, i) * F.element_at(right, i),
-    )
+    # Written out rather than with aggregate(): higher-order functions are not code-generated.
+    terms = [F.element_at(left, i) * F.element_at(right, i) for i in range(1, TASTE_DIM + 1)]
+    total = terms[0]
+    for term in terms[1:]:
+        total = total + term
+    return total
 
 
 def products(spark: SparkSession, cfg: GenerateConfig) -> DataFrame:
@@ -81,12 +82,11 @@ def pools(people_df: DataFrame, products_df: DataFrame, cfg: GenerateConfig) -> 
         .withColumn("product_number", number.cast("long"))
         .join(F.broadcast(products_df.select("product_number", "factors", "popularity")), "product_number")
         .withColumn("score", _dot("taste", "factors") / F.lit(TASTE_DIM**0.5) + F.col("popularity") + gumbel)
-        .groupBy("person_id", "product_number")
-        .agg(F.max("score").alias("score"))
     )
     ranked = F.array_sort(F.collect_list(F.struct((-F.col("score")).alias("neg"), "product_number")))
+    # A product drawn twice keeps its first (best) place.
     return candidates.groupBy("person_id").agg(
-        F.slice(ranked, 1, POOL_SIZE).getField("product_number").alias("pool")
+        F.slice(F.array_distinct(ranked.getField("product_number")), 1, POOL_SIZE).alias("pool")
     )
 
 

@@ -52,8 +52,10 @@ def poisson(mean: Column, u: Column, max_k: int) -> Column:
         k = F.when(acc["k"] >= 0, acc["k"]).when(u < cdf, i).otherwise(F.lit(-1))
         return F.struct(pmf.alias("pmf"), cdf.alias("cdf"), k.alias("k"))
 
-    exact = F.aggregate(F.sequence(F.lit(1), F.lit(max_k)), start, step)["k"]
-    exact = F.when(exact < 0, F.lit(max_k)).otherwise(exact)
+    # Iterate only as far as the mean makes plausible (mean + 10 sd), capped by max_k.
+    steps = F.least(F.lit(max_k), F.ceil(mean + F.lit(10.0) * F.sqrt(mean) + F.lit(10.0)).cast("int"))
+    exact = F.aggregate(F.sequence(F.lit(1), steps), start, step)["k"]
+    exact = F.when(exact < 0, steps).otherwise(exact)
     # Normal approximation: the quantile of u via a logistic approximation of probit.
     z = F.log(u / (F.lit(1.0) - u)) / F.lit(1.702)
     approx = F.greatest(F.lit(0), F.round(mean + F.sqrt(mean) * z).cast("int"))

@@ -1,8 +1,0 @@
-"""Job: select (see `python jobs/select.py --help`)."""
-
-import sys
-
-from crm_spark.cli import main
-
-if __name__ == "__main__":
-    sys.exit(main(stage="select"))

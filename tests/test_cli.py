@@ -1,0 +1,46 @@
+"""Command line: help for every job, one-line config errors, failed runs recorded."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pyspark.sql import functions as F
+
+from crm_spark import cli, runs, tables
+
+from .conftest import make_config
+
+ROOT = Path(__file__).resolve().parents[1]
+JOBS = sorted(p.stem for p in (ROOT / "jobs").glob("*.py"))
+
+
+def test_every_stage_has_a_job():
+    assert JOBS == sorted(cli.JOB_FILES.get(stage, stage) for stage in cli.STAGE_HELP)
+
+
+@pytest.mark.parametrize("job", JOBS)
+def test_every_job_has_help(job):
+    done = subprocess.run([sys.executable, str(ROOT / "jobs" / f"{job}.py"), "--help"], capture_output=True,
+                          text=True, cwd=ROOT, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"usage: jobs/{job}.py") and "--set KEY=VALUE" in done.stdout
+
+
+def test_config_error_is_one_line_and_exit_code_2(capsys):
+    code = cli.main(["ingest", "--config", str(ROOT / "conf" / "local.yaml"), "--set", "generate.customerz=1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert err[-1].startswith("crm-spark: config error: unknown config key 'generate.customerz'")
+
+
+def test_failed_stage_is_recorded_as_failed(spark, tmp_path):
+    config = make_config(tmp_path)
+    with pytest.raises(FileNotFoundError, match="table silver.customers not found"):
+        runs.execute(spark, config, ["features"], run_id="failing-run")
+    row = tables.read_table(spark, tables.RUNS, config.paths.lakehouse_dir).where(
+        F.col("run_id") == "failing-run").first()
+    assert (row["status"], row["stages"]) == ("failed", ["features"])
+    assert row["error"].startswith("FileNotFoundError: table silver.customers not found")
