@@ -99,7 +99,7 @@ def main(argv: Sequence[str] | None = None, stage: str | None = None) -> int:
     args = parser(stage).parse_args(argv)
     stage = stage or args.stage
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+                        stream=sys.stderr, force=True)
     overrides = list(args.overrides) + ([f"as_of_date={args.as_of_date}"] if args.as_of_date else [])
     try:
         config = _absolute(load_config(args.config, overrides))

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
 
-from pyspark import SparkConf
 from pyspark.sql import SparkSession
 
 from crm_spark.config import Config
@@ -38,12 +38,17 @@ def session_settings(config: Config) -> dict[str, str]:
     return settings
 
 
+def launched_by_spark_submit() -> bool:
+    """Return whether a ``spark-submit`` JVM already runs (it then owns master and jars)."""
+    return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
 def build_spark(config: Config) -> SparkSession:
     """Build (or reuse) the SparkSession for a run.
 
-    The master and the Delta package come from the config only when the launcher has
-    not set them, so the same code runs under ``python``, ``pytest`` and
-    ``spark-submit --master spark://...``.
+    Under ``spark-submit`` the launcher's master and packages are used; otherwise the
+    config's master and Delta package. So the same code runs under ``python``,
+    ``pytest`` and ``spark-submit --master spark://...``.
 
     Args:
         config: the run configuration.
@@ -51,11 +56,10 @@ def build_spark(config: Config) -> SparkSession:
     Returns:
         A SparkSession with Delta Lake enabled and its checkpoint directory set.
     """
-    launched = SparkConf()
     builder = SparkSession.builder
-    if config.spark.master and not launched.contains("spark.master"):
-        builder = builder.master(config.spark.master)
-    if not launched.contains("spark.jars.packages") and not launched.contains("spark.jars"):
+    if not launched_by_spark_submit():
+        if config.spark.master:
+            builder = builder.master(config.spark.master)
         builder = builder.config("spark.jars.packages", config.spark.delta_package)
     for key, value in session_settings(config).items():
         builder = builder.config(key, value)
