@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -29,7 +30,17 @@ def test_every_job_has_help(job):
     assert done.stdout.startswith(f"usage: jobs/{job}.py") and "--set KEY=VALUE" in done.stdout
 
 
-def test_config_error_is_one_line_and_exit_code_2(capsys):
+@pytest.fixture
+def restore_logging():
+    """Undo the logging set-up cli.main does, whose stream is pytest's capture."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def test_config_error_is_one_line_and_exit_code_2(capsys, restore_logging):
     code = cli.main(["ingest", "--config", str(ROOT / "conf" / "local.yaml"), "--set", "generate.customerz=1"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2

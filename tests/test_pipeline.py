@@ -86,6 +86,9 @@ def test_duplicates_are_merged_into_one_key(spark, run):
     assert keys.count() > 0
     assert keys.where((F.col("records") != 2) | (F.col("keys") != 1)).count() == 0
     assert read(spark, config, tables.CUSTOMERS).count() == xref.select("customer_key").distinct().count()
+    # Exact matching never merges two different persons.
+    merged = truth.join(xref, "customer_id").groupBy("customer_key").agg(F.countDistinct("person_id").alias("n"))
+    assert merged.where(F.col("n") > 1).count() == 0
 
 
 def test_features_ignore_events_on_or_after_as_of_date(spark, run):

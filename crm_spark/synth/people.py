@@ -175,7 +175,8 @@ def customer_records(people_df: DataFrame, cfg: GenerateConfig, end_date: dt.dat
     last = _choice(uniform(seed, "last", pid), LAST_NAMES)
     digits = F.format_string("%03d%07d", (F.floor(uniform(seed, "area", pid) * 800) + 200).cast("int"),
                              F.floor(uniform(seed, "line", pid) * 10_000_000).cast("int"))
-    local = F.lower(F.concat(first, F.lit("."), last, F.format_string("%d", pid % 1000)))
+    # The person id keeps every person's address unique, as real addresses are.
+    local = F.lower(F.concat(first, F.lit("."), last, F.format_string("%d", pid)))
     base = people_df.select(
         pid, "group", "age", "true_gender", "signup_date",
         first.alias("fn"), last.alias("ln"), digits.alias("digits"),
@@ -198,7 +199,8 @@ def customer_records(people_df: DataFrame, cfg: GenerateConfig, end_date: dt.dat
     email = (
         F.when(v == "case_email", F.concat(F.lit(" "), F.initcap(F.col("mail")), F.lit(" ")))
         .when(v == "phone_only", F.regexp_replace(F.col("mail"), "@", "1@"))
-        .when(v == "fuzzy", F.concat(F.lower(F.col("fn")), F.lower(F.col("ln")), F.lit("@mail.test")))
+        .when(v == "fuzzy", F.concat(F.lower(F.col("fn")), F.lower(F.col("ln")),
+                                     F.format_string("%d", pid * 7 % 997), F.lit("@mail.test")))
         .otherwise(F.col("mail"))
     )
     phone_digits = F.when(v.isin("email_only", "fuzzy"),
