@@ -20,8 +20,8 @@ from crm_spark import tables
 from crm_spark.config import Config
 from crm_spark.schemas import (
     BRONZE_SCHEMAS,
-    RAW_COLUMNS,
     RATING,
+    RAW_COLUMNS,
     RUN_ID,
     SOURCE_FILE,
     raw_text_schema,

@@ -11,7 +11,16 @@ from typing import Callable
 
 from pyspark.sql import SparkSession
 
-from crm_spark import evaluate, features, ingest, prepare, recommend, select, tables, train
+from crm_spark import (
+    evaluate,
+    features,
+    ingest,
+    prepare,
+    recommend,
+    select,
+    tables,
+    train,
+)
 from crm_spark.config import Config
 from crm_spark.schemas import RUNS_SCHEMA
 from crm_spark.synth import generate

@@ -68,7 +68,8 @@ def chi_square_scores(train_df: DataFrame, numeric: list[str], categorical: list
     indexed = [f"{c}__index" for c in categorical]
     stages = [
         QuantileDiscretizer(inputCols=numeric, outputCols=bucketed, numBuckets=cfg.buckets, handleInvalid="keep"),
-        *[StringIndexer(inputCol=c, outputCol=o, handleInvalid="keep") for c, o in zip(categorical, indexed)],
+        *[StringIndexer(inputCol=c, outputCol=o, handleInvalid="keep")
+          for c, o in zip(categorical, indexed, strict=True)],
         VectorAssembler(inputCols=bucketed + indexed, outputCol="chi_features"),
     ]
     nan_for_null = train_df.select(

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from crm_spark.schemas import AS_OF_DATE, RUN_ID
 
@@ -68,7 +69,7 @@ def _literal(value: object) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
-def write_table(df: DataFrame, table: Table, lakehouse_dir: str, key: object = None) -> int:
+def write_table(df: DataFrame, table: Table, lakehouse_dir: str, key: object = None, where: str | None = None) -> int:
     """Write ``df`` to ``table`` and return the number of rows written.
 
     A table scoped to ``all`` is overwritten; one scoped to a column has only the rows
@@ -80,6 +81,8 @@ def write_table(df: DataFrame, table: Table, lakehouse_dir: str, key: object = N
         table: the target table.
         lakehouse_dir: the lakehouse root.
         key: value of the scope column for this write (``as_of_date`` or ``run_id``).
+        where: a further SQL predicate narrowing the rows replaced (every written row
+            must satisfy it), e.g. ``task = 'churn'``.
 
     Returns:
         Rows written, from the Delta commit's metrics.
@@ -93,8 +96,9 @@ def write_table(df: DataFrame, table: Table, lakehouse_dir: str, key: object = N
     else:
         if key is None:
             raise ValueError(f"{table.qualified} is replaced per {table.scope}: pass key")
+        condition = f"{table.scope} = {_literal(key)}" + (f" AND ({where})" if where else "")
         writer = (
-            writer.option("replaceWhere", f"{table.scope} = {_literal(key)}")
+            writer.option("replaceWhere", condition)
             .option("mergeSchema", "true")
             .partitionBy(table.scope)
         )
@@ -103,6 +107,16 @@ def write_table(df: DataFrame, table: Table, lakehouse_dir: str, key: object = N
     rows = rows_written(df.sparkSession, path)
     log.info("wrote %s rows to %s", rows, table.qualified)
     return rows
+
+
+def write_dated(df: DataFrame, table: Table, lakehouse_dir: str, as_of_date: dt.date, run_id: str) -> int:
+    """Stamp rows with ``as_of_date`` and ``run_id`` and replace that date's rows of ``table``.
+
+    Returns:
+        Rows written.
+    """
+    stamped = df.withColumn(AS_OF_DATE, F.lit(as_of_date)).withColumn(RUN_ID, F.lit(run_id))
+    return write_table(stamped, table, lakehouse_dir, as_of_date)
 
 
 def rows_written(spark: SparkSession, path: str) -> int:

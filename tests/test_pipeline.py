@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from pathlib import Path
 
 import pytest
 from delta.tables import DeltaTable
@@ -33,7 +34,8 @@ def read(spark, config, table):
 
 def test_every_table_is_delta(spark, run):
     config, result = run
-    missing = [t.qualified for t in tables.ALL_TABLES if not DeltaTable.isDeltaTable(spark, t.path(config.paths.lakehouse_dir))]
+    lake = config.paths.lakehouse_dir
+    missing = [t.qualified for t in tables.ALL_TABLES if not DeltaTable.isDeltaTable(spark, t.path(lake))]
     assert missing == []
     assert result.status == "succeeded"
     manifest = read(spark, config, tables.RUNS).where(F.col("run_id") == "test-run").first()
@@ -61,7 +63,8 @@ def test_rows_reconcile_through_ingest(spark, run):
 def test_planted_malformed_lines_are_quarantined_with_reasons(spark, run):
     config, _ = run
     truth = spark.read.parquet(f"{config.paths.truth_dir}/malformed")
-    planted = {(r["source"], r["malformed"]): r["count"] for r in truth.groupBy("source", "malformed").count().collect()}
+    planted = {(r["source"], r["malformed"]): r["count"]
+               for r in truth.groupBy("source", "malformed").count().collect()}
     found = {(r["source"], r["reason"]): r["count"]
              for r in read(spark, config, tables.QUARANTINE).groupBy("source", "reason").count().collect()}
     assert planted, "the generator must plant malformed lines"
@@ -113,7 +116,8 @@ def test_recommendations_exclude_purchased_products(spark, run):
         "customer_key", "product_id")
     assert recs.join(bought, ["customer_key", "product_id"]).count() == 0
     per_customer = recs.groupBy("customer_key").agg(F.count("*").alias("n"), F.max("rank").alias("top"))
-    assert per_customer.where((F.col("n") != config.recommend.top_k) | (F.col("top") != config.recommend.top_k)).count() == 0
+    k = config.recommend.top_k
+    assert per_customer.where((F.col("n") != k) | (F.col("top") != k)).count() == 0
     registered = read(spark, config, tables.CUSTOMERS).where(
         F.col("signup_ts").isNull() | (F.col("signup_ts") < F.lit(config.as_of_date).cast("timestamp")))
     assert recs.select("customer_key").distinct().count() == registered.count()
@@ -144,3 +148,16 @@ def test_as_of_date_rerun_replaces_rows(spark, run):
     assert read(spark, config, tables.CUSTOMER_FEATURES).count() == before
     assert read(spark, config, tables.CUSTOMER_FEATURES).where(
         F.col("as_of_date") == dt.date(2025, 1, 1)).select("run_id").distinct().collect() == [("test-rerun",)]
+
+
+def test_registry_records_saved_models_and_one_champion_per_task(spark, run):
+    config, _ = run
+    registry = read(spark, config, tables.MODEL_REGISTRY).where(F.col("run_id") == "test-run")
+    champions = {r["task"]: r["n"] for r in registry.where("is_champion").groupBy("task").agg(
+        F.count("*").alias("n")).collect()}
+    assert champions == {"churn": 1, "segmentation": 1, "recommendation": 1}
+    models = sorted((r["task"], r["model"]) for r in registry.collect())
+    assert models == [("churn", "decision_tree"), ("churn", "logistic_regression"), ("recommendation", "als"),
+                      ("segmentation", "kmeans")]
+    for row in registry.collect():
+        assert (Path(row["path"]) / "metadata").is_dir(), row["path"]

@@ -13,7 +13,13 @@ from crm_spark.config import Config
 from crm_spark.evaluate import classification, ranking, truth
 from crm_spark.labels import LABEL, SPLIT, TEST, VALIDATION
 from crm_spark.recommend.als import ITEM, dense_index, holdout_relevance
-from crm_spark.schemas import AS_OF_DATE, CUSTOMER_KEY, MODEL_METRICS_SCHEMA, PRODUCT_ID, RUN_ID
+from crm_spark.schemas import (
+    AS_OF_DATE,
+    CUSTOMER_KEY,
+    MODEL_METRICS_SCHEMA,
+    PRODUCT_ID,
+    RUN_ID,
+)
 from crm_spark.train.churn import RECENCY_BASELINE
 
 log = logging.getLogger(__name__)

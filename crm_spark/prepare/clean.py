@@ -177,5 +177,6 @@ def with_clean_orders(orders_df: DataFrame) -> DataFrame:
 
 def with_latest_rating(ratings_df: DataFrame) -> DataFrame:
     """Keep each customer's latest rating of each product."""
-    latest = Window.partitionBy(CUSTOMER_KEY, PRODUCT_ID).orderBy(F.col(RATED_TS).desc_nulls_last(), F.col("rating").desc())
+    latest = Window.partitionBy(CUSTOMER_KEY, PRODUCT_ID).orderBy(
+        F.col(RATED_TS).desc_nulls_last(), F.col("rating").desc())
     return ratings_df.withColumn("_nth", F.row_number().over(latest)).where(F.col("_nth") == 1).drop("_nth")

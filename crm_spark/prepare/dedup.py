@@ -69,14 +69,15 @@ def connected_components(vertices_df: DataFrame, edges_df: DataFrame, max_iterat
     Raises:
         RuntimeError: labels did not converge within ``max_iterations``.
     """
-    both = edges_df.select("src", "dst").unionByName(edges_df.select(F.col("dst").alias("src"), F.col("src").alias("dst")))
+    reverse = edges_df.select(F.col("dst").alias("src"), F.col("src").alias("dst"))
+    both = edges_df.select("src", "dst").unionByName(reverse)
     labels = vertices_df.select("id", F.col("id").alias("component")).checkpoint()
     for iteration in range(1, max_iterations + 1):
         proposals = both.join(labels.withColumnRenamed("id", "dst"), "dst").groupBy("src").agg(
             F.min("component").alias("proposal")
         )
         updated = labels.join(proposals.withColumnRenamed("src", "id"), "id", "left").select(
-            "id", F.least("component", F.coalesce("proposal", "component")).alias("component"), 
+            "id", F.least("component", F.coalesce("proposal", "component")).alias("component"),
             (F.col("proposal") < F.col("component")).alias("changed"),
         ).checkpoint()
         labels = updated.select("id", "component")

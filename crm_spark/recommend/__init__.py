@@ -6,10 +6,11 @@ from __future__ import annotations
 import logging
 
 from pyspark import StorageLevel
+from pyspark.ml.recommendation import ALSModel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from crm_spark import tables
+from crm_spark import registry, tables
 from crm_spark.config import Config
 from crm_spark.recommend.als import (
     ITEM,
@@ -26,10 +27,17 @@ from crm_spark.recommend.als import (
     purchase_interactions,
     top_k_unseen,
 )
-from crm_spark.schemas import AS_OF_DATE, CUSTOMER_KEY, PRODUCT_ID, RATED_TS, RATING, RUN_ID, SIGNUP_TS
+from crm_spark.schemas import (
+    CUSTOMER_KEY,
+    PRODUCT_ID,
+    RATED_TS,
+    RATING,
+    SIGNUP_TS,
+)
 
 log = logging.getLogger(__name__)
 
+RECOMMEND_TASK = "recommendation"
 ALS_MODEL, POPULAR_MODEL, ITEM_MEAN_MODEL = "als", "popular", "item_mean"
 
 
@@ -44,7 +52,7 @@ def _max_seen(interactions_df: DataFrame) -> int:
 def recommend_known(
     interactions_df: DataFrame, users_df: DataFrame, items_df: DataFrame, target_df: DataFrame,
     config: Config, blocks: int,
-) -> DataFrame:
+) -> tuple[ALSModel, DataFrame]:
     """Fit implicit ALS on ``interactions_df`` and return top-k unseen products for ``target_df``.
 
     Args:
@@ -56,13 +64,13 @@ def recommend_known(
         blocks: ALS block count.
 
     Returns:
-        ``customer_key``, ``product_id``, ``score`` and ``rank``.
+        The fitted model, and ``customer_key``, ``product_id``, ``score`` and ``rank``.
     """
     indexed = _indexed(interactions_df, users_df, items_df).select(USER, ITEM, STRENGTH)
     model = fit_implicit(indexed, config.recommend, blocks)
     targets = target_df.join(users_df, CUSTOMER_KEY).select(USER)
     recs = top_k_unseen(model, targets, indexed, config.recommend.top_k, _max_seen(interactions_df))
-    return recs.join(users_df, USER).join(items_df, ITEM).select(CUSTOMER_KEY, PRODUCT_ID, SCORE, RANK)
+    return model, recs.join(users_df, USER).join(items_df, ITEM).select(CUSTOMER_KEY, PRODUCT_ID, SCORE, RANK)
 
 
 def rating_holdout(ratings_df: DataFrame, users_df: DataFrame, items_df: DataFrame, config: Config,
@@ -92,10 +100,6 @@ def rating_holdout(ratings_df: DataFrame, users_df: DataFrame, items_df: DataFra
     return als.unionByName(baseline)
 
 
-def _stamp(df: DataFrame, config: Config, run_id: str) -> DataFrame:
-    return df.withColumn(AS_OF_DATE, F.lit(config.as_of_date)).withColumn(RUN_ID, F.lit(run_id))
-
-
 def run(spark: SparkSession, config: Config, run_id: str) -> dict[str, int]:
     """Write the holdout recommendations, rating predictions and served recommendations.
 
@@ -114,35 +118,36 @@ def run(spark: SparkSession, config: Config, run_id: str) -> dict[str, int]:
     items = dense_index(tables.read_table(spark, tables.PRODUCTS, lake), PRODUCT_ID, ITEM).persist()
     counts: dict[str, int] = {}
 
+    def write(df: DataFrame, table: tables.Table) -> None:
+        counts[table.qualified] = tables.write_dated(df, table, lake, config.as_of_date, run_id)
+
     history = purchase_interactions(orders, config.training_cutoff).persist(StorageLevel.MEMORY_AND_DISK)
     users = dense_index(history, CUSTOMER_KEY, USER).persist()
     targets = holdout_relevance(orders, config.training_cutoff, config.as_of_date).select(CUSTOMER_KEY).distinct()
-    als_holdout = recommend_known(history, users, items, targets, config, blocks)
+    _, als_holdout = recommend_known(history, users, items, targets, config, blocks)
     popular_holdout = popular_unseen(targets, history, popularity(history), cfg.top_k, _max_seen(history))
     holdout = als_holdout.withColumn("model", F.lit(ALS_MODEL)).unionByName(
         popular_holdout.withColumn("model", F.lit(POPULAR_MODEL)))
-    counts[tables.RECOMMENDATION_HOLDOUT.qualified] = tables.write_table(
-        _stamp(holdout, config, run_id), tables.RECOMMENDATION_HOLDOUT, lake, config.as_of_date)
+    write(holdout, tables.RECOMMENDATION_HOLDOUT)
 
     ratings = tables.read_table(spark, tables.RATINGS, lake)
-    counts[tables.RATING_HOLDOUT.qualified] = tables.write_table(
-        _stamp(rating_holdout(ratings, users, items, config, blocks), config, run_id),
-        tables.RATING_HOLDOUT, lake, config.as_of_date)
+    write(rating_holdout(ratings, users, items, config, blocks), tables.RATING_HOLDOUT)
     history.unpersist()
     users.unpersist()
 
     everything = purchase_interactions(orders, config.as_of_date).persist(StorageLevel.MEMORY_AND_DISK)
     all_users = dense_index(everything, CUSTOMER_KEY, USER).persist()
-    served = recommend_known(everything, all_users, items, all_users.select(CUSTOMER_KEY), config, blocks) \
-        .withColumn("source", F.lit(ALS_MODEL))
+    model, served = recommend_known(everything, all_users, items, all_users.select(CUSTOMER_KEY), config, blocks)
+    path = registry.model_path(lake, run_id, RECOMMEND_TASK, ALS_MODEL)
+    model.write().overwrite().save(path)
     registered = tables.read_table(spark, tables.CUSTOMERS, lake).where(
         F.col(SIGNUP_TS).isNull() | (F.col(SIGNUP_TS) < F.lit(config.as_of_date).cast("timestamp")))
     cold = registered.select(CUSTOMER_KEY).join(all_users.select(CUSTOMER_KEY), CUSTOMER_KEY, "left_anti")
     cold_recs = popular_unseen(cold, everything.limit(0), popularity(everything), cfg.top_k, 0) \
         .withColumn("source", F.lit(POPULAR_MODEL))
-    recommendations = served.unionByName(cold_recs)
-    counts[tables.RECOMMENDATIONS.qualified] = tables.write_table(
-        _stamp(recommendations, config, run_id), tables.RECOMMENDATIONS, lake, config.as_of_date)
+    write(served.withColumn("source", F.lit(ALS_MODEL)).unionByName(cold_recs), tables.RECOMMENDATIONS)
+    counts[tables.MODEL_REGISTRY.qualified] = registry.record(spark, config, run_id, [
+        registry.ModelEntry(RECOMMEND_TASK, ALS_MODEL, path, "none", None, True, [])])
     everything.unpersist()
     all_users.unpersist()
     items.unpersist()

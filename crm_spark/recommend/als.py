@@ -102,7 +102,9 @@ def top_k_unseen(model: ALSModel, users_df: DataFrame, seen_df: DataFrame, k: in
     )
 
 
-def popular_unseen(users_df: DataFrame, seen_df: DataFrame, popularity_df: DataFrame, k: int, max_seen: int) -> DataFrame:
+def popular_unseen(
+    users_df: DataFrame, seen_df: DataFrame, popularity_df: DataFrame, k: int, max_seen: int
+) -> DataFrame:
     """Return each customer's ``k`` most popular products they have not bought.
 
     Args:

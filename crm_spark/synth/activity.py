@@ -147,8 +147,10 @@ def order_lines(
     return lines.select(
         "person_id", "order_id", "customer_id", "product_id", "order_ts", "status", "anomaly",
         "satisfaction", "taste", "factors",
-        F.when(F.col("anomaly") == "quantity", quantity * factor).otherwise(quantity).cast("int").alias("quantity"),
-        F.when(F.col("anomaly") == "price", F.round(unit_price * factor / 4, 2)).otherwise(unit_price).alias("unit_price"),
+        F.when(F.col("anomaly") == "quantity", quantity * factor).otherwise(quantity).cast("int")
+        .alias("quantity"),
+        F.when(F.col("anomaly") == "price", F.round(unit_price * factor / 4, 2)).otherwise(unit_price)
+        .alias("unit_price"),
     )
 
 
@@ -160,7 +162,8 @@ def ratings(lines_df: DataFrame, cfg: GenerateConfig, end_date: dt.date) -> Data
     seed = cfg.seed
     key = [F.col("order_id"), F.col("product_id")]
     match = _dot("taste", "factors") / F.lit(TASTE_DIM**0.5)
-    score = F.lit(3.2) + F.lit(0.9) * match + F.lit(0.5) * F.col("satisfaction") + F.lit(0.6) * normal(seed, "rnoise", *key)
+    noise = normal(seed, "rnoise", *key)
+    score = F.lit(3.2) + F.lit(0.9) * match + F.lit(0.5) * F.col("satisfaction") + F.lit(0.6) * noise
     rating = F.least(F.greatest(F.round(score), F.lit(1.0)), F.lit(5.0)).cast("int")
     u_bad = uniform(seed, "rbad", *key)
     rating = F.when(u_bad < 0.001, F.lit(0)).when(u_bad < 0.002, F.lit(6)).otherwise(rating)

@@ -228,7 +228,8 @@ def customer_records(people_df: DataFrame, cfg: GenerateConfig, end_date: dt.dat
     updated_ts = F.least(updated_ts, F.lit(end_date).cast("timestamp") - F.expr("INTERVAL 1 SECOND"))
     records = records.select(
         pid, is_dup.alias("is_duplicate"), v.alias("variation"), "signup_date",
-        F.when(is_dup, _customer_id(pid + F.lit(cfg.customers) + 1)).otherwise(_customer_id(pid + 1)).alias("customer_id"),
+        F.when(is_dup, _customer_id(pid + F.lit(cfg.customers) + 1)).otherwise(_customer_id(pid + 1))
+        .alias("customer_id"),
         F.when(is_dup & (uniform(seed, "ws", pid) < 0.3), F.concat(F.lit("  "), fn)).otherwise(fn).alias("first_name"),
         F.col("ln").alias("last_name"),
         email.alias("email"),

@@ -68,7 +68,7 @@ def pick(u: Column, options: list, weights: list[float] | None = None) -> Column
     total = sum(weights)
     expr = None
     cumulative = 0.0
-    for option, weight in zip(options[:-1], weights[:-1]):
+    for option, weight in zip(options[:-1], weights[:-1], strict=True):
         cumulative += weight / total
         expr = (F.when(u < cumulative, F.lit(option)) if expr is None
                 else expr.when(u < cumulative, F.lit(option)))
