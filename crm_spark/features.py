@@ -46,10 +46,14 @@ def category_share_column(category: str) -> str:
     return CATEGORY_SHARE_PREFIX + re.sub(r"[^a-z0-9]+", "_", category.lower()).strip("_")
 
 
+def category_share_columns(features_df: DataFrame) -> list[str]:
+    """Return the category spend-share columns of a features frame, sorted."""
+    return sorted(c for c in features_df.columns if c.startswith(CATEGORY_SHARE_PREFIX))
+
+
 def feature_columns(features_df: DataFrame) -> list[str]:
     """Return the numeric model features present in a features frame, in a fixed order."""
-    shares = sorted(c for c in features_df.columns if c.startswith(CATEGORY_SHARE_PREFIX))
-    return [*NUMERIC_FEATURES, *shares]
+    return [*NUMERIC_FEATURES, *category_share_columns(features_df)]
 
 
 def completed_before(orders_df: DataFrame, as_of_date: dt.date) -> DataFrame:

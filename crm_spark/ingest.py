@@ -8,7 +8,6 @@ fails if rows read differ from rows accepted plus rows quarantined.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 from pyspark import StorageLevel
@@ -40,15 +39,6 @@ RAW = "_raw"
 
 class IngestError(RuntimeError):
     """A source cannot be read at all, or rows do not reconcile."""
-
-
-@dataclass(frozen=True)
-class SourceCounts:
-    """Rows read, accepted and quarantined for one source."""
-
-    read: int
-    accepted: int
-    quarantined: int
 
 
 def parse_csv_lines(lines_df: DataFrame, source: str) -> DataFrame:
@@ -183,7 +173,7 @@ def read_source(spark: SparkSession, source: str, path: str) -> DataFrame:
     """Read one raw source into the parsed shape.
 
     Raises:
-        IngestError: the path does not exist or holds no data files.
+        IngestError: the local path does not exist.
     """
     fmt = SOURCE_FORMATS[source]
     if not Path(path).exists() and "://" not in path:
@@ -241,9 +231,8 @@ def run(spark: SparkSession, config: Config, run_id: str) -> dict[str, int]:
             log.warning("source %s at %s is empty", source, path)
         accepted = tables.write_table(accepted_rows(checked, source), tables.BRONZE[source], lake)
         rejected = read - by_reason.get(None, 0)
-        result = SourceCounts(read=read, accepted=accepted, quarantined=rejected)
-        if result.read != result.accepted + result.quarantined:
-            raise IngestError(f"source '{source}': {result} does not reconcile")
+        if read != accepted + rejected:
+            raise IngestError(f"source '{source}': read {read} != accepted {accepted} + quarantined {rejected}")
         for reason, n in sorted((r, n) for r, n in by_reason.items() if r is not None):
             log.info("source %s: %d rows quarantined as %s", source, n, reason)
         counts.update({f"{source}.read": read, f"bronze.{source}": accepted, f"quarantine.{source}": rejected})

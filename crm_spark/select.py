@@ -17,7 +17,6 @@ from pyspark.ml.stat import ChiSquareTest, Correlation
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import (
-    ArrayType,
     BooleanType,
     DateType,
     DoubleType,
@@ -48,7 +47,7 @@ FEATURE_SELECTION_SCHEMA = StructType(
         StructField("max_abs_correlation", DoubleType()),
         StructField("correlated_with", StringType()),
         StructField("correlations", MapType(StringType(), DoubleType())),
-        StructField("kept", ArrayType(StringType())),
+        StructField("kept", BooleanType(), False),
     ]
 )
 
@@ -127,7 +126,7 @@ def selection_rows(scores: list[dict], correlations: dict[str, dict[str, float]]
             "max_abs_correlation": abs(partners[partner]) if partner else None,
             "correlated_with": partner,
             "correlations": partners or None,
-            "kept": kept,
+            "kept": score["feature"] in kept,
         })
     return rows
 
@@ -140,10 +139,10 @@ def kept_features(spark: SparkSession, config: Config) -> list[str]:
     """
     rows = tables.read_table(spark, tables.FEATURE_SELECTION, config.paths.lakehouse_dir).where(
         F.col(AS_OF_DATE) == F.lit(config.as_of_date)
-    ).select("kept").limit(1).collect()
+    ).where("kept").select("feature").collect()
     if not rows:
         raise FileNotFoundError(f"no feature_selection for {config.as_of_date}: run the select stage first")
-    return list(rows[0][0])
+    return [row[0] for row in rows]
 
 
 def run(spark: SparkSession, config: Config, run_id: str) -> dict[str, int]:
@@ -164,4 +163,4 @@ def run(spark: SparkSession, config: Config, run_id: str) -> dict[str, int]:
         log.info("feature %-22s chi2=%10.1f p=%.3g selected=%s", row["feature"], row["chi2_statistic"],
                  row["p_value"], row["selected"])
     written = tables.write_table(frame, tables.FEATURE_SELECTION, config.paths.lakehouse_dir, config.as_of_date)
-    return {tables.FEATURE_SELECTION.qualified: written, "features_kept": len(rows[0]["kept"])}
+    return {tables.FEATURE_SELECTION.qualified: written, "features_kept": sum(row["kept"] for row in rows)}

@@ -19,8 +19,8 @@ def session_settings(config: Config) -> dict[str, str]:
         config: the run configuration.
 
     Returns:
-        Setting name to value: Delta extensions, shuffle partitions, checkpoint-free
-        defaults and any ``spark.extra`` entries (which win).
+        Setting name to value: Delta extensions, shuffle partitions, UI and time zone,
+        and any ``spark.extra`` entries (which win).
     """
     settings = {
         "spark.app.name": config.spark.app_name,

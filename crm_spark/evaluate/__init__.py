@@ -69,7 +69,7 @@ def recommendation_metrics(spark: SparkSession, config: Config) -> list[Metric]:
     """Return ranking metrics, catalogue coverage and rating RMSE of each recommender."""
     lake = config.paths.lakehouse_dir
     k = config.recommend.top_k
-    products = tables.read_table(spark, tables.PRODUCTS, lake)
+    products = tables.read_table(spark, tables.PRODUCTS, lake).cache()
     items = dense_index(products, PRODUCT_ID, ITEM).cache()
     relevant = holdout_relevance(tables.read_table(spark, tables.ORDERS, lake), config.training_cutoff,
                                  config.as_of_date).cache()
@@ -86,10 +86,11 @@ def recommendation_metrics(spark: SparkSession, config: Config) -> list[Metric]:
     metrics.append(("recommendation", "served", "catalogue_coverage",
                     ranking.catalogue_coverage(served, products), "serving", _run_id_of(served)))
     rated = _latest(spark, tables.RATING_HOLDOUT, config)
+    rated_run = _run_id_of(rated)
     for model in sorted(r[0] for r in rated.select("model").distinct().collect()):
         metrics.append(("rating", model, "rmse", ranking.rmse(rated.where(F.col("model") == model)), TEST,
-                        _run_id_of(rated)))
-    for frame in (items, relevant, holdout):
+                        rated_run))
+    for frame in (products, items, relevant, holdout):
         frame.unpersist()
     return metrics
 

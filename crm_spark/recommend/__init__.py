@@ -51,7 +51,7 @@ def _max_seen(interactions_df: DataFrame) -> int:
 
 def recommend_known(
     interactions_df: DataFrame, users_df: DataFrame, items_df: DataFrame, target_df: DataFrame,
-    config: Config, blocks: int,
+    config: Config, blocks: int, max_seen: int,
 ) -> tuple[ALSModel, DataFrame]:
     """Fit implicit ALS on ``interactions_df`` and return top-k unseen products for ``target_df``.
 
@@ -62,6 +62,7 @@ def recommend_known(
         target_df: column ``customer_key`` of the customers to recommend to.
         config: run configuration (``recommend`` section).
         blocks: ALS block count.
+        max_seen: the largest number of products any customer interacted with.
 
     Returns:
         The fitted model, and ``customer_key``, ``product_id``, ``score`` and ``rank``.
@@ -69,7 +70,7 @@ def recommend_known(
     indexed = _indexed(interactions_df, users_df, items_df).select(USER, ITEM, STRENGTH)
     model = fit_implicit(indexed, config.recommend, blocks)
     targets = target_df.join(users_df, CUSTOMER_KEY).select(USER)
-    recs = top_k_unseen(model, targets, indexed, config.recommend.top_k, _max_seen(interactions_df))
+    recs = top_k_unseen(model, targets, indexed, config.recommend.top_k, max_seen)
     return model, recs.join(users_df, USER).join(items_df, ITEM).select(CUSTOMER_KEY, PRODUCT_ID, SCORE, RANK)
 
 
@@ -124,8 +125,9 @@ def run(spark: SparkSession, config: Config, run_id: str) -> dict[str, int]:
     history = purchase_interactions(orders, config.training_cutoff).persist(StorageLevel.MEMORY_AND_DISK)
     users = dense_index(history, CUSTOMER_KEY, USER).persist()
     targets = holdout_relevance(orders, config.training_cutoff, config.as_of_date).select(CUSTOMER_KEY).distinct()
-    _, als_holdout = recommend_known(history, users, items, targets, config, blocks)
-    popular_holdout = popular_unseen(targets, history, popularity(history), cfg.top_k, _max_seen(history))
+    max_seen = _max_seen(history)
+    _, als_holdout = recommend_known(history, users, items, targets, config, blocks, max_seen)
+    popular_holdout = popular_unseen(targets, history, popularity(history), cfg.top_k, max_seen)
     holdout = als_holdout.withColumn("model", F.lit(ALS_MODEL)).unionByName(
         popular_holdout.withColumn("model", F.lit(POPULAR_MODEL)))
     write(holdout, tables.RECOMMENDATION_HOLDOUT)
@@ -137,13 +139,14 @@ def run(spark: SparkSession, config: Config, run_id: str) -> dict[str, int]:
 
     everything = purchase_interactions(orders, config.as_of_date).persist(StorageLevel.MEMORY_AND_DISK)
     all_users = dense_index(everything, CUSTOMER_KEY, USER).persist()
-    model, served = recommend_known(everything, all_users, items, all_users.select(CUSTOMER_KEY), config, blocks)
+    model, served = recommend_known(everything, all_users, items, all_users.select(CUSTOMER_KEY), config, blocks,
+                                    _max_seen(everything))
     path = registry.model_path(lake, run_id, RECOMMEND_TASK, ALS_MODEL)
     model.write().overwrite().save(path)
     registered = tables.read_table(spark, tables.CUSTOMERS, lake).where(
         F.col(SIGNUP_TS).isNull() | (F.col(SIGNUP_TS) < F.lit(config.as_of_date).cast("timestamp")))
     cold = registered.select(CUSTOMER_KEY).join(all_users.select(CUSTOMER_KEY), CUSTOMER_KEY, "left_anti")
-    cold_recs = popular_unseen(cold, everything.limit(0), popularity(everything), cfg.top_k, 0) \
+    cold_recs = popular_unseen(cold, None, popularity(everything), cfg.top_k, 0) \
         .withColumn("source", F.lit(POPULAR_MODEL))
     write(served.withColumn("source", F.lit(ALS_MODEL)).unionByName(cold_recs), tables.RECOMMENDATIONS)
     counts[tables.MODEL_REGISTRY.qualified] = registry.record(spark, config, run_id, [

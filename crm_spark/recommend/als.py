@@ -103,13 +103,13 @@ def top_k_unseen(model: ALSModel, users_df: DataFrame, seen_df: DataFrame, k: in
 
 
 def popular_unseen(
-    users_df: DataFrame, seen_df: DataFrame, popularity_df: DataFrame, k: int, max_seen: int
+    users_df: DataFrame, seen_df: DataFrame | None, popularity_df: DataFrame, k: int, max_seen: int
 ) -> DataFrame:
     """Return each customer's ``k`` most popular products they have not bought.
 
     Args:
         users_df: column ``customer_key``.
-        seen_df: ``(customer_key, product_id)`` pairs to exclude.
+        seen_df: ``(customer_key, product_id)`` pairs to exclude, or None.
         popularity_df: ``(product_id, score)``; higher is more popular.
         k: recommendations per customer.
         max_seen: the largest number of seen products of any customer.
@@ -119,12 +119,10 @@ def popular_unseen(
     """
     top = popularity_df.orderBy(F.col(SCORE).desc(), PRODUCT_ID).limit(k + max_seen)
     best = Window.partitionBy(CUSTOMER_KEY).orderBy(F.col(SCORE).desc(), PRODUCT_ID)
-    return (
-        users_df.select(CUSTOMER_KEY).crossJoin(F.broadcast(top))
-        .join(seen_df.select(CUSTOMER_KEY, PRODUCT_ID), [CUSTOMER_KEY, PRODUCT_ID], "left_anti")
-        .withColumn(RANK, F.row_number().over(best))
-        .where(F.col(RANK) <= k)
-    )
+    pairs = users_df.select(CUSTOMER_KEY).crossJoin(F.broadcast(top))
+    if seen_df is not None:
+        pairs = pairs.join(seen_df.select(CUSTOMER_KEY, PRODUCT_ID), [CUSTOMER_KEY, PRODUCT_ID], "left_anti")
+    return pairs.withColumn(RANK, F.row_number().over(best)).where(F.col(RANK) <= k)
 
 
 def popularity(interactions_df: DataFrame) -> DataFrame:

@@ -44,9 +44,11 @@ def persons(
 ) -> DataFrame:
     """Return one row per synthetic person with every latent trait.
 
-    Churners stop buying at the training cutoff (``end_date - horizon_days``); the
-    churn probability depends on observable behaviour (group, purchase rate and the
-    satisfaction that shows in ratings).
+    Orders are drawn in three windows (before the recent period, the recent period of
+    RECENT_DAYS before the training cutoff, and the horizon after it). Churners stop
+    buying at the cutoff (``end_date - horizon_days``); the churn probability depends
+    on observable behaviour (group, orders in the recent period and the satisfaction
+    that shows in ratings).
 
     Args:
         spark: the session.

@@ -73,11 +73,14 @@ def fit(train_df: DataFrame, kept: list[str], classifier: object) -> PipelineMod
     return Pipeline(stages=[*preprocessing(numeric, categorical), classifier]).fit(train_df)
 
 
+def _id_columns(df: DataFrame) -> list[str]:
+    return [c for c in (CUSTOMER_KEY, LABEL, "split") if c in df.columns]
+
+
 def score(model: PipelineModel, df: DataFrame) -> DataFrame:
     """Return ``customer_key``, ``score`` (churn probability) and ``prediction`` for ``df``."""
-    keep = [c for c in (CUSTOMER_KEY, LABEL, "split") if c in df.columns]
     return model.transform(df).select(
-        *keep,
+        *_id_columns(df),
         vector_to_array("probability")[1].alias(SCORE),
         F.col(PREDICTION).cast("double").alias(PREDICTION),
     )
@@ -85,6 +88,5 @@ def score(model: PipelineModel, df: DataFrame) -> DataFrame:
 
 def recency_baseline(df: DataFrame) -> DataFrame:
     """Return the recency-only baseline: the longer since the last purchase, the likelier churn."""
-    keep = [c for c in (CUSTOMER_KEY, LABEL, "split") if c in df.columns]
-    return df.select(*keep, F.col("recency_days").cast("double").alias(SCORE),
+    return df.select(*_id_columns(df), F.col("recency_days").cast("double").alias(SCORE),
                      F.lit(None).cast("double").alias(PREDICTION))
