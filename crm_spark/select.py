@@ -20,6 +20,7 @@ from pyspark.sql.types import (
     BooleanType,
     DateType,
     DoubleType,
+    IntegerType,
     MapType,
     StringType,
     StructField,
@@ -39,6 +40,7 @@ FEATURE_SELECTION_SCHEMA = StructType(
         StructField(AS_OF_DATE, DateType(), False),
         StructField(RUN_ID, StringType(), False),
         StructField("feature", StringType(), False),
+        StructField("position", IntegerType(), False),
         StructField("kind", StringType(), False),
         StructField("chi2_statistic", DoubleType()),
         StructField("p_value", DoubleType()),
@@ -132,14 +134,14 @@ def selection_rows(scores: list[dict], correlations: dict[str, dict[str, float]]
 
 
 def kept_features(spark: SparkSession, config: Config) -> list[str]:
-    """Return the features the selection kept for ``as_of_date``.
+    """Return the features the selection kept for ``as_of_date``, in candidate order.
 
     Raises:
         FileNotFoundError: the select stage has not run for that date.
     """
     rows = tables.read_table(spark, tables.FEATURE_SELECTION, config.paths.lakehouse_dir).where(
         F.col(AS_OF_DATE) == F.lit(config.as_of_date)
-    ).where("kept").select("feature").collect()
+    ).where("kept").orderBy("position").select("feature").collect()
     if not rows:
         raise FileNotFoundError(f"no feature_selection for {config.as_of_date}: run the select stage first")
     return [row[0] for row in rows]
@@ -157,7 +159,8 @@ def run(spark: SparkSession, config: Config, run_id: str) -> dict[str, int]:
     rows = selection_rows(scores, pearson_matrix(train_df, numeric))
     train_df.unpersist()
     frame = spark.createDataFrame(
-        [{AS_OF_DATE: config.as_of_date, RUN_ID: run_id, **row} for row in rows], FEATURE_SELECTION_SCHEMA
+        [{AS_OF_DATE: config.as_of_date, RUN_ID: run_id, "position": i, **row} for i, row in enumerate(rows)],
+        FEATURE_SELECTION_SCHEMA,
     )
     for row in rows:
         log.info("feature %-22s chi2=%10.1f p=%.3g selected=%s", row["feature"], row["chi2_statistic"],
