@@ -13,6 +13,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -67,6 +68,91 @@ class GenerateConfig:
     partitions: int = 8
 
 
+SOURCE_FORMATS = ("csv", "json", "parquet", "delta")
+ENCODINGS = ("UTF-8", "ISO-8859-1", "US-ASCII")
+QUALITY_ACTIONS = ("warn", "fail")
+EXPECTATION_PATTERN = re.compile(
+    r"^(?P<dataset>[a-z_]+)\.(?P<column>[A-Za-z0-9_]+)\.(?P<metric>[a-z_]+)\s*(?P<op>>=|<=)\s*(?P<bound>[0-9.eE+-]+)$"
+)
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """Where one raw source lives, how to read it and how its columns map onto canonical names.
+
+    ``path`` is relative to ``paths.raw_dir`` unless absolute or a URL; globs are allowed.
+    ``columns`` maps a canonical column to the source's column (columns named canonically
+    need no entry). ``formats`` lists date/time patterns per canonical column (``epoch``
+    for Unix seconds). ``constants`` fills canonical columns the source lacks. For CSV
+    without a header, ``fields`` names the columns in file order.
+    """
+
+    path: str
+    format: str
+    header: bool = True
+    delimiter: str = ","
+    encoding: str = "UTF-8"
+    fields: tuple[str, ...] = ()
+    columns: Mapping[str, str] = field(default_factory=dict)
+    formats: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    constants: Mapping[str, str] = field(default_factory=dict)
+
+
+def default_sources() -> dict[str, SourceConfig]:
+    """Return the synthetic data's layout: the sources ``generate`` writes under ``raw_dir``."""
+    return {
+        "customers": SourceConfig("customers", "csv"),
+        "products": SourceConfig("products", "csv"),
+        "orders": SourceConfig("orders", "json"),
+        "ratings": SourceConfig("ratings", "parquet"),
+    }
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """Limits applied to every raw row."""
+
+    max_field_chars: int = 65_536
+    rating_min: int = 1
+    rating_max: int = 5
+
+
+@dataclass(frozen=True)
+class PrepareConfig:
+    """Cleaning rules and entity resolution.
+
+    Phones become ``+<country code><national number>``; a number without a country
+    prefix is read as national for ``phone_country_code`` and must match
+    ``phone_national_pattern`` after an optional ``phone_trunk_prefix`` is removed.
+    Fuzzy matching links records in the same block (same birth date and a shared
+    name sound) whose name similarity reaches ``name_similarity``, that agree on city
+    or phone and whose genders do not conflict; blocks larger than ``max_block_size``
+    are skipped.
+    """
+
+    phone_country_code: str = "1"
+    phone_national_pattern: str = "[2-9][0-9]{9}"
+    phone_trunk_prefix: str | None = None
+    fuzzy_matching: bool = True
+    name_similarity: float = 0.85
+    max_block_size: int = 50
+
+
+@dataclass(frozen=True)
+class QualityConfig:
+    """Data-quality expectations checked after prepare.
+
+    Each expectation reads ``dataset.column.metric >= bound`` (or ``<=``), over the
+    metrics of the ``data_quality`` table; a failed one warns or fails the run.
+    """
+
+    expectations: tuple[str, ...] = (
+        "customers.customer_id.null_share <= 0.0",
+        "customers.email.valid_share >= 0.9",
+    )
+    on_failure: str = "warn"
+
+
 @dataclass(frozen=True)
 class SelectConfig:
     """Feature selection: chi-square on quantile buckets, Pearson correlation."""
@@ -110,6 +196,10 @@ class Config:
     paths: PathsConfig
     churn_horizon_days: int = 90
     spark: SparkConfig = field(default_factory=SparkConfig)
+    sources: Mapping[str, SourceConfig] = field(default_factory=default_sources)
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+    prepare: PrepareConfig = field(default_factory=PrepareConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
     generate: GenerateConfig = field(default_factory=GenerateConfig)
     select: SelectConfig = field(default_factory=SelectConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -186,6 +276,9 @@ _BOUNDS: dict[str, tuple[float | None, float | None]] = {
     "generate.malformed_share": (0.0, 0.5),
     "generate.anomaly_share": (0.0, 0.5),
     "generate.partitions": (1, None),
+    "ingest.max_field_chars": (16, None),
+    "prepare.name_similarity": (0.0, 1.0),
+    "prepare.max_block_size": (2, None),
     "select.buckets": (2, 100),
     "select.fpr": (0.0, 1.0),
     "train.validation_share": (0.01, 0.5),
@@ -223,6 +316,39 @@ def validate(config: Config) -> None:
             )
     if config.train.validation_share + config.train.test_share >= 0.8:
         raise ConfigError("config keys 'train.validation_share' + 'train.test_share' must be < 0.8")
+    _validate_sources(config.sources)
+    for expectation in config.quality.expectations:
+        if not EXPECTATION_PATTERN.match(expectation):
+            raise ConfigError(f"config key 'quality.expectations' has '{expectation}', expected "
+                              "'dataset.column.metric >= number' (or <=)")
+    if config.quality.on_failure not in QUALITY_ACTIONS:
+        raise ConfigError(f"config key 'quality.on_failure' must be one of {QUALITY_ACTIONS}, "
+                          f"got {config.quality.on_failure!r}")
+
+
+def _validate_sources(sources: Mapping[str, SourceConfig]) -> None:
+    """Check source names, formats, encodings and that mapped columns are canonical."""
+    from crm_spark.schemas import CANONICAL_COLUMNS  # schemas imports pyspark; keep config light
+
+    if not sources:
+        raise ConfigError(f"config key 'sources' must name at least one of {', '.join(CANONICAL_COLUMNS)}")
+    for name, source in sources.items():
+        key = f"sources.{name}"
+        if name not in CANONICAL_COLUMNS:
+            raise ConfigError(f"unknown source '{key}' (known: {', '.join(CANONICAL_COLUMNS)})")
+        if source.format not in SOURCE_FORMATS:
+            raise ConfigError(f"config key '{key}.format' must be one of {SOURCE_FORMATS}, got {source.format!r}")
+        if source.encoding not in ENCODINGS:
+            raise ConfigError(f"config key '{key}.encoding' must be one of {ENCODINGS}, got {source.encoding!r}")
+        if len(source.delimiter) != 1:
+            raise ConfigError(f"config key '{key}.delimiter' must be one character, got {source.delimiter!r}")
+        if source.format == "csv" and not source.header and not source.fields:
+            raise ConfigError(f"config key '{key}.fields' must list the columns of a CSV without a header")
+        for section in ("columns", "formats", "constants"):
+            unknown = sorted(set(getattr(source, section)) - set(CANONICAL_COLUMNS[name]))
+            if unknown:
+                raise ConfigError(f"config key '{key}.{section}.{unknown[0]}' is not a canonical column of "
+                                  f"{name} (known: {', '.join(CANONICAL_COLUMNS[name])})")
 
 
 def _set_dotted(target: dict[str, Any], dotted: str, value: Any) -> None:
@@ -286,7 +412,17 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
     if origin in (Mapping, dict, collections.abc.Mapping) or hint is Mapping:
         if not isinstance(value, Mapping):
             raise ConfigError(f"config key '{key}' must be a mapping, got {value!r}")
-        return {str(k): str(v) for k, v in value.items()}
+        args = typing.get_args(hint)
+        if not args or args[1] is str:
+            return {str(k): str(v) for k, v in value.items()}
+        return {str(k): _coerce(args[1], v, f"{key}.{k}") for k, v in value.items()}
+    if origin is tuple:
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"config key '{key}' must be a list, got {value!r}")
+        (inner, _) = typing.get_args(hint)
+        return tuple(_coerce(inner, item, f"{key}[{i}]") for i, item in enumerate(value))
     if hint is bool:
         if isinstance(value, bool):
             return value

@@ -13,6 +13,7 @@ from crm_spark import tables
 from crm_spark.config import Config
 from crm_spark.prepare.clean import age_on
 from crm_spark.schemas import (
+    AGE,
     AS_OF_DATE,
     BIRTH_DATE,
     CATEGORY,
@@ -54,6 +55,24 @@ def category_share_columns(features_df: DataFrame) -> list[str]:
 def feature_columns(features_df: DataFrame) -> list[str]:
     """Return the numeric model features present in a features frame, in a fixed order."""
     return [*NUMERIC_FEATURES, *category_share_columns(features_df)]
+
+
+def informative(features_df: DataFrame, columns: list[str]) -> list[str]:
+    """Return the columns that vary (two or more distinct non-null values), in order.
+
+    A feature the sources cannot fill (no ratings, no birth dates) is constant or
+    empty; it is logged and left out rather than breaking imputation or bucketing.
+    """
+    if not columns:
+        return []
+    bounds = features_df.agg(*[F.min(c).alias(f"lo{i}") for i, c in enumerate(columns)],
+                             *[F.max(c).alias(f"hi{i}") for i, c in enumerate(columns)]).first()
+    varying = [c for i, c in enumerate(columns)
+               if bounds[f"lo{i}"] is not None and bounds[f"lo{i}"] != bounds[f"hi{i}"]]
+    for column in columns:
+        if column not in varying:
+            log.info("feature %s is constant or empty here; left out", column)
+    return varying
 
 
 def completed_before(orders_df: DataFrame, as_of_date: dt.date) -> DataFrame:
@@ -112,7 +131,7 @@ def customer_features(
     registered = customers_df.where(F.col(SIGNUP_TS).isNull() | (F.col(SIGNUP_TS) < cutoff))
     shares = [category_share_column(c) for c in categories]
     return (
-        registered.select(CUSTOMER_KEY, SIGNUP_TS, BIRTH_DATE, GENDER)
+        registered.select(CUSTOMER_KEY, SIGNUP_TS, BIRTH_DATE, AGE, GENDER)
         .join(purchases, CUSTOMER_KEY, "left")
         .join(rated, CUSTOMER_KEY, "left")
         .select(
@@ -130,7 +149,7 @@ def customer_features(
             F.coalesce("monetary_recent", F.lit(0.0)).alias("monetary_recent"),
             F.coalesce("n_ratings", F.lit(0)).cast("double").alias("n_ratings"),
             F.col("avg_rating").cast("double").alias("avg_rating"),
-            age_on(F.col(BIRTH_DATE), as_of_date).cast("double").alias("age"),
+            F.coalesce(age_on(F.col(BIRTH_DATE), as_of_date), F.col(AGE)).cast("double").alias("age"),
             *[F.coalesce(F.col(s) / F.col("monetary"), F.lit(0.0)).alias(s) for s in shares],
             F.coalesce(F.col(GENDER), F.lit("U")).alias(GENDER),
         )

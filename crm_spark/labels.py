@@ -11,6 +11,7 @@ from crm_spark import tables
 from crm_spark.config import Config
 from crm_spark.features import completed_before, read_features
 from crm_spark.schemas import CUSTOMER_KEY, ORDER_TS
+from crm_spark.stage import StageSkipped
 
 LABEL = "label"
 SPLIT = "split"
@@ -64,9 +65,12 @@ def labelled_customers(spark: SparkSession, config: Config) -> DataFrame:
 
     Raises:
         FileNotFoundError: the features or orders table is missing.
+        StageSkipped: there are no orders to label churn from.
     """
     lake = config.paths.lakehouse_dir
-    features_df = read_features(spark, lake, config.training_cutoff)
     orders_df = tables.read_table(spark, tables.ORDERS, lake)
+    if orders_df.isEmpty():
+        raise StageSkipped("no order lines: churn labels need purchase history")
+    features_df = read_features(spark, lake, config.training_cutoff)
     labelled = with_churn_label(features_df, orders_df, config.training_cutoff, config.churn_horizon_days)
     return with_split(labelled, config.train.validation_share, config.train.test_share, config.train.seed)

@@ -23,6 +23,7 @@ from crm_spark import (
 )
 from crm_spark.config import Config
 from crm_spark.schemas import RUNS_SCHEMA
+from crm_spark.stage import StageSkipped
 from crm_spark.synth import generate
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ class RunResult:
     error: str | None = None
     stage_seconds: dict[str, float] = field(default_factory=dict)
     row_counts: dict[str, int] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
 
 
 def new_run_id() -> str:
@@ -61,8 +63,9 @@ def new_run_id() -> str:
 def execute(spark: SparkSession, config: Config, stages: list[str], run_id: str | None = None) -> RunResult:
     """Run ``stages`` in order and append the run's manifest to the ``runs`` table.
 
-    A failing stage stops the run; the manifest records it as failed and the error is
-    raised again.
+    A stage whose inputs are absent raises :class:`StageSkipped`; the run logs one line,
+    records the stage and reason under ``skipped`` and goes on. A failing stage stops
+    the run; the manifest records it as failed and the error is raised again.
 
     Args:
         spark: the session.
@@ -87,7 +90,12 @@ def execute(spark: SparkSession, config: Config, stages: list[str], run_id: str 
             log.info("stage %s: start (run %s)", stage, result.run_id)
             spark.sparkContext.setJobGroup(stage, f"crm-spark {stage} {result.run_id}")
             began = time.perf_counter()
-            counts = STAGES[stage](spark, config, result.run_id)
+            try:
+                counts = STAGES[stage](spark, config, result.run_id)
+            except StageSkipped as skip:
+                result.skipped[stage] = str(skip)
+                log.warning("stage %s: skipped: %s", stage, skip)
+                continue
             result.stage_seconds[stage] = round(time.perf_counter() - began, 2)
             result.row_counts.update({k: int(v) for k, v in counts.items()})
             log.info("stage %s: done in %.1f s", stage, result.stage_seconds[stage])
@@ -106,6 +114,7 @@ def _record(spark: SparkSession, config: Config, stages: list[str], result: RunR
     row = (
         result.run_id, config.as_of_date, config.config_hash(), list(stages), started,
         dt.datetime.now(dt.timezone.utc), result.status, result.error, result.stage_seconds, result.row_counts,
+        result.skipped,
     )
     try:
         spark.sparkContext.setJobGroup("runs", f"crm-spark runs {result.run_id}")

@@ -1,7 +1,7 @@
 """Schemas and column names, declared once.
 
-Raw schemas describe the canonical input of each source as text, which is how every
-raw line is first parsed; bronze schemas are the typed tables ingest writes.
+Raw columns are the canonical input the generator writes; canonical columns are what
+any source may map onto; bronze schemas are the typed tables ingest writes.
 """
 
 from __future__ import annotations
@@ -44,6 +44,9 @@ ORDER_TS = "order_ts"
 STATUS = "status"
 RATING = "rating"
 RATED_TS = "rated_ts"
+AGE = "age"
+LABEL = "label"
+ORDER_LINE_ID = "order_line_id"
 AS_OF_DATE = "as_of_date"
 RUN_ID = "run_id"
 SOURCE_FILE = "_source_file"
@@ -64,9 +67,20 @@ RAW_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 
 
-def raw_text_schema(source: str) -> StructType:
-    """Return the all-string schema used to parse a raw source's lines."""
-    return StructType([StructField(c, StringType()) for c in RAW_COLUMNS[source]])
+# Every column a source may map onto: the generator's columns plus optional ones
+# other sources carry (an age instead of a birth date, a churn flag from a CRM export).
+CANONICAL_COLUMNS: dict[str, tuple[str, ...]] = {
+    **RAW_COLUMNS,
+    "customers": (*RAW_COLUMNS["customers"], AGE, LABEL),
+}
+# Columns a source must provide, by mapping or constant; without one the run stops.
+# A missing order_id is derived from the line itself.
+REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
+    "customers": (CUSTOMER_ID,),
+    "products": (PRODUCT_ID,),
+    "orders": (CUSTOMER_ID, QUANTITY, UNIT_PRICE, ORDER_TS),
+    "ratings": (CUSTOMER_ID, PRODUCT_ID, RATING),
+}
 
 
 # Typed bronze schemas: the type each raw field must cast to. Customer text fields
@@ -85,6 +99,8 @@ BRONZE_SCHEMAS: dict[str, StructType] = {
             StructField(COUNTRY, StringType()),
             StructField(SIGNUP_TS, StringType()),
             StructField(UPDATED_TS, StringType()),
+            StructField(AGE, StringType()),
+            StructField(LABEL, StringType()),
         ]
     ),
     "products": StructType(
@@ -99,7 +115,7 @@ BRONZE_SCHEMAS: dict[str, StructType] = {
         [
             StructField(ORDER_ID, StringType(), False),
             StructField(CUSTOMER_ID, StringType(), False),
-            StructField(PRODUCT_ID, StringType(), False),
+            StructField(PRODUCT_ID, StringType()),
             StructField(QUANTITY, IntegerType(), False),
             StructField(UNIT_PRICE, DoubleType(), False),
             StructField(ORDER_TS, TimestampType(), False),
@@ -140,6 +156,18 @@ MODEL_METRICS_SCHEMA = StructType(
     ]
 )
 
+DATA_QUALITY_SCHEMA = StructType(
+    [
+        StructField(RUN_ID, StringType(), False),
+        StructField(AS_OF_DATE, DateType(), False),
+        StructField("dataset", StringType(), False),
+        StructField("column", StringType(), False),
+        StructField("metric", StringType(), False),
+        StructField("value", DoubleType()),
+        StructField("text", StringType()),
+    ]
+)
+
 RUNS_SCHEMA = StructType(
     [
         StructField(RUN_ID, StringType(), False),
@@ -154,6 +182,7 @@ RUNS_SCHEMA = StructType(
             "stage_seconds", MapType(StringType(), DoubleType()), False
         ),
         StructField("row_counts", MapType(StringType(), LongType()), False),
+        StructField("skipped", MapType(StringType(), StringType())),
     ]
 )
 

@@ -29,7 +29,7 @@ from pyspark.sql.types import (
 
 from crm_spark import tables
 from crm_spark.config import Config, SelectConfig
-from crm_spark.features import CATEGORICAL_FEATURES, feature_columns
+from crm_spark.features import CATEGORICAL_FEATURES, feature_columns, informative
 from crm_spark.labels import LABEL, SPLIT, TRAIN, labelled_customers
 from crm_spark.schemas import AS_OF_DATE, RUN_ID
 
@@ -154,7 +154,7 @@ def run(spark: SparkSession, config: Config, run_id: str) -> dict[str, int]:
         Rows written and the number of features kept.
     """
     train_df = labelled_customers(spark, config).where(F.col(SPLIT) == TRAIN).cache()
-    numeric = feature_columns(train_df)
+    numeric = informative(train_df, feature_columns(train_df))
     scores = chi_square_scores(train_df, numeric, list(CATEGORICAL_FEATURES), config.select)
     rows = selection_rows(scores, pearson_matrix(train_df, numeric))
     train_df.unpersist()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 
 from pyspark.sql import SparkSession
 
@@ -46,9 +47,10 @@ def launched_by_spark_submit() -> bool:
 def build_spark(config: Config) -> SparkSession:
     """Build (or reuse) the SparkSession for a run.
 
-    Under ``spark-submit`` the launcher's master and packages are used; otherwise the
-    config's master and Delta package. So the same code runs under ``python``,
-    ``pytest`` and ``spark-submit --master spark://...``.
+    Under ``spark-submit`` the launcher's master, packages and Python are used;
+    otherwise the config's master and Delta package, and Python workers run the
+    interpreter of this process (so vectorized UDFs find pandas). So the same code
+    runs under ``python``, ``pytest`` and ``spark-submit --master spark://...``.
 
     Args:
         config: the run configuration.
@@ -61,6 +63,7 @@ def build_spark(config: Config) -> SparkSession:
         if config.spark.master:
             builder = builder.master(config.spark.master)
         builder = builder.config("spark.jars.packages", config.spark.delta_package)
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     for key, value in session_settings(config).items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()

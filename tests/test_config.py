@@ -73,3 +73,36 @@ def test_config_hash_changes_with_any_value(tmp_path):
     path = write(tmp_path, MINIMAL)
     assert load_config(path).config_hash() == load_config(path).config_hash()
     assert load_config(path).config_hash() != load_config(path, ["train.seed=8"]).config_hash()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["sources={}"], "config key 'sources' must name at least one of"),
+        (["sources.shops.path=x", "sources.shops.format=csv"], "unknown source 'sources.shops'"),
+        (["sources.orders.format=xml"], "config key 'sources.orders.format' must be one of"),
+        (["sources.orders.encoding=EBCDIC"], "config key 'sources.orders.encoding' must be one of"),
+        (["sources.orders.delimiter=';;'"], "config key 'sources.orders.delimiter' must be one character"),
+        (["sources.orders.columns={amount: Betrag}"],
+         "config key 'sources.orders.columns.amount' is not a canonical column of orders"),
+        (["sources.ratings.format=csv", "sources.ratings.header=false"],
+         "config key 'sources.ratings.fields' must list the columns"),
+        (["quality.expectations=[email valid >= 0.9]"], "config key 'quality.expectations' has 'email valid >= 0.9'"),
+        (["quality.on_failure=explode"], "config key 'quality.on_failure' must be one of"),
+    ],
+)
+def test_bad_sources_and_expectations_name_the_key(tmp_path, overrides, message):
+    text = MINIMAL + "sources:\n  orders: {path: orders, format: json}\n  ratings: {path: ratings, format: parquet}\n"
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, text), overrides)
+    assert str(caught.value).startswith(message)
+
+
+def test_sources_parse_lists_and_mappings(tmp_path):
+    config = load_config(write(tmp_path, MINIMAL), [
+        "sources={ratings: {path: u.data, format: csv, header: false, delimiter: '\t', "
+        "fields: [user, item, rating, ts], columns: {customer_id: user, product_id: item, rated_ts: ts}, "
+        "formats: {rated_ts: [epoch]}}}"])
+    ratings = config.sources["ratings"]
+    assert (list(config.sources), ratings.fields, ratings.delimiter, dict(ratings.formats)) == (
+        ["ratings"], ("user", "item", "rating", "ts"), "\t", {"rated_ts": ("epoch",)})

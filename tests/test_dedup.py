@@ -1,16 +1,21 @@
-"""Exact de-duplication: edges, transitive components, golden records."""
+"""Entity resolution: exact edges, blocked fuzzy edges, transitive components, golden records."""
 
 from __future__ import annotations
 
 import datetime as dt
 
+from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
+from crm_spark.config import PrepareConfig
 from crm_spark.prepare import dedup
+from crm_spark.prepare.clean import CUSTOMER_FLAGS
 
+FLAGS = ", ".join(f"{flag} boolean" for flag in CUSTOMER_FLAGS)
 SCHEMA = ("customer_id string, first_name string, last_name string, email string, phone string, gender string, "
-          "birth_date date, city string, country string, signup_ts timestamp, updated_ts timestamp, "
-          "email_invalid boolean, phone_invalid boolean, gender_unknown boolean, birth_date_invalid boolean")
+          "birth_date date, city string, country string, signup_ts timestamp, updated_ts timestamp, age int, "
+          "label double, " + FLAGS)
+NO_FLAGS = (False,) * len(CUSTOMER_FLAGS)
 
 
 def customers(spark):
@@ -19,13 +24,13 @@ def customers(spark):
         [
             # C1 and C2 share an email; C2 and C3 share a phone: one person, transitively.
             ("C1", "Ann", "Lee", "ann@x.com", None, "F", dt.date(1980, 1, 1), "Austin", "US",
-             t(2022, 1, 1), t(2022, 1, 2), False, True, False, False),
-            ("C2", "Anne", "Lee", "ann@x.com", "+14155550100", "U", None, None, "US",
-             t(2023, 1, 1), t(2023, 1, 2), False, False, True, False),
-            ("C3", "Ann", None, None, "+14155550100", "U", None, "Boston", "US",
-             t(2023, 6, 1), t(2023, 6, 2), False, False, False, False),
+             t(2022, 1, 1), t(2022, 1, 2), 44, None, *NO_FLAGS[:-1], True),
+            ("C2", "Anne", "Lee", "ann@x.com", "+14155550100", "U", None, "Boston", "US",
+             t(2023, 1, 1), t(2023, 1, 2), None, 1.0, *NO_FLAGS),
+            ("C3", "Ann", None, None, "+14155550100", "U", None, "Boston", "USA",
+             t(2023, 6, 1), t(2023, 6, 2), None, None, *NO_FLAGS),
             ("C4", "Bob", "Ray", "bob@x.com", "+14155550111", "M", None, "Dallas", "US",
-             t(2022, 5, 1), t(2022, 5, 1), False, False, False, False),
+             t(2022, 5, 1), t(2022, 5, 1), None, 0.0, *NO_FLAGS),
         ],
         SCHEMA,
     )
@@ -40,24 +45,59 @@ def test_components_are_transitive(spark):
     assertDataFrameEqual(components, expected)
 
 
-def test_golden_record_takes_latest_known_values(spark):
+def test_golden_record_survivorship(spark):
     frame = customers(spark)
     components = spark.createDataFrame([("C1", "C1"), ("C2", "C1"), ("C3", "C1"), ("C4", "C4")],
                                        "id string, component string")
     xref = dedup.xref(components)
-    golden = dedup.golden_records(frame, xref).drop("customer_key")
+    golden = dedup.golden_records(frame, xref).select(
+        "first_name", "last_name", "email", "phone", "birth_date", "age", "label", "city", "country", "gender",
+        "signup_ts", "updated_ts", "n_records", "label_invalid")
     t = dt.datetime
     expected = spark.createDataFrame(
         [
-            ("Ann", "Lee", "ann@x.com", "+14155550100", dt.date(1980, 1, 1), "Boston", "US", "F",
-             t(2022, 1, 1), t(2023, 6, 2), 3, False, True, True, False),
-            ("Bob", "Ray", "bob@x.com", "+14155550111", None, "Dallas", "US", "M",
-             t(2022, 5, 1), t(2022, 5, 1), 1, False, False, False, False),
+            ("Ann", "Lee", "ann@x.com", "+14155550100", dt.date(1980, 1, 1), 44, 1.0, "Boston", "US", "F",
+             t(2022, 1, 1), t(2023, 6, 2), 3, True),
+            ("Bob", "Ray", "bob@x.com", "+14155550111", None, None, 0.0, "Dallas", "US", "M",
+             t(2022, 5, 1), t(2022, 5, 1), 1, False),
         ],
-        "first_name string, last_name string, email string, phone string, birth_date date, city string, "
-        "country string, gender string, signup_ts timestamp, updated_ts timestamp, n_records long, "
-        "email_invalid boolean, phone_invalid boolean, gender_unknown boolean, birth_date_invalid boolean",
+        "first_name string, last_name string, email string, phone string, birth_date date, age int, label double, "
+        "city string, country string, gender string, signup_ts timestamp, updated_ts timestamp, n_records long, "
+        "label_invalid boolean",
     )
     assertDataFrameEqual(golden, expected)
     keys = xref.select("customer_key").distinct().collect()
     assert len(keys) == 2 and all(k[0].startswith("ck_") and len(k[0]) == 27 for k in keys)
+
+
+def test_name_similarity_tolerates_typos_and_accents(spark):
+    pairs = spark.createDataFrame(
+        [("James", "Jmaes"), ("José", "Jose"), ("Smith", "Smith"), ("Mary", "Mark"), ("Ann", None)],
+        "a string, b string")
+    result = pairs.select("a", F.round(dedup.name_similarity(F.col("a"), F.col("b")), 2).alias("s"))
+    expected = spark.createDataFrame([("James", 0.9), ("José", 1.0), ("Smith", 1.0), ("Mary", 0.75), ("Ann", 0.0)],
+                                     "a string, s double")
+    assertDataFrameEqual(result, expected)
+
+
+def test_fuzzy_matches_need_similar_names_and_corroboration(spark):
+    born = dt.date(1980, 1, 1)
+    records = spark.createDataFrame(
+        [
+            ("A1", "James", "Smith", "Austin", None, "M", born),
+            ("A2", "Jmaes", "Smith", "Austin", "+14155550123", "M", born),   # typo: same person
+            ("A3", "Smith", "James", "Austin", None, "U", born),            # swapped names: same person
+            ("A4", "James", "Smith", "Denver", None, "M", born),            # other city, no phone: not linked
+            ("A5", "Mary", "Smith", "Austin", None, "F", born),             # other first name and gender
+            ("A6", "James", "Smith", "Austin", None, "M", dt.date(1981, 1, 1)),  # other birth date: other block
+        ],
+        "customer_id string, first_name string, last_name string, city string, phone string, gender string, "
+        "birth_date date")
+    pairs, sizes = dedup.candidate_pairs(dedup.blocks(records), max_block_size=50)
+    assert pairs.where("src = 'A1' and dst = 'A6'").isEmpty()
+    assert sizes.agg(F.max("size")).first()[0] == 5
+    edges = dedup.fuzzy_edges(records, pairs, PrepareConfig()).select("src", "dst")
+    expected = spark.createDataFrame([("A1", "A2"), ("A1", "A3"), ("A2", "A3")], "src string, dst string")
+    assertDataFrameEqual(edges, expected)
+    capped, _ = dedup.candidate_pairs(dedup.blocks(records), max_block_size=3)
+    assert capped.isEmpty()

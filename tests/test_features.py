@@ -18,9 +18,9 @@ ORDER_SCHEMA = ("order_id string, customer_key string, product_id string, quanti
 def frames(spark):
     t = dt.datetime
     customers = spark.createDataFrame(
-        [("k1", t(2023, 1, 1), dt.date(1990, 7, 1), "F"), ("k2", t(2024, 6, 1), None, "U"),
-         ("k3", t(2024, 7, 1), dt.date(2000, 1, 1), "M")],
-        "customer_key string, signup_ts timestamp, birth_date date, gender string",
+        [("k1", t(2023, 1, 1), dt.date(1990, 7, 1), 99, "F"), ("k2", t(2024, 6, 1), None, None, "U"),
+         ("k3", t(2024, 7, 1), dt.date(2000, 1, 1), None, "M")],
+        "customer_key string, signup_ts timestamp, birth_date date, age int, gender string",
     )
     orders = spark.createDataFrame(
         [

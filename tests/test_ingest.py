@@ -4,16 +4,28 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from crm_spark import ingest
+from crm_spark.config import SourceConfig
 
 HEADER = "order_id,customer_id,product_id,quantity,unit_price,order_ts,status"
 
 
+ORDER_FIELDS = HEADER.split(",")
+
+
 def lines(spark, *texts):
-    return spark.createDataFrame([(t, "f.csv") for t in texts], "_raw string, _source_file string")
+    return spark.createDataFrame([(t, "f.csv", False) for t in texts],
+                                 "_raw string, _source_file string, _bad_encoding boolean")
+
+
+def checked_csv(raw, source="orders", fields=ORDER_FIELDS, spec=None):
+    spec = spec or SourceConfig("f.csv", "csv")
+    canonical = ingest.canonical_columns(ingest.parse_csv_lines(raw, len(fields), ",", HEADER), source, spec, fields)
+    return ingest.with_typed_columns(canonical, source)
 
 
 def test_csv_lines_are_typed_or_given_a_reason(spark):
@@ -29,7 +41,7 @@ def test_csv_lines_are_typed_or_given_a_reason(spark):
         '"O7,C1,P1,1,9.5,2024-01-02,completed',
         '   ',
     )
-    checked = ingest.with_typed_columns(ingest.parse_csv_lines(raw, "orders"), "orders")
+    checked = checked_csv(raw)
     result = checked.select("order_id", "product_id", "quantity", "unit_price", "order_ts", "_reason")
     expected = spark.createDataFrame(
         [
@@ -55,7 +67,10 @@ def test_json_lines_and_rating_range(spark):
         '{"customer_id": "C1", "product_id": "P3", "rat',
         '{"customer_id": "C2", "product_id": "P3"}',
     )
-    checked = ingest.with_typed_columns(ingest.parse_json_lines(raw, "ratings"), "ratings")
+    keys = ["customer_id", "product_id", "rating", "rated_ts"]
+    spec = SourceConfig("r.json", "json")
+    checked = ingest.with_typed_columns(
+        ingest.canonical_columns(ingest.parse_json_lines(raw, keys), "ratings", spec, keys), "ratings")
     expected = spark.createDataFrame(
         [("P1", 5, None), ("P2", 7, "rating_out_of_range"), (None, None, "malformed_json"),
          ("P3", None, "missing_rating")],
@@ -66,7 +81,7 @@ def test_json_lines_and_rating_range(spark):
 
 def test_quarantine_keeps_original_text(spark):
     raw = lines(spark, 'O1,C1,P1,1,9.5,2024-01-02,completed', 'O5,C1,P1,1,9.5')
-    checked = ingest.with_typed_columns(ingest.parse_csv_lines(raw, "orders"), "orders")
+    checked = checked_csv(raw)
     expected = spark.createDataFrame(
         [("r1", "orders", "f.csv", "too_few_fields", "expected 7 fields, found 5", "O5,C1,P1,1,9.5")],
         "run_id string, source string, _source_file string, reason string, message string, raw string",
@@ -75,11 +90,38 @@ def test_quarantine_keeps_original_text(spark):
     assert ingest.accepted_rows(checked, "orders").select("order_id").collect() == [("O1",)]
 
 
-def test_parquet_missing_column_is_one_clear_error(spark):
+def test_missing_required_column_is_one_clear_error(spark):
     frame = spark.range(1).select(F.lit("C1").alias("customer_id"), F.lit("P1").alias("product_id"))
-    try:
-        ingest.parse_parquet(frame, "ratings")
-    except ingest.IngestError as error:
-        assert str(error) == "source 'ratings' lacks required column 'rating'"
-    else:
-        raise AssertionError("a missing column must raise IngestError")
+    parsed = ingest.parse_table(frame, F.lit("r.parquet"))
+    with pytest.raises(ingest.IngestError) as caught:
+        ingest.canonical_columns(parsed, "ratings", SourceConfig("r", "parquet"), frame.columns)
+    assert str(caught.value) == (
+        "source 'ratings' lacks required column 'rating' (source field 'rating' not found; map it under "
+        "sources.ratings.columns or set sources.ratings.constants.rating)")
+
+
+def test_mapping_constants_formats_and_derived_order_id(spark):
+    raw = lines(spark, "Kunde;Datum;Betrag", "K1;31.12.2024;12.5", "K1;31.12.2024;12.5", "K2;2024-13-01;3")
+    spec = SourceConfig("t.csv", "csv", delimiter=";", columns={"customer_id": "kunde", "order_ts": "Datum",
+                                                                 "unit_price": "Betrag"},
+                        formats={"order_ts": ("dd.MM.yyyy",)}, constants={"quantity": "1", "status": "completed"})
+    fields = ["Kunde", "Datum", "Betrag"]
+    parsed = ingest.parse_csv_lines(raw, 3, ";", "Kunde;Datum;Betrag")
+    checked = ingest.with_typed_columns(ingest.canonical_columns(parsed, "orders", spec, fields), "orders",
+                                        dict(spec.formats))
+    result = checked.select("customer_id", "product_id", "quantity", "unit_price", "order_ts", "status", "_reason")
+    expected = spark.createDataFrame(
+        [("K1", None, 1, 12.5, dt.datetime(2024, 12, 31), "completed", None)] * 2
+        + [("K2", None, 1, 3.0, None, "completed", "invalid_order_ts")],
+        "customer_id string, product_id string, quantity int, unit_price double, order_ts timestamp, "
+        "status string, _reason string")
+    assertDataFrameEqual(result, expected)
+    ids = checked.select("order_id").distinct().collect()
+    assert len(ids) == 2 and all(row[0].startswith("o_") for row in ids)
+
+
+def test_epoch_timestamps(spark):
+    text = spark.createDataFrame([("881250949",), ("x",)], "t string")
+    result = text.select(ingest.parse_timestamp_text(F.col("t"), ("epoch",)).alias("ts"))
+    assertDataFrameEqual(result, spark.createDataFrame([(dt.datetime(1997, 12, 4, 15, 55, 49),), (None,)],
+                                                       "ts timestamp"))

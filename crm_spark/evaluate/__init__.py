@@ -12,7 +12,7 @@ from crm_spark import tables
 from crm_spark.config import Config
 from crm_spark.evaluate import classification, ranking, truth
 from crm_spark.labels import LABEL, SPLIT, TEST, VALIDATION
-from crm_spark.recommend.als import ITEM, dense_index, holdout_relevance
+from crm_spark.recommend.als import ITEM, catalogue, dense_index, holdout_relevance
 from crm_spark.schemas import (
     AS_OF_DATE,
     CUSTOMER_KEY,
@@ -30,6 +30,21 @@ Metric = tuple[str, str, str, float, str, str]  # task, model, metric, value, sp
 def _latest(spark: SparkSession, table: tables.Table, config: Config) -> DataFrame:
     return tables.read_table(spark, table, config.paths.lakehouse_dir).where(
         F.col(AS_OF_DATE) == F.lit(config.as_of_date))
+
+
+def _written(spark: SparkSession, table: tables.Table, config: Config) -> bool:
+    """Return whether ``table`` has rows for ``as_of_date`` (its stage ran and was not skipped)."""
+    return tables.table_exists(spark, table, config.paths.lakehouse_dir) and not _latest(
+        spark, table, config).isEmpty()
+
+
+def dedup_metrics(spark: SparkSession, config: Config) -> list[Metric]:
+    """Return pairwise entity-resolution metrics against the ground truth, when it is available."""
+    if not truth.truth_available(config.paths.truth_dir):
+        return []
+    xref = tables.read_table(spark, tables.CUSTOMER_XREF, config.paths.lakehouse_dir)
+    values = truth.dedup_pair_counts(spark, config.paths.truth_dir, xref)
+    return [("dedup", "entity_resolution", name, value, "all", None) for name, value in values.items()]
 
 
 def _run_id_of(df: DataFrame) -> str | None:
@@ -69,10 +84,10 @@ def recommendation_metrics(spark: SparkSession, config: Config) -> list[Metric]:
     """Return ranking metrics, catalogue coverage and rating RMSE of each recommender."""
     lake = config.paths.lakehouse_dir
     k = config.recommend.top_k
-    products = tables.read_table(spark, tables.PRODUCTS, lake).cache()
+    orders = tables.read_table(spark, tables.ORDERS, lake)
+    products = catalogue(tables.read_table(spark, tables.PRODUCTS, lake), orders).cache()
     items = dense_index(products, PRODUCT_ID, ITEM).cache()
-    relevant = holdout_relevance(tables.read_table(spark, tables.ORDERS, lake), config.training_cutoff,
-                                 config.as_of_date).cache()
+    relevant = holdout_relevance(orders, config.training_cutoff, config.as_of_date).cache()
     holdout = _latest(spark, tables.RECOMMENDATION_HOLDOUT, config).cache()
     source_run = _run_id_of(holdout)
     metrics: list[Metric] = []
@@ -104,13 +119,18 @@ def segmentation_metrics(spark: SparkSession, config: Config) -> list[Metric]:
 
 
 def run(spark: SparkSession, config: Config, run_id: str) -> dict[str, int]:
-    """Compute every metric and write them to ``model_metrics`` under ``run_id``.
+    """Compute the metrics of every model this date has and write them to ``model_metrics``.
+
+    Models whose stage was skipped (no holdout rows for ``as_of_date``) get none.
 
     Returns:
         Rows written.
     """
-    metrics = churn_metrics(spark, config) + recommendation_metrics(spark, config) + segmentation_metrics(
-        spark, config)
+    metrics = dedup_metrics(spark, config)
+    if _written(spark, tables.CHURN_HOLDOUT, config):
+        metrics += churn_metrics(spark, config) + segmentation_metrics(spark, config)
+    if _written(spark, tables.RECOMMENDATION_HOLDOUT, config):
+        metrics += recommendation_metrics(spark, config)
     rows = [
         (run_id, config.as_of_date, task, model, metric,
          None if value is None or math.isnan(value) else float(value), split, model_run)

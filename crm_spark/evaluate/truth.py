@@ -28,3 +28,29 @@ def oracle_churn_scores(spark: SparkSession, truth_dir: str, xref_df: DataFrame)
         .join(persons, "person_id")
         .select(CUSTOMER_KEY, F.col("label_prob").cast("double").alias("score"))
     )
+
+
+def dedup_pair_counts(spark: SparkSession, truth_dir: str, xref_df: DataFrame) -> dict[str, float]:
+    """Return pairwise entity-resolution precision and recall against the planted persons.
+
+    Over the customer records that reached silver, a pair of records is a true pair
+    when both belong to one person and a predicted pair when both got one
+    ``customer_key``; counts are sums of n*(n-1)/2 over groups, so no pair is listed.
+
+    Returns:
+        ``precision``, ``recall``, ``f1``, ``true_pairs``, ``predicted_pairs`` and
+        ``correct_pairs``.
+    """
+    records = spark.read.parquet(f"{truth_dir}/customers").select(CUSTOMER_ID, "person_id")
+    joined = xref_df.select(CUSTOMER_ID, CUSTOMER_KEY).join(records, CUSTOMER_ID)
+
+    def pairs(*keys: str) -> float:
+        sizes = joined.groupBy(*keys).count()
+        return float(sizes.agg(F.sum(F.col("count") * (F.col("count") - 1) / 2)).first()[0] or 0.0)
+
+    true_pairs, predicted, correct = pairs("person_id"), pairs(CUSTOMER_KEY), pairs("person_id", CUSTOMER_KEY)
+    precision = correct / predicted if predicted else 1.0
+    recall = correct / true_pairs if true_pairs else 1.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": precision, "recall": recall, "f1": f1, "true_pairs": true_pairs,
+            "predicted_pairs": predicted, "correct_pairs": correct}

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import unicodedata
 
+import pandas as pd
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
+from pyspark.sql.types import StringType
 
+from crm_spark.config import PrepareConfig
 from crm_spark.schemas import (
+    AGE,
     BIRTH_DATE,
     CATEGORY,
     CITY,
@@ -17,17 +22,21 @@ from crm_spark.schemas import (
     EMAIL,
     FIRST_NAME,
     GENDER,
+    LABEL,
     LAST_NAME,
     NAME,
     ORDER_ID,
+    ORDER_LINE_ID,
     ORDER_TS,
     PHONE,
     PRICE,
     PRODUCT_ID,
+    QUANTITY,
     RATED_TS,
     SIGNUP_TS,
     SOURCE_FILE,
     STATUS,
+    UNIT_PRICE,
     UPDATED_TS,
 )
 
@@ -35,11 +44,24 @@ EMAIL_PATTERN = r"^[a-z0-9._%+-]+@[a-z0-9-]+(\.[a-z0-9-]+)*\.[a-z]{2,}$"
 BIRTH_DATE_FORMATS = ("yyyy-MM-dd", "dd.MM.yyyy", "yyyy/MM/dd", "dd MMM yyyy", "yyyyMMdd")
 TIMESTAMP_FORMATS = ("yyyy-MM-dd HH:mm:ss", "yyyy-MM-dd'T'HH:mm:ss", "yyyy-MM-dd")
 GENDER_CODES = {
-    "F": ("f", "female", "w", "woman", "frau", "weiblich", "femme", "mujer", "donna"),
-    "M": ("m", "male", "man", "mann", "maennlich", "homme", "hombre", "uomo"),
+    "F": ("f", "female", "w", "woman", "frau", "weiblich", "femme", "féminin", "feminin", "mujer", "femenino",
+          "donna", "femmina", "vrouw", "v", "kobieta", "k", "mulher", "feminino", "kvinna", "kvinde", "nainen",
+          "女", "女性"),
+    "M": ("m", "male", "man", "mann", "männlich", "maennlich", "homme", "masculin", "hombre", "masculino",
+          "uomo", "maschio", "mężczyzna", "mezczyzna", "homem", "manlig", "mand", "mies", "男", "男性"),
 }
+LABEL_CODES = {1.0: ("1", "1.0", "true", "yes", "y", "t", "churned", "churn"),
+               0.0: ("0", "0.0", "false", "no", "n", "f", "active", "retained")}
+FORMULA_PREFIXES = ("=", "+", "-", "@")
 COUNTRY_ALIASES = {"US": ("us", "usa", "u.s.", "u.s.a.", "united states", "united states of america")}
 MIN_AGE, MAX_AGE = 13, 110
+TEXT_COLUMNS = (FIRST_NAME, LAST_NAME, CITY)
+
+
+@F.pandas_udf(StringType())
+def nfkc(texts: pd.Series) -> pd.Series:
+    """Return each text in Unicode NFKC form (no Spark built-in does this)."""
+    return texts.map(lambda t: unicodedata.normalize("NFKC", t) if isinstance(t, str) else t)
 
 
 def blank_to_null(column: Column) -> Column:
@@ -49,8 +71,9 @@ def blank_to_null(column: Column) -> Column:
 
 
 def clean_name(column: Column) -> Column:
-    """Return a person's name trimmed and in title case."""
-    return F.initcap(F.lower(blank_to_null(column)))
+    """Return a person's name trimmed and in title case; null without a letter or with a formula prefix."""
+    name = F.initcap(F.lower(blank_to_null(column)))
+    return F.when(name.rlike(r"\p{L}") & ~F.substring(name, 1, 1).isin(*FORMULA_PREFIXES), name)
 
 
 def clean_email(column: Column) -> Column:
@@ -59,12 +82,33 @@ def clean_email(column: Column) -> Column:
     return F.when(email.rlike(EMAIL_PATTERN), email)
 
 
-def clean_phone(column: Column) -> Column:
-    """Return a North American phone number as ``+1`` and ten digits, or null."""
-    digits = F.regexp_replace(column, "[^0-9]", "")
-    national = F.when((F.length(digits) == 11) & digits.startswith("1"), F.substring(digits, 2, 10)) \
-        .when(F.length(digits) == 10, digits)
-    return F.when(national.rlike("^[2-9][0-9]{9}$"), F.concat(F.lit("+1"), national))
+DEFAULT_RULES = PrepareConfig()
+
+
+def clean_phone(column: Column, rules: PrepareConfig = DEFAULT_RULES) -> Column:
+    """Return a phone number as ``+<country code><number>``, or null when it cannot be one.
+
+    A number written with ``+`` or ``00`` keeps its own country code (8 to 15 digits in
+    all). Any other is national for ``rules.phone_country_code``: an optional trunk
+    prefix or the country code itself is removed, and the rest must match
+    ``rules.phone_national_pattern``.
+    """
+    text = F.trim(column)
+    digits = F.regexp_replace(text, "[^0-9]", "")
+    code = rules.phone_country_code
+    international = F.when(text.startswith("+"), digits).when(text.startswith("00"), F.substring(digits, 3, 20))
+    national = digits
+    if rules.phone_trunk_prefix:
+        national = F.when(digits.startswith(rules.phone_trunk_prefix),
+                          F.substring(digits, len(rules.phone_trunk_prefix) + 1, 20)).otherwise(digits)
+    pattern = f"^{rules.phone_national_pattern}$"
+    national = F.when(national.startswith(code) & F.substring(national, len(code) + 1, 20).rlike(pattern),
+                      F.substring(national, len(code) + 1, 20)).otherwise(national)
+    full = F.coalesce(
+        F.when(international.rlike("^[1-9][0-9]{7,14}$"), international),
+        F.when(international.isNull() & national.rlike(pattern), F.concat(F.lit(code), national)),
+    )
+    return F.concat(F.lit("+"), full)
 
 
 def clean_gender(column: Column) -> Column:
@@ -102,36 +146,77 @@ def clean_country(column: Column) -> Column:
     return mapped
 
 
-def with_clean_customers(customers_df: DataFrame, as_of_date: dt.date) -> DataFrame:
-    """Clean and standardize bronze customer rows, flagging what was nulled.
+def clean_label(column: Column) -> Column:
+    """Map a churn flag (``1``/``0``, ``true``/``false``, ``yes``/``no``, ...) to 1.0 or 0.0, else null."""
+    code = F.lower(blank_to_null(column))
+    mapped = F.lit(None).cast("double")
+    for value, codes in LABEL_CODES.items():
+        mapped = F.when(code.isin(*codes), F.lit(value)).otherwise(mapped)
+    return mapped
+
+
+# Flags of what cleaning nulled or changed; each counts as a rule hit per run.
+CUSTOMER_FLAGS = ("text_normalized", "name_invalid", "email_invalid", "phone_invalid", "gender_unknown",
+                  "birth_date_invalid", "age_invalid", "label_invalid")
+
+
+def with_clean_customers(
+    customers_df: DataFrame, as_of_date: dt.date, rules: PrepareConfig = DEFAULT_RULES,
+    date_formats: tuple[str, ...] = (),
+) -> DataFrame:
+    """Clean and standardize bronze customer rows, flagging what was nulled or changed.
+
+    Names and cities are put in Unicode NFKC form and title case; emails lower-cased
+    and validated; phones made canonical for the configured country; gender codes
+    mapped to F/M/U; birth dates parsed by ``date_formats`` then the usual formats.
+    ``age`` is the age on ``as_of_date`` from the birth date, else from an age column;
+    an impossible age nulls the value.
 
     Args:
         customers_df: bronze customers.
         as_of_date: date against which ages are checked.
+        rules: phone settings.
+        date_formats: extra birth-date patterns of the source, tried first.
 
     Returns:
-        One row per input row: cleaned canonical columns plus boolean flags
-        ``email_invalid``, ``phone_invalid``, ``gender_unknown``, ``birth_date_invalid``.
+        One row per input row: cleaned canonical columns, ``age``, ``label`` (1.0, 0.0
+        or null) and the boolean flags of ``CUSTOMER_FLAGS``.
     """
-    birth = parse_date(F.col(BIRTH_DATE))
-    age = age_on(birth, as_of_date)
-    birth_ok = birth.isNotNull() & age.between(MIN_AGE, MAX_AGE)
+    normalized = {c: nfkc(F.col(c)) for c in TEXT_COLUMNS}
+    birth = parse_date(F.col(BIRTH_DATE), (*date_formats, *BIRTH_DATE_FORMATS))
+    birth_ok = birth.isNotNull() & age_on(birth, as_of_date).between(MIN_AGE, MAX_AGE)
+    stated_age = F.trim(F.col(AGE)).try_cast("double")
+    age_ok = stated_age.between(MIN_AGE, MAX_AGE)
+    names = {c: clean_name(normalized[c]) for c in (FIRST_NAME, LAST_NAME)}
+    email, phone, gender = clean_email(F.col(EMAIL)), clean_phone(F.col(PHONE), rules), clean_gender(F.col(GENDER))
+
+    def given(column: str) -> Column:
+        return blank_to_null(F.col(column)).isNotNull()
+
     return customers_df.select(
         blank_to_null(F.col(CUSTOMER_ID)).alias(CUSTOMER_ID),
-        clean_name(F.col(FIRST_NAME)).alias(FIRST_NAME),
-        clean_name(F.col(LAST_NAME)).alias(LAST_NAME),
-        clean_email(F.col(EMAIL)).alias(EMAIL),
-        clean_phone(F.col(PHONE)).alias(PHONE),
-        clean_gender(F.col(GENDER)).alias(GENDER),
+        names[FIRST_NAME].alias(FIRST_NAME),
+        names[LAST_NAME].alias(LAST_NAME),
+        email.alias(EMAIL),
+        phone.alias(PHONE),
+        gender.alias(GENDER),
         F.when(birth_ok, birth).alias(BIRTH_DATE),
-        F.initcap(F.lower(blank_to_null(F.col(CITY)))).alias(CITY),
+        F.initcap(F.lower(blank_to_null(normalized[CITY]))).alias(CITY),
         clean_country(F.col(COUNTRY)).alias(COUNTRY),
         parse_timestamp(F.col(SIGNUP_TS)).alias(SIGNUP_TS),
         parse_timestamp(F.col(UPDATED_TS)).alias(UPDATED_TS),
-        (blank_to_null(F.col(EMAIL)).isNotNull() & clean_email(F.col(EMAIL)).isNull()).alias("email_invalid"),
-        (blank_to_null(F.col(PHONE)).isNotNull() & clean_phone(F.col(PHONE)).isNull()).alias("phone_invalid"),
-        (blank_to_null(F.col(GENDER)).isNotNull() & (clean_gender(F.col(GENDER)) == "U")).alias("gender_unknown"),
-        (blank_to_null(F.col(BIRTH_DATE)).isNotNull() & ~birth_ok).alias("birth_date_invalid"),
+        F.coalesce(F.when(birth_ok, age_on(birth, as_of_date)),
+                   F.when(age_ok, F.floor(stated_age).cast("int"))).alias(AGE),
+        clean_label(F.col(LABEL)).alias(LABEL),
+        F.greatest(*[F.coalesce(normalized[c] != F.col(c), F.lit(False)) for c in TEXT_COLUMNS])
+        .alias("text_normalized"),
+        F.greatest(*[given(c) & names[c].isNull() for c in (FIRST_NAME, LAST_NAME)]).alias("name_invalid"),
+        (given(EMAIL) & email.isNull()).alias("email_invalid"),
+        (given(PHONE) & phone.isNull()).alias("phone_invalid"),
+        (given(GENDER) & (gender == "U")).alias("gender_unknown"),
+        (given(BIRTH_DATE) & ~birth_ok).alias("birth_date_invalid"),
+        (given(AGE) & ~F.coalesce(age_ok, F.lit(False))).alias("age_invalid"),
+        (given(LABEL) & clean_label(F.col(LABEL)).isNull()).alias("label_invalid"),
     )
 
 
@@ -160,15 +245,22 @@ def with_customer_key(df: DataFrame, xref_df: DataFrame) -> DataFrame:
 def with_clean_orders(orders_df: DataFrame) -> DataFrame:
     """Standardize order lines and keep one row per (order, product), the latest.
 
+    A negative quantity is a return: the line gets status ``returned`` and the
+    absolute quantity, and ``is_return_quantity`` marks it.
+
     Returns:
-        Orders with ``order_line_id``, lower-case ``status`` (``unknown`` when blank)
-        and amounts rounded to cents.
+        Orders with ``order_line_id``, lower-case ``status`` (``unknown`` when blank),
+        unit prices rounded half-up to cents and ``is_return_quantity``.
     """
-    latest = Window.partitionBy(ORDER_ID, PRODUCT_ID).orderBy(F.col(ORDER_TS).desc(), F.col(SOURCE_FILE).desc())
+    latest = Window.partitionBy(ORDER_LINE_ID).orderBy(F.col(ORDER_TS).desc(), F.col(SOURCE_FILE).desc())
+    negative = F.col(QUANTITY) < 0
+    status = F.coalesce(F.lower(blank_to_null(F.col(STATUS))), F.lit("unknown"))
     return (
-        orders_df.withColumn(STATUS, F.coalesce(F.lower(blank_to_null(F.col(STATUS))), F.lit("unknown")))
-        .withColumn("unit_price", F.round("unit_price", 2))
-        .withColumn("order_line_id", F.concat_ws(":", ORDER_ID, PRODUCT_ID))
+        orders_df.withColumn("is_return_quantity", negative)
+        .withColumn(STATUS, F.when(negative, F.lit("returned")).otherwise(status))
+        .withColumn(QUANTITY, F.abs(QUANTITY))
+        .withColumn(UNIT_PRICE, F.round(UNIT_PRICE, 2))
+        .withColumn(ORDER_LINE_ID, F.concat_ws(":", ORDER_ID, F.coalesce(PRODUCT_ID, F.lit(""))))
         .withColumn("_nth", F.row_number().over(latest))
         .where(F.col("_nth") == 1)
         .drop("_nth", SOURCE_FILE)

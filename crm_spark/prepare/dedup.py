@@ -1,5 +1,6 @@
-"""Customer de-duplication: exact matches on normalized email or phone, clustered
-transitively into one ``customer_key`` per person, with a golden record per key."""
+"""Customer entity resolution: exact matches on normalized email or phone, fuzzy matches
+on names within blocks, clustered transitively into one ``customer_key`` per person,
+with a golden record per key."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ import logging
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+from crm_spark.config import PrepareConfig
+from crm_spark.prepare.clean import CUSTOMER_FLAGS
 from crm_spark.schemas import (
+    AGE,
     BIRTH_DATE,
     CITY,
     COUNTRY,
@@ -17,6 +21,7 @@ from crm_spark.schemas import (
     EMAIL,
     FIRST_NAME,
     GENDER,
+    LABEL,
     LAST_NAME,
     PHONE,
     SIGNUP_TS,
@@ -26,8 +31,13 @@ from crm_spark.schemas import (
 log = logging.getLogger(__name__)
 
 MATCH_COLUMNS = (EMAIL, PHONE)
-SURVIVING_FIELDS = (FIRST_NAME, LAST_NAME, EMAIL, PHONE, BIRTH_DATE, CITY, COUNTRY)
-FLAGS = ("email_invalid", "phone_invalid", "gender_unknown", "birth_date_invalid")
+SURVIVING_FIELDS = (FIRST_NAME, LAST_NAME, EMAIL, PHONE, BIRTH_DATE, AGE, LABEL)
+MOST_FREQUENT_FIELDS = (CITY, COUNTRY)
+# Letters that fold to their base letter before names are compared by sound.
+_ACCENTED = "ÀÁÂÃÄÅàáâãäåÇçÈÉÊËèéêëÌÍÎÏìíîïÑñÒÓÔÕÖØòóôõöøÙÚÛÜùúûüÝýÿ"
+_FOLDED = "AAAAAAaaaaaaCcEEEEeeeeIIIIiiiiNnOOOOOOooooooUUUUuuuuYyy"
+# Similarity given to two name parts with the same letters in another order (a transposition typo).
+TRANSPOSITION_SIMILARITY = 0.9
 
 
 def match_edges(customers_df: DataFrame) -> DataFrame:
@@ -50,6 +60,77 @@ def match_edges(customers_df: DataFrame) -> DataFrame:
         )
         edges = anchored if edges is None else edges.unionByName(anchored)
     return edges.where(F.col("src") != F.col("dst")).distinct()
+
+
+def fold(column: Column) -> Column:
+    """Return lower-case text with common accents removed, for comparing names."""
+    return F.lower(F.translate(column, _ACCENTED, _FOLDED))
+
+
+def name_similarity(left: Column, right: Column) -> Column:
+    """Return 1 - Levenshtein distance / longer length, 0.9 for the same letters transposed, 0 if one is null."""
+    a, b = fold(left), fold(right)
+    levenshtein = 1.0 - F.levenshtein(a, b) / F.greatest(F.length(a), F.length(b))
+    letters = F.array_join(F.array_sort(F.split(a, "")), "") == F.array_join(F.array_sort(F.split(b, "")), "")
+    return F.greatest(levenshtein, F.when(letters, F.lit(TRANSPOSITION_SIMILARITY)).otherwise(0.0))
+
+
+def blocks(customers_df: DataFrame) -> DataFrame:
+    """Return ``(id, block)``: each record with a birth date goes into two blocks, birth date
+    plus the Soundex of its first name and of its last name, so swapped names share a block."""
+    keyed = customers_df.where(F.col(BIRTH_DATE).isNotNull())
+    parts = [
+        keyed.where(F.col(c).isNotNull()).select(
+            F.col(CUSTOMER_ID).alias("id"),
+            F.concat_ws("|", F.col(BIRTH_DATE).cast("string"), F.soundex(fold(F.col(c)))).alias("block"))
+        for c in (FIRST_NAME, LAST_NAME)
+    ]
+    return parts[0].unionByName(parts[1]).distinct()
+
+
+def candidate_pairs(blocks_df: DataFrame, max_block_size: int) -> tuple[DataFrame, DataFrame]:
+    """Return the record pairs sharing a block, skipping blocks larger than ``max_block_size``.
+
+    Returns:
+        Distinct pairs ``(src, dst)`` with ``src < dst``, and the block sizes
+        (``block``, ``size``) so callers can report skipped blocks and comparisons.
+    """
+    sizes = blocks_df.groupBy("block").agg(F.count(F.lit(1)).alias("size"))
+    usable = blocks_df.join(sizes.where(F.col("size") <= max_block_size), "block")
+    pairs = usable.alias("l").join(usable.alias("r"), "block").where(F.col("l.id") < F.col("r.id")).select(
+        F.col("l.id").alias("src"), F.col("r.id").alias("dst")).distinct()
+    return pairs, sizes
+
+
+def fuzzy_edges(customers_df: DataFrame, pairs_df: DataFrame, rules: PrepareConfig) -> DataFrame:
+    """Return the candidate pairs that match: similar names and a corroborating attribute.
+
+    A pair matches when the mean similarity of first and last names (compared
+    directly or swapped, whichever is higher) reaches ``rules.name_similarity``, the
+    two records agree on city or phone, and their genders do not conflict.
+
+    Returns:
+        ``(src, dst, name_score)`` of matching pairs.
+    """
+    fields = customers_df.select(CUSTOMER_ID, FIRST_NAME, LAST_NAME, CITY, PHONE, GENDER)
+    left = fields.select(*[F.col(c).alias(f"l_{c}") for c in fields.columns])
+    right = fields.select(*[F.col(c).alias(f"r_{c}") for c in fields.columns])
+    joined = pairs_df.join(left, F.col("src") == F.col(f"l_{CUSTOMER_ID}")).join(
+        right, F.col("dst") == F.col(f"r_{CUSTOMER_ID}"))
+
+    def sim(a: str, b: str) -> Column:
+        return name_similarity(F.col(a), F.col(b))
+
+    direct = (sim(f"l_{FIRST_NAME}", f"r_{FIRST_NAME}") + sim(f"l_{LAST_NAME}", f"r_{LAST_NAME}")) / 2
+    swapped = (sim(f"l_{FIRST_NAME}", f"r_{LAST_NAME}") + sim(f"l_{LAST_NAME}", f"r_{FIRST_NAME}")) / 2
+    score = F.greatest(direct, swapped)
+    agree = F.coalesce((F.col(f"l_{CITY}") == F.col(f"r_{CITY}")) | (F.col(f"l_{PHONE}") == F.col(f"r_{PHONE}")),
+                       F.lit(False))
+    genders = F.array(F.col(f"l_{GENDER}"), F.col(f"r_{GENDER}"))
+    conflict = F.array_contains(genders, "F") & F.array_contains(genders, "M")
+    return joined.select("src", "dst", score.alias("name_score"), agree.alias("_agree"), conflict.alias("_conflict")) \
+        .where((F.col("name_score") >= rules.name_similarity) & F.col("_agree") & ~F.col("_conflict")) \
+        .drop("_agree", "_conflict")
 
 
 def connected_components(vertices_df: DataFrame, edges_df: DataFrame, max_iterations: int = 50) -> DataFrame:
@@ -101,9 +182,9 @@ def xref(components_df: DataFrame) -> DataFrame:
 def golden_records(customers_df: DataFrame, xref_df: DataFrame) -> DataFrame:
     """Merge the records of each ``customer_key`` into one golden record.
 
-    Survivorship: each field takes its most recently updated non-null value; the
-    signup is the earliest; gender the most recent known code; flags are kept if any
-    record had them.
+    Survivorship: names, contacts, birth date, age and label take their most recently
+    updated non-null value; city and country the most frequent; the signup is the
+    earliest; gender the most recent known code; flags are kept if any record had them.
 
     Returns:
         One row per ``customer_key`` with the canonical fields, ``n_records`` and flags.
@@ -117,9 +198,10 @@ def golden_records(customers_df: DataFrame, xref_df: DataFrame) -> DataFrame:
     known_gender = F.col(GENDER) != "U"
     return joined.groupBy(CUSTOMER_KEY).agg(
         *[latest(c, F.col(c).isNotNull()) for c in SURVIVING_FIELDS],
+        *[F.mode(c).alias(c) for c in MOST_FREQUENT_FIELDS],
         F.coalesce(latest(GENDER, known_gender), F.lit("U")).alias(GENDER),
         F.min(SIGNUP_TS).alias(SIGNUP_TS),
         F.max(UPDATED_TS).alias(UPDATED_TS),
         F.count(F.lit(1)).alias("n_records"),
-        *[F.max(F.col(flag)).alias(flag) for flag in FLAGS],
+        *[F.max(F.col(flag)).alias(flag) for flag in CUSTOMER_FLAGS],
     )

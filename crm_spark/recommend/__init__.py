@@ -18,6 +18,7 @@ from crm_spark.recommend.als import (
     SCORE,
     STRENGTH,
     USER,
+    catalogue,
     dense_index,
     fit_explicit,
     fit_implicit,
@@ -34,6 +35,7 @@ from crm_spark.schemas import (
     RATING,
     SIGNUP_TS,
 )
+from crm_spark.stage import StageSkipped
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +118,10 @@ def run(spark: SparkSession, config: Config, run_id: str) -> dict[str, int]:
     cfg = config.recommend
     blocks = max(2, spark.sparkContext.defaultParallelism)
     orders = tables.read_table(spark, tables.ORDERS, lake)
-    items = dense_index(tables.read_table(spark, tables.PRODUCTS, lake), PRODUCT_ID, ITEM).persist()
+    if orders.where(F.col(PRODUCT_ID).isNotNull()).isEmpty():
+        raise StageSkipped("no order lines with a product: recommendations need purchases of products")
+    items = dense_index(catalogue(tables.read_table(spark, tables.PRODUCTS, lake), orders), PRODUCT_ID,
+                        ITEM).persist()
     counts: dict[str, int] = {}
 
     def write(df: DataFrame, table: tables.Table) -> None:

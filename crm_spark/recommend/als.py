@@ -15,9 +15,16 @@ from crm_spark.schemas import CUSTOMER_KEY, ORDER_ID, ORDER_TS, PRODUCT_ID, RATI
 USER, ITEM, STRENGTH, SCORE, RANK = "user", "item", "strength", "score", "rank"
 
 
+def catalogue(products_df: DataFrame, orders_df: DataFrame) -> DataFrame:
+    """Return every ``product_id`` of the products table or of an order line."""
+    ordered = orders_df.where(F.col(PRODUCT_ID).isNotNull()).select(PRODUCT_ID)
+    return products_df.select(PRODUCT_ID).unionByName(ordered).distinct()
+
+
 def purchase_interactions(orders_df: DataFrame, before: dt.date) -> DataFrame:
     """Return ``(customer_key, product_id, strength)``: orders of each product before a date."""
-    return completed_before(orders_df, before).groupBy(CUSTOMER_KEY, PRODUCT_ID).agg(
+    return completed_before(orders_df, before).where(F.col(PRODUCT_ID).isNotNull()).groupBy(
+        CUSTOMER_KEY, PRODUCT_ID).agg(
         F.countDistinct(ORDER_ID).cast("float").alias(STRENGTH)
     )
 
@@ -28,7 +35,8 @@ def new_purchases(orders_df: DataFrame, start: dt.date, end: dt.date) -> DataFra
     These are the relevant items of a time-split holdout: products bought in the
     window that the customer had not bought before ``start``.
     """
-    window = completed_before(orders_df, end).where(F.col(ORDER_TS) >= F.lit(start).cast("timestamp"))
+    window = completed_before(orders_df, end).where(
+        (F.col(ORDER_TS) >= F.lit(start).cast("timestamp")) & F.col(PRODUCT_ID).isNotNull())
     seen = completed_before(orders_df, start).select(CUSTOMER_KEY, PRODUCT_ID)
     return window.select(CUSTOMER_KEY, PRODUCT_ID).distinct().join(seen, [CUSTOMER_KEY, PRODUCT_ID], "left_anti")
 

@@ -228,12 +228,14 @@ def customer_records(people_df: DataFrame, cfg: GenerateConfig, end_date: dt.dat
         F.unix_timestamp(signup_ts) + F.floor(uniform(seed, "utime", *key) * 86_400 * 30)
     )
     updated_ts = F.least(updated_ts, F.lit(end_date).cast("timestamp") - F.expr("INTERVAL 1 SECOND"))
+    first = F.when(is_dup & (uniform(seed, "ws", pid) < 0.3), F.concat(F.lit("  "), fn)).otherwise(fn)
+    swapped = (v == "fuzzy") & (uniform(seed, "swap", pid) < 0.4)
     records = records.select(
         pid, is_dup.alias("is_duplicate"), v.alias("variation"), "signup_date",
         F.when(is_dup, _customer_id(pid + F.lit(cfg.customers) + 1)).otherwise(_customer_id(pid + 1))
         .alias("customer_id"),
-        F.when(is_dup & (uniform(seed, "ws", pid) < 0.3), F.concat(F.lit("  "), fn)).otherwise(fn).alias("first_name"),
-        F.col("ln").alias("last_name"),
+        F.when(swapped, F.col("ln")).otherwise(first).alias("first_name"),
+        F.when(swapped, first).otherwise(F.col("ln")).alias("last_name"),
         email.alias("email"),
         phone.alias("phone"),
         gender.alias("gender"),

@@ -9,7 +9,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from crm_spark.config import TrainConfig
-from crm_spark.features import category_share_columns
+from crm_spark.features import category_share_columns, informative
 from crm_spark.schemas import CUSTOMER_KEY
 from crm_spark.train.churn import preprocessing
 
@@ -19,8 +19,8 @@ SEGMENT_BASE_FEATURES = ("recency_days", "frequency", "monetary", "avg_basket", 
 
 
 def segment_features(features_df: DataFrame) -> list[str]:
-    """Return the columns clustering uses: RFM, basket, age and category shares."""
-    return [*SEGMENT_BASE_FEATURES, *category_share_columns(features_df)]
+    """Return the columns clustering uses: RFM, basket, age and category shares that vary."""
+    return informative(features_df, [*SEGMENT_BASE_FEATURES, *category_share_columns(features_df)])
 
 
 def fit(customers_df: DataFrame, cfg: TrainConfig) -> PipelineModel:

@@ -1,0 +1,116 @@
+"""Data-quality report: a profile of every source and each cleaning rule's count, per run.
+
+Rows of the ``data_quality`` table are ``(dataset, column, metric, value, text)``:
+``null_share``, ``distinct_count`` (approximate), ``min`` and ``max`` (in ``text``) per
+bronze column; ``invalid_count`` and ``valid_share`` per cleaned customer column;
+``quarantined`` per source and reason; ``hits`` per cleaning rule (dataset ``rules``).
+Expectations from config are checked against these rows.
+"""
+
+from __future__ import annotations
+
+import logging
+import operator
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from crm_spark.config import EXPECTATION_PATTERN, Config
+from crm_spark.schemas import DATA_QUALITY_SCHEMA, EMAIL, PHONE, SOURCE_FILE
+
+log = logging.getLogger(__name__)
+
+Row = tuple[str, str, str, float | None, str | None]  # dataset, column, metric, value, text
+# Cleaned customer columns and the flag that marks a given value as invalid.
+VALIDATED = {EMAIL: "email_invalid", PHONE: "phone_invalid", "gender": "gender_unknown",
+             "birth_date": "birth_date_invalid", "age": "age_invalid", "label": "label_invalid"}
+
+
+class QualityError(RuntimeError):
+    """A data-quality expectation configured to fail the run was not met."""
+
+
+def profile(df: DataFrame, dataset: str) -> list[Row]:
+    """Return null share, approximate distinct count, min and max of every column, in one pass."""
+    columns = [c for c in df.columns if c != SOURCE_FILE]
+    aggs = [F.count(F.lit(1)).alias("_rows")]
+    for i, c in enumerate(columns):
+        aggs += [F.count(F.col(c)).alias(f"n{i}"), F.approx_count_distinct(c).alias(f"d{i}"),
+                 F.min(c).cast("string").alias(f"lo{i}"), F.max(c).cast("string").alias(f"hi{i}")]
+    row = df.agg(*aggs).first()
+    rows_n = row["_rows"]
+    result: list[Row] = [(dataset, "*", "rows", float(rows_n), None)]
+    for i, c in enumerate(columns):
+        result += [
+            (dataset, c, "null_share", (1.0 - row[f"n{i}"] / rows_n) if rows_n else None, None),
+            (dataset, c, "distinct_count", float(row[f"d{i}"]), None),
+            (dataset, c, "min", None, row[f"lo{i}"]),
+            (dataset, c, "max", None, row[f"hi{i}"]),
+        ]
+    return result
+
+
+def validity(raw_df: DataFrame, cleaned_df: DataFrame, dataset: str) -> list[Row]:
+    """Return invalid counts and valid shares of the customer columns cleaning validates.
+
+    ``valid_share`` is the share of given (non-blank) values that survived cleaning.
+    """
+    bad = cleaned_df.agg(*[F.sum(F.col(flag).cast("int")).alias(f"bad{i}")
+                           for i, flag in enumerate(VALIDATED.values())]).first()
+    given = raw_df.agg(*[F.count(F.when(F.trim(F.col(c)) != "", 1)).alias(f"given{i}")
+                         for i, c in enumerate(VALIDATED)]).first()
+    result: list[Row] = []
+    for i, column in enumerate(VALIDATED):
+        invalid, total = int(bad[f"bad{i}"] or 0), int(given[f"given{i}"] or 0)
+        result += [(dataset, column, "invalid_count", float(invalid), None),
+                   (dataset, column, "valid_share", (1.0 - invalid / total) if total else None, None)]
+    return result
+
+
+def quarantine_counts(quarantine_df: DataFrame) -> list[Row]:
+    """Return the quarantined rows per source and reason."""
+    grouped = quarantine_df.groupBy("source", "reason").count().collect()
+    return [(r["source"], "*", f"quarantined.{r['reason']}", float(r["count"]), None) for r in grouped]
+
+
+def rule_counts(counts: dict[str, int]) -> list[Row]:
+    """Return each cleaning rule's hits from prepare's ``rule.<name>`` counts."""
+    return [("rules", name.removeprefix("rule."), "hits", float(v), None)
+            for name, v in sorted(counts.items()) if name.startswith("rule.")]
+
+
+def report(spark: SparkSession, config: Config, run_id: str, rows: list[Row]) -> DataFrame:
+    """Return the rows as a ``data_quality`` frame of this run."""
+    stamped = [(run_id, config.as_of_date, *row) for row in rows]
+    return spark.createDataFrame(stamped, DATA_QUALITY_SCHEMA)
+
+
+_OPERATORS = {">=": operator.ge, "<=": operator.le}
+
+
+def failed_expectations(rows: list[Row], expectations: tuple[str, ...]) -> list[str]:
+    """Return a message per expectation that is not met (a metric that is absent fails too)."""
+    values = {(d, c, m): v for d, c, m, v, _ in rows}
+    failures = []
+    for expectation in expectations:
+        match = EXPECTATION_PATTERN.match(expectation)
+        key = (match["dataset"], match["column"], match["metric"])
+        value = values.get(key)
+        if value is None:
+            failures.append(f"{expectation}: metric not measured in this run")
+        elif not _OPERATORS[match["op"]](value, float(match["bound"])):
+            failures.append(f"{expectation}: measured {value:.4f}")
+    return failures
+
+
+def check(rows: list[Row], config: Config) -> None:
+    """Warn about, or fail on, unmet expectations as ``quality.on_failure`` says.
+
+    Raises:
+        QualityError: an expectation is not met and ``on_failure`` is ``fail``.
+    """
+    failures = failed_expectations(rows, config.quality.expectations)
+    for failure in failures:
+        log.warning("data-quality expectation not met: %s", failure)
+    if failures and config.quality.on_failure == "fail":
+        raise QualityError(f"{len(failures)} data-quality expectation(s) not met; first: {failures[0]}")

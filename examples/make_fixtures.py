@@ -1,0 +1,64 @@
+"""Write the small example datasets under examples/ (deterministic; run from the repository root).
+
+orders_only/: one semicolon-separated ISO-8859-1 export of purchases with customer
+number, date (dd.MM.yyyy), amount and store, and nothing else: no customer, product
+or rating tables. A few lines are dirty on purpose.
+
+ratings_users/: explicit ratings and a user table in the MovieLens 100K layout:
+u.data (user, item, rating, Unix time; tab-separated) and u.user
+(user|age|gender|occupation|zip), no headers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+AS_OF = dt.date(2025, 1, 1)
+STORES = ("München", "Köln", "Düsseldorf", "Zürich")
+
+
+def orders_only(rng: random.Random) -> None:
+    lines = ["Kundennr;Datum;Betrag;Filiale"]
+    for customer in range(1, 301):
+        start = AS_OF - dt.timedelta(days=rng.randint(200, 700))
+        loyal = rng.random() < 0.55
+        end = AS_OF if loyal else start + dt.timedelta(days=rng.randint(30, (AS_OF - start).days))
+        rate = rng.uniform(0.4, 1.6) / 30.0 * (1.5 if loyal else 1.0)
+        day = start
+        while True:
+            day += dt.timedelta(days=max(1, int(rng.expovariate(rate))))
+            if day >= end:
+                break
+            amount = round(rng.lognormvariate(3.5, 0.6), 2)
+            lines.append(f"K{customer:05d};{day:%d.%m.%Y};{amount:.2f};{rng.choice(STORES)}")
+    lines += ["K00001;31.02.2024;10.00;Köln", "K00002;01.03.2024;12.50;Köln;extra", "", "K00003;02.03.2024;abc;Köln"]
+    folder = ROOT / "orders_only"
+    folder.mkdir(exist_ok=True)
+    (folder / "transactions.csv").write_bytes(("\n".join(lines) + "\n").encode("iso-8859-1"))
+
+
+def ratings_users(rng: random.Random) -> None:
+    occupations = ("student", "engineer", "writer", "educator", "retired", "other")
+    users, ratings = [], []
+    for user in range(1, 201):
+        age = rng.randint(16, 70)
+        users.append(f"{user}|{age}|{rng.choice('MF')}|{rng.choice(occupations)}|{rng.randint(10000, 99999)}")
+        taste = rng.randrange(4)
+        for _ in range(rng.randint(10, 40)):
+            item = rng.randrange(150) if rng.random() < 0.3 else taste * 40 + rng.randrange(40)
+            rating = max(1, min(5, round(rng.gauss(4.0 if item // 40 == taste else 2.5, 0.8))))
+            stamp = int(dt.datetime(2023, 1, 1).timestamp()) + rng.randrange(700 * 86_400)
+            ratings.append(f"{user}\t{item + 1}\t{rating}\t{stamp}")
+    users.append("201|230|M|other|12345")
+    folder = ROOT / "ratings_users"
+    folder.mkdir(exist_ok=True)
+    (folder / "u.user").write_text("\n".join(users) + "\n")
+    (folder / "u.data").write_text("\n".join(ratings + ["5\t7\t9\t881250949"]) + "\n")
+
+
+if __name__ == "__main__":
+    orders_only(random.Random(3))
+    ratings_users(random.Random(5))

@@ -1,0 +1,71 @@
+"""The example source configs run the whole pipeline from a config file alone."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+from pyspark.sql import functions as F
+from pyspark.testing import assertDataFrameEqual
+
+from crm_spark import prepare, runs, tables
+from crm_spark.config import QualityConfig, load_config
+from crm_spark.prepare.quality import QualityError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def example(name: str, root: Path):
+    return load_config(REPO / "conf" / "examples" / f"{name}.yaml", [
+        f"paths.raw_dir={REPO / 'examples' / name}", f"paths.lakehouse_dir={root / 'lakehouse'}",
+        f"paths.checkpoint_dir={root / 'checkpoints'}"])
+
+
+def run_row(spark, config, run_id):
+    return tables.read_table(spark, tables.RUNS, config.paths.lakehouse_dir).where(
+        F.col("run_id") == run_id).first()
+
+
+def test_orders_only_export(spark, tmp_path):
+    config = example("orders_only", tmp_path)
+    result = runs.execute(spark, config, list(runs.PIPELINE), "orders-only")
+    row = run_row(spark, config, "orders-only")
+    assert (row["status"], sorted(row["skipped"])) == ("succeeded", ["recommend"])
+    counts = result.row_counts
+    assert counts["orders.read"] == counts["bronze.orders"] + counts["quarantine.orders"]
+    lake = config.paths.lakehouse_dir
+    reasons = tables.read_table(spark, tables.QUARANTINE, lake).select("reason")
+    assertDataFrameEqual(reasons, spark.createDataFrame(
+        [("invalid_order_ts",), ("too_many_fields",), ("empty_line",), ("invalid_unit_price",)], "reason string"))
+    lines = (REPO / "examples" / "orders_only" / "transactions.csv").read_text(encoding="iso-8859-1").splitlines()
+    ids = {line.split(";")[0] for line in lines[1:] if line}
+    assert tables.read_table(spark, tables.CUSTOMERS, lake).count() == len(ids)
+    metrics = tables.read_table(spark, tables.MODEL_METRICS, lake).where(
+        (F.col("task") == "churn") & (F.col("metric") == "auc") & (F.col("split") == "test"))
+    assert {r["model"] for r in metrics.collect()} >= {"logistic_regression", "decision_tree", "recency_baseline"}
+
+
+def test_ratings_and_users_without_orders(spark, tmp_path):
+    config = example("ratings_users", tmp_path)
+    runs.execute(spark, config, list(runs.PIPELINE), "ratings-users")
+    row = run_row(spark, config, "ratings-users")
+    assert (row["status"], sorted(row["skipped"])) == ("succeeded", ["recommend", "select", "train"])
+    lake = config.paths.lakehouse_dir
+    customers = tables.read_table(spark, tables.CUSTOMERS, lake)
+    assert customers.count() == 201
+    assert customers.where("age is null").count() == 1
+    quality = tables.read_table(spark, tables.DATA_QUALITY, lake).where(
+        (F.col("dataset") == "customers") & (F.col("column") == "age") & (F.col("metric") == "valid_share"))
+    assert quality.first()["value"] == pytest.approx(200 / 201)
+    quarantine = tables.read_table(spark, tables.QUARANTINE, lake).select("source", "reason")
+    assertDataFrameEqual(quarantine, spark.createDataFrame([("ratings", "rating_out_of_range")],
+                                                           "source string, reason string"))
+    features = tables.read_table(spark, tables.CUSTOMER_FEATURES, lake).where(
+        F.col("as_of_date") == F.lit(config.as_of_date))
+    assert features.where("n_ratings > 0 and avg_rating is not null and age is not null").count() > 150
+
+    strict = dataclasses.replace(config, quality=QualityConfig(
+        expectations=("customers.age.valid_share >= 0.999",), on_failure="fail"))
+    with pytest.raises(QualityError, match=r"customers.age.valid_share >= 0.999: measured 0.995"):
+        prepare.run(spark, strict, "strict")
