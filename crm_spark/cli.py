@@ -6,13 +6,14 @@ import argparse
 import dataclasses
 import logging
 import sys
+import time
 from pathlib import Path
 from typing import Sequence
 
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from crm_spark import runs, tables
+from crm_spark import erase, runs, tables
 from crm_spark.config import Config, ConfigError, as_dict, flatten, load_config
 from crm_spark.session import build_spark
 
@@ -28,6 +29,7 @@ STAGE_HELP = {
     "train": "churn classifiers, champion churn_scores, KMeans customer_segments",
     "recommend": "ALS recommendations, holdout lists and rating predictions",
     "evaluate": "held-out metrics of every model -> model_metrics",
+    "erase": "erase customers (--ids / --ids-file, source ids) from every table; logged in erasure_log",
 }
 DEFAULT_CONFIG = "conf/local.yaml"
 # Job file of each stage where the names differ (jobs/select.py would shadow Python's select).
@@ -48,6 +50,10 @@ def parser(stage: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--run-id", help="id of this run (default: UTC time plus a random suffix)")
     if stage in (None, "pipeline"):
         p.add_argument("--generate", action="store_true", help="generate the synthetic data first")
+    if stage in (None, "erase"):
+        p.add_argument("--ids", action="append", default=[], metavar="ID[,ID...]",
+                       help="erase: customer ids as they appear in the sources (repeatable)")
+        p.add_argument("--ids-file", help="erase: a file with one customer id per line")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return p
 
@@ -86,6 +92,25 @@ def summary(spark: SparkSession, config: Config, run_id: str) -> str:
     return "\n".join(lines)
 
 
+def _erase(config: Config, args: argparse.Namespace) -> int:
+    """Run an erasure request and print what it did (counts only, no ids)."""
+    try:
+        ids = erase.read_ids(args.ids, args.ids_file)
+    except (erase.ErasureError, OSError) as error:
+        print(f"crm-spark: erase: {error}", file=sys.stderr)
+        return 2
+    spark = build_spark(config)
+    run_id = args.run_id or runs.new_run_id()
+    began = time.perf_counter()
+    result = erase.run(spark, config, ids, run_id)
+    print(f"crm-spark erase {run_id}: {result.ids_requested} ids, {result.records} linked records, "
+          f"{result.keys} customer keys, {sum(result.rows_deleted.values())} rows deleted in "
+          f"{time.perf_counter() - began:.1f}s")
+    for table, rows in sorted(result.rows_deleted.items()):
+        print(f"  {table:<40} {rows}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None, stage: str | None = None) -> int:
     """Parse arguments, load config, build the session and run the stage(s).
 
@@ -109,6 +134,8 @@ def main(argv: Sequence[str] | None = None, stage: str | None = None) -> int:
     for key, value in sorted(flatten(as_dict(config)).items()):
         log.info("config %s = %s", key, value)
 
+    if stage == "erase":
+        return _erase(config, args)
     stages = list(runs.PIPELINE) if stage == "pipeline" else [stage]
     if stage == "pipeline" and args.generate:
         stages.insert(0, "generate")

@@ -45,12 +45,35 @@ class SparkConfig:
 
 @dataclass(frozen=True)
 class PathsConfig:
-    """Where raw input, the lakehouse and checkpoints live."""
+    """Where raw input, the lakehouse and checkpoints live.
+
+    Every path (and every source path) must lie under one of ``allowed_roots``
+    (default: the working directory); a ``..`` escape or a path elsewhere is refused.
+    URLs are allowed when they start with a root given as a URL.
+    """
 
     raw_dir: str
     lakehouse_dir: str
     checkpoint_dir: str
     truth_dir: str | None = None
+    allowed_roots: tuple[str, ...] = (".",)
+
+
+@dataclass(frozen=True)
+class PrivacyConfig:
+    """Secret for customer keys, and erasure.
+
+    The secret is read from the environment variable ``secret_env``, else from
+    ``secret_file``; with ``create_secret`` (the local demo) a missing file is created.
+    Erasure VACUUMs touched tables with ``vacuum_retention_hours``; a value below
+    Delta's safety limit (168 hours) needs ``allow_short_retention: true``.
+    """
+
+    secret_env: str = "CRM_SPARK_SECRET"
+    secret_file: str = ".secrets/customer-key.secret"
+    create_secret: bool = False
+    vacuum_retention_hours: int = 168
+    allow_short_retention: bool = False
 
 
 @dataclass(frozen=True)
@@ -200,6 +223,7 @@ class Config:
     ingest: IngestConfig = field(default_factory=IngestConfig)
     prepare: PrepareConfig = field(default_factory=PrepareConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     generate: GenerateConfig = field(default_factory=GenerateConfig)
     select: SelectConfig = field(default_factory=SelectConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -277,6 +301,7 @@ _BOUNDS: dict[str, tuple[float | None, float | None]] = {
     "generate.anomaly_share": (0.0, 0.5),
     "generate.partitions": (1, None),
     "ingest.max_field_chars": (16, None),
+    "privacy.vacuum_retention_hours": (0, None),
     "prepare.name_similarity": (0.0, 1.0),
     "prepare.max_block_size": (2, None),
     "select.buckets": (2, 100),
@@ -317,6 +342,10 @@ def validate(config: Config) -> None:
     if config.train.validation_share + config.train.test_share >= 0.8:
         raise ConfigError("config keys 'train.validation_share' + 'train.test_share' must be < 0.8")
     _validate_sources(config.sources)
+    _validate_paths(config)
+    if config.privacy.vacuum_retention_hours < 168 and not config.privacy.allow_short_retention:
+        raise ConfigError("config key 'privacy.vacuum_retention_hours' is below Delta's 168-hour safety limit; "
+                          "set privacy.allow_short_retention: true to allow it")
     for expectation in config.quality.expectations:
         if not EXPECTATION_PATTERN.match(expectation):
             raise ConfigError(f"config key 'quality.expectations' has '{expectation}', expected "
@@ -324,6 +353,33 @@ def validate(config: Config) -> None:
     if config.quality.on_failure not in QUALITY_ACTIONS:
         raise ConfigError(f"config key 'quality.on_failure' must be one of {QUALITY_ACTIONS}, "
                           f"got {config.quality.on_failure!r}")
+
+
+def _under(path: str, roots: Sequence[str]) -> bool:
+    """Return whether ``path`` (a local path or URL) lies under one of ``roots``."""
+    if "://" in path:
+        if ".." in path.split("/"):
+            return False
+        return any("://" in root and path.rstrip("/").startswith(root.rstrip("/")) for root in roots)
+    resolved = Path(path).expanduser().resolve()
+    return any("://" not in root and resolved.is_relative_to(Path(root).expanduser().resolve()) for root in roots)
+
+
+def _validate_paths(config: Config) -> None:
+    """Refuse paths outside ``paths.allowed_roots`` and source paths that leave ``raw_dir``."""
+    paths, roots = config.paths, config.paths.allowed_roots
+    for name in ("raw_dir", "lakehouse_dir", "checkpoint_dir", "truth_dir"):
+        value = getattr(paths, name)
+        if value is not None and not _under(value, roots):
+            raise ConfigError(f"config key 'paths.{name}' ({value}) is outside the allowed roots "
+                              f"{list(roots)} (paths.allowed_roots)")
+    for source, spec in config.sources.items():
+        local_relative = "://" not in spec.path and not Path(spec.path).is_absolute()
+        full = f"{paths.raw_dir.rstrip('/')}/{spec.path}" if local_relative else spec.path
+        inside = _under(full, [paths.raw_dir]) if local_relative else _under(full, roots)
+        if not inside:
+            raise ConfigError(f"config key 'sources.{source}.path' ({spec.path}) leaves "
+                              f"{'paths.raw_dir' if local_relative else 'the allowed roots'}")
 
 
 def _validate_sources(sources: Mapping[str, SourceConfig]) -> None:

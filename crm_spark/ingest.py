@@ -25,11 +25,12 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType, TimestampType
 
-from crm_spark import tables
+from crm_spark import erase, privacy, tables
 from crm_spark.config import Config, IngestConfig, SourceConfig
 from crm_spark.schemas import (
     BRONZE_SCHEMAS,
     CANONICAL_COLUMNS,
+    CUSTOMER_ID,
     ORDER_ID,
     QUARANTINE_SCHEMA,
     RATING,
@@ -347,8 +348,12 @@ def run(spark: SparkSession, config: Config, run_id: str) -> dict[str, int]:
         config: run configuration (``sources``, ``ingest``, ``paths``).
         run_id: the run's id, stamped on quarantine rows.
 
+    Rows of customers erased earlier (``gold.erasure_log``) are dropped before anything
+    is written; rows read = accepted + quarantined + erased.
+
     Returns:
-        Row counts: ``<source>.read``, ``bronze.<source>`` and ``quarantine.<source>``.
+        Row counts: ``<source>.read``, ``bronze.<source>``, ``quarantine.<source>`` and,
+        once anything was erased, ``erased.<source>``.
 
     Raises:
         IngestError: a source is unreadable, lacks a required column, or its rows do
@@ -358,6 +363,8 @@ def run(spark: SparkSession, config: Config, run_id: str) -> dict[str, int]:
     counts: dict[str, int] = {}
     quarantined: list[DataFrame] = []
     checked_frames: list[DataFrame] = []
+    hashes = erase.erased_hashes(spark, lake)
+    keyed = privacy.keyed_hash(privacy.load_secret(config.privacy)) if hashes is not None else None
     for source, spec in config.sources.items():
         path = source_path(config.paths.raw_dir, spec)
         canonical = read_source(spark, source, spec, path)
@@ -366,22 +373,30 @@ def run(spark: SparkSession, config: Config, run_id: str) -> dict[str, int]:
             counts.update({f"{source}.read": 0, f"bronze.{source}": 0, f"quarantine.{source}": 0})
             tables.write_table(empty_bronze(spark, source), tables.BRONZE[source], lake)
             continue
+        erased = 0
+        if hashes is not None and CUSTOMER_ID in canonical.columns:
+            kept = erase.without_erased(canonical, hashes, keyed)
+            erased = canonical.count() - kept.count()
+            canonical = kept
+            counts[f"erased.{source}"] = erased
+            log.info("source %s: %d rows of erased customers dropped", source, erased)
         checked = with_typed_columns(canonical, source, dict(spec.formats), config.ingest)
         checked = checked.persist(StorageLevel.MEMORY_AND_DISK)
         checked_frames.append(checked)
         required = REQUIRED_COLUMNS[source]
         stats = checked.groupBy(REASON).agg(F.count(F.lit(1)).alias("_n"), *[F.count(c).alias(c) for c in required])
         by_reason = {row[REASON]: row for row in stats.collect()}
-        read = sum(row["_n"] for row in by_reason.values())
+        read = sum(row["_n"] for row in by_reason.values()) + erased
         if read == 0:
             log.warning("source %s at %s is empty (no data rows)", source, path)
         for column in required:
             if read and not sum(row[column] for row in by_reason.values()):
                 raise IngestError(f"source '{source}' lacks required column '{column}': no row at {path} has it")
         accepted = tables.write_table(accepted_rows(checked, source), tables.BRONZE[source], lake)
-        rejected = read - (by_reason[None]["_n"] if None in by_reason else 0)
-        if read != accepted + rejected:
-            raise IngestError(f"source '{source}': read {read} != accepted {accepted} + quarantined {rejected}")
+        rejected = read - erased - (by_reason[None]["_n"] if None in by_reason else 0)
+        if read != accepted + rejected + erased:
+            raise IngestError(f"source '{source}': read {read} != accepted {accepted} + quarantined {rejected} "
+                              f"+ erased {erased}")
         for reason, row in sorted((r, row) for r, row in by_reason.items() if r is not None):
             log.info("source %s: %d rows quarantined as %s", source, row["_n"], reason)
         counts.update({f"{source}.read": read, f"bronze.{source}": accepted, f"quarantine.{source}": rejected})

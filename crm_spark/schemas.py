@@ -51,6 +51,9 @@ AS_OF_DATE = "as_of_date"
 RUN_ID = "run_id"
 SOURCE_FILE = "_source_file"
 
+# Personal data: kept in bronze and silver only, never in gold tables, logs or reports.
+PII_COLUMNS = (FIRST_NAME, LAST_NAME, EMAIL, PHONE, BIRTH_DATE)
+
 STATUS_COMPLETED = "completed"
 ORDER_STATUSES = ("completed", "cancelled", "returned")
 GENDERS = ("F", "M", "U")
@@ -165,6 +168,22 @@ DATA_QUALITY_SCHEMA = StructType(
         StructField("metric", StringType(), False),
         StructField("value", DoubleType()),
         StructField("text", StringType()),
+    ]
+)
+
+# One row per erasure request; ids only as keyed hashes.
+ERASURE_LOG_SCHEMA = StructType(
+    [
+        StructField(RUN_ID, StringType(), False),
+        StructField("requested_at", TimestampType(), False),
+        StructField("request_hash", StringType(), False),
+        StructField("ids_requested", IntegerType(), False),
+        StructField("records_erased", IntegerType(), False),
+        StructField("keys_erased", IntegerType(), False),
+        StructField("tables_touched", ArrayType(StringType()), False),
+        StructField("rows_deleted", MapType(StringType(), LongType()), False),
+        StructField("id_hashes", ArrayType(StringType()), False),
+        StructField("vacuum_retention_hours", IntegerType(), False),
     ]
 )
 

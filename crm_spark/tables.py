@@ -9,10 +9,14 @@ from dataclasses import dataclass
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.types import DateType, NumericType, StringType, TimestampType
 
-from crm_spark.schemas import AS_OF_DATE, RUN_ID
+from crm_spark.schemas import AS_OF_DATE, PII_COLUMNS, RUN_ID
 
 log = logging.getLogger(__name__)
+
+# Columns whose values are personal data, including the original text of quarantined lines.
+PERSONAL_TEXT_COLUMNS = (*PII_COLUMNS, "raw", "_raw")
 
 
 @dataclass(frozen=True)
@@ -54,13 +58,14 @@ RECOMMENDATION_HOLDOUT = Table("gold", "recommendation_holdout", AS_OF_DATE)
 RATING_HOLDOUT = Table("gold", "rating_holdout_predictions", AS_OF_DATE)
 MODEL_METRICS = Table("gold", "model_metrics", RUN_ID)
 DATA_QUALITY = Table("gold", "data_quality", RUN_ID)
+ERASURE_LOG = Table("gold", "erasure_log", RUN_ID)
 RUNS = Table("gold", "runs", RUN_ID)
 MODEL_REGISTRY = Table("models", "registry", RUN_ID)
 
 ALL_TABLES = (
     *BRONZE.values(), QUARANTINE, CUSTOMERS, CUSTOMER_XREF, PRODUCTS, ORDERS, RATINGS, CUSTOMER_FEATURES,
     FEATURE_SELECTION, CHURN_HOLDOUT, CHURN_SCORES, CUSTOMER_SEGMENTS, RECOMMENDATIONS, RECOMMENDATION_HOLDOUT,
-    RATING_HOLDOUT, MODEL_METRICS, DATA_QUALITY, RUNS, MODEL_REGISTRY,
+    RATING_HOLDOUT, MODEL_METRICS, DATA_QUALITY, RUNS, MODEL_REGISTRY, ERASURE_LOG,
 )
 
 
@@ -92,6 +97,13 @@ def write_table(df: DataFrame, table: Table, lakehouse_dir: str, key: object = N
         ValueError: a scoped table is written without ``key``.
     """
     writer = df.write.format("delta").mode("overwrite")
+    personal = [c for c in df.columns if c in PERSONAL_TEXT_COLUMNS]
+    if personal:
+        # File statistics in the Delta log would keep min/max values of personal columns
+        # after the rows are erased; collect statistics on the other columns only.
+        statistics_types = (NumericType, StringType, DateType, TimestampType)
+        kept = [f.name for f in df.schema.fields if f.name not in personal and isinstance(f.dataType, statistics_types)]
+        writer = writer.option("delta.dataSkippingStatsColumns", ",".join(f"`{c}`" for c in kept))
     if table.scope == "all":
         writer = writer.option("overwriteSchema", "true")
     else:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pyspark.sql import SparkSession
 
-from crm_spark.config import Config, GenerateConfig, PathsConfig, SparkConfig
+from crm_spark.config import Config, GenerateConfig, PathsConfig, PrivacyConfig, SparkConfig
 from crm_spark.session import build_spark
 
 AS_OF = dt.date(2025, 1, 1)
@@ -18,8 +18,10 @@ def make_config(root: Path, **sections) -> Config:
     """Return a test configuration with every path under ``root``."""
     paths = PathsConfig(
         raw_dir=str(root / "raw"), lakehouse_dir=str(root / "lakehouse"),
-        checkpoint_dir=str(root / "checkpoints"), truth_dir=str(root / "truth"),
+        checkpoint_dir=str(root / "checkpoints"), truth_dir=str(root / "truth"), allowed_roots=(str(root),),
     )
+    sections.setdefault("privacy", PrivacyConfig(secret_file=str(root / "secret.key"), create_secret=True,
+                                                 vacuum_retention_hours=0, allow_short_retention=True))
     spark_cfg = SparkConfig(
         master="local[2]", shuffle_partitions=2, ui_enabled=False, log_level="ERROR",
         extra={"spark.driver.memory": "3g", "spark.sql.warehouse.dir": str(root / "warehouse")},

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import hmac
 
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
+from crm_spark import privacy
 from crm_spark.config import PrepareConfig
 from crm_spark.prepare import dedup
 from crm_spark.prepare.clean import CUSTOMER_FLAGS
@@ -16,6 +19,7 @@ SCHEMA = ("customer_id string, first_name string, last_name string, email string
           "birth_date date, city string, country string, signup_ts timestamp, updated_ts timestamp, age int, "
           "label double, " + FLAGS)
 NO_FLAGS = (False,) * len(CUSTOMER_FLAGS)
+SECRET = b"a-test-secret-of-enough-length"
 
 
 def customers(spark):
@@ -49,7 +53,7 @@ def test_golden_record_survivorship(spark):
     frame = customers(spark)
     components = spark.createDataFrame([("C1", "C1"), ("C2", "C1"), ("C3", "C1"), ("C4", "C4")],
                                        "id string, component string")
-    xref = dedup.xref(components)
+    xref = dedup.xref(components, privacy.keyed_hash(SECRET))
     golden = dedup.golden_records(frame, xref).select(
         "first_name", "last_name", "email", "phone", "birth_date", "age", "label", "city", "country", "gender",
         "signup_ts", "updated_ts", "n_records", "label_invalid")
@@ -66,8 +70,10 @@ def test_golden_record_survivorship(spark):
         "label_invalid boolean",
     )
     assertDataFrameEqual(golden, expected)
-    keys = xref.select("customer_key").distinct().collect()
-    assert len(keys) == 2 and all(k[0].startswith("ck_") and len(k[0]) == 27 for k in keys)
+    keys = {r["customer_id"]: r["customer_key"] for r in xref.collect()}
+    expected_key = "ck_" + hmac.new(SECRET, b"C1", hashlib.sha256).hexdigest()[:24]
+    assert keys == {"C1": expected_key, "C2": expected_key, "C3": expected_key,
+                    "C4": "ck_" + hmac.new(SECRET, b"C4", hashlib.sha256).hexdigest()[:24]}
 
 
 def test_name_similarity_tolerates_typos_and_accents(spark):

@@ -19,7 +19,8 @@ REPO = Path(__file__).resolve().parents[1]
 def example(name: str, root: Path):
     return load_config(REPO / "conf" / "examples" / f"{name}.yaml", [
         f"paths.raw_dir={REPO / 'examples' / name}", f"paths.lakehouse_dir={root / 'lakehouse'}",
-        f"paths.checkpoint_dir={root / 'checkpoints'}"])
+        f"paths.checkpoint_dir={root / 'checkpoints'}", f"paths.allowed_roots=['{REPO}', '{root}']",
+        f"privacy.secret_file={root / 'secret.key'}", "privacy.create_secret=true"])
 
 
 def run_row(spark, config, run_id):

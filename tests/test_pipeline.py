@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import logging
+import re
 from pathlib import Path
 
 import pytest
@@ -12,19 +14,33 @@ from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from crm_spark import runs, tables
+from crm_spark import cli, erase, runs, tables
 from crm_spark.config import GenerateConfig
 from crm_spark.features import completed_before, customer_features, read_features
 
 from .conftest import make_config
 
 pytestmark = pytest.mark.integration
+EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
 
 @pytest.fixture(scope="module")
 def run(spark, session_root):
+    """Run the whole pipeline once, with every log record of the run kept in ``run.log``."""
     config = make_config(session_root / "pipeline")
     config = dataclasses.replace(config, generate=GenerateConfig(customers=2500, products=150, partitions=2))
-    result = runs.execute(spark, config, ["generate", *runs.PIPELINE], run_id="test-run")
+    (session_root / "pipeline").mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(session_root / "pipeline" / "run.log", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root, level = logging.getLogger(), logging.getLogger().level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+        result = runs.execute(spark, config, ["generate", *runs.PIPELINE], run_id="test-run")
+        handler.stream.write(cli.summary(spark, config, "test-run") + "\n")
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+        handler.close()
     return config, result
 
 
@@ -35,7 +51,8 @@ def read(spark, config, table):
 def test_every_table_is_delta(spark, run):
     config, result = run
     lake = config.paths.lakehouse_dir
-    missing = [t.qualified for t in tables.ALL_TABLES if not DeltaTable.isDeltaTable(spark, t.path(lake))]
+    written_by_runs = [t for t in tables.ALL_TABLES if t != tables.ERASURE_LOG]
+    missing = [t.qualified for t in written_by_runs if not DeltaTable.isDeltaTable(spark, t.path(lake))]
     assert missing == []
     assert result.status == "succeeded"
     manifest = read(spark, config, tables.RUNS).where(F.col("run_id") == "test-run").first()
@@ -161,3 +178,108 @@ def test_registry_records_saved_models_and_one_champion_per_task(spark, run):
                       ("segmentation", "kmeans")]
     for row in registry.collect():
         assert (Path(row["path"]) / "metadata").is_dir(), row["path"]
+
+
+def personal_values(spark, config):
+    """Return the emails, phones (as written and normalized) and names of the input customers."""
+    raw = read(spark, config, tables.BRONZE["customers"]).collect()
+    silver = read(spark, config, tables.CUSTOMERS).select("phone").collect()
+    emails = {r["email"].strip().lower() for r in raw if r["email"] and "@" in r["email"] and r["email"].strip()}
+    phones = {r["phone"].strip() for r in raw if r["phone"] and len(r["phone"].strip()) >= 10}
+    phones |= {r["phone"] for r in silver if r["phone"]}
+    names = {r[c].strip().title() for r in raw for c in ("first_name", "last_name") if r[c] and r[c].strip()}
+    return emails, phones, names
+
+
+def leaks(texts, phones, names):
+    """Return the texts that hold an email-like value, a known phone number or a known name as a whole value."""
+    numbers = {re.sub(r"\D", "", p)[-10:] for p in phones}
+    found = []
+    for text in texts:
+        digits = re.sub(r"\D", "", text)
+        if EMAIL.search(text) or (len(digits) >= 10 and digits[-10:] in numbers) or text.strip().title() in names:
+            found.append(text)
+    return found
+
+
+def test_gold_tables_and_models_hold_no_personal_data(spark, run):
+    config, _ = run
+    emails, phones, names = personal_values(spark, config)
+    assert len(emails) > 2000 and len(phones) > 2000 and len(names) > 50
+    planted = [next(iter(emails)), f"x {next(iter(phones))}", next(iter(names))]
+    assert leaks(planted, phones, names) == planted
+    lake = config.paths.lakehouse_dir
+    for table in tables.ALL_TABLES:
+        if table.layer not in ("gold", "models") or not tables.table_exists(spark, table, lake):
+            continue
+        frame = read(spark, config, table)
+        assert not set(frame.columns) & {"first_name", "last_name", "email", "phone", "birth_date"}, table
+        as_text = frame.select(F.to_json(F.struct(*frame.columns)).alias("row")).limit(20_000)
+        values = [v for row in as_text.collect() for v in re.findall(r'"((?:[^"\\]|\\.)*)"', row["row"])]
+        assert leaks(values, phones, names) == [], table.qualified
+    import pyarrow.parquet as pq
+
+    for path in Path(lake, "models").rglob("*"):
+        if path.suffix == ".parquet":
+            texts = [str(v) for column in pq.read_table(path).to_pylist() for v in column.values()]
+        elif path.is_file() and not path.name.startswith("."):
+            texts = re.findall(r'"([^"]*)"', path.read_text(encoding="utf-8", errors="replace"))
+        else:
+            continue
+        assert leaks(texts, phones, set()) == [], path
+
+
+def test_logs_of_a_run_hold_no_emails_or_phones(spark, run, session_root):
+    config, _ = run
+    emails, phones, _ = personal_values(spark, config)
+    text = (session_root / "pipeline" / "run.log").read_text(encoding="utf-8")
+    assert "stage evaluate: done" in text and "wrote" in text
+    assert [e for e in emails if e in text.lower()] == []
+    assert [p for p in phones if p in text] == []
+    assert EMAIL.search(text) is None
+
+
+def test_erasure_removes_a_person_everywhere_and_keeps_them_out(spark, run):
+    """Runs last: it deletes a person's rows from the tables the other tests read."""
+    config, _ = run
+    lake = config.paths.lakehouse_dir
+    xref = read(spark, config, tables.CUSTOMER_XREF)
+    pair = xref.groupBy("customer_key").agg(F.sort_array(F.collect_list("customer_id")).alias("ids")).where(
+        F.size("ids") == 2).orderBy("customer_key").first()
+    key, (first_id, second_id) = pair["customer_key"], pair["ids"]
+    bronze = read(spark, config, tables.BRONZE["customers"])
+    emails = {r[0].strip().lower() for r in bronze.where(F.col("customer_id").isin(first_id, second_id)).select(
+        "email").collect() if r[0] and "@" in r[0]}
+    assert emails and read(spark, config, tables.RECOMMENDATIONS).where(F.col("customer_key") == key).count() > 0
+
+    result = erase.run(spark, config, [first_id], "erase-test")
+    assert (result.records, result.keys) == (2, 1)
+    assert result.rows_deleted["bronze.customers"] == 2 and result.rows_deleted["silver.customers"] == 1
+    assert result.rows_deleted["gold.recommendations"] == config.recommend.top_k
+    for table in tables.ALL_TABLES:
+        if not tables.table_exists(spark, table, lake):
+            continue
+        frame = read(spark, config, table)
+        if "customer_id" in frame.columns:
+            assert frame.where(F.col("customer_id").isin(first_id, second_id)).isEmpty(), table
+        if "customer_key" in frame.columns:
+            assert frame.where(F.col("customer_key") == key).isEmpty(), table
+
+    import pyarrow.parquet as pq
+
+    files = list(Path(lake).rglob("*.parquet"))
+    assert len(files) > 20
+    for path in files:
+        values = [str(v).lower() for row in pq.read_table(path).to_pylist() for v in row.values()]
+        assert [v for v in values if any(e in v for e in emails)] == [], path
+    commits = [p for p in Path(lake).rglob("*.json") if "_delta_log" in p.parts]
+    assert [p for p in commits if any(e in p.read_text(encoding="utf-8").lower() for e in emails)] == []
+
+    logged = read(spark, config, tables.ERASURE_LOG).where(F.col("run_id") == "erase-test").first()
+    assert len(logged["id_hashes"]) == 2 and logged["rows_deleted"] == result.rows_deleted
+    assert first_id not in str(logged.asDict()) and second_id not in str(logged.asDict())
+
+    counts = runs.execute(spark, config, ["ingest"], run_id="after-erase").row_counts
+    assert counts["erased.customers"] == 2
+    assert read(spark, config, tables.BRONZE["customers"]).where(
+        F.col("customer_id").isin(first_id, second_id)).isEmpty()

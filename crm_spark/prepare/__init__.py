@@ -8,7 +8,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from crm_spark import tables
+from crm_spark import privacy, tables
 from crm_spark.config import Config
 from crm_spark.ingest import empty_bronze
 from crm_spark.prepare import clean, dedup, quality
@@ -65,7 +65,8 @@ def resolve(customers_df: DataFrame, config: Config) -> tuple[DataFrame, dict[st
                         rules.max_block_size)
         edges = exact.unionByName(fuzzy)
     vertices = customers_df.select(F.col(CUSTOMER_ID).alias("id")).distinct()
-    return dedup.xref(dedup.connected_components(vertices, edges)), counts
+    keyed = privacy.keyed_hash(privacy.load_secret(config.privacy))
+    return dedup.xref(dedup.connected_components(vertices, edges), keyed), counts
 
 
 def run(spark: SparkSession, config: Config, run_id: str) -> dict[str, int]:

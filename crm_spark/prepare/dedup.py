@@ -5,6 +5,7 @@ with a golden record per key."""
 from __future__ import annotations
 
 import logging
+from typing import Callable
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
@@ -168,14 +169,21 @@ def connected_components(vertices_df: DataFrame, edges_df: DataFrame, max_iterat
     raise RuntimeError(f"connected components did not converge in {max_iterations} iterations")
 
 
-def customer_key(component: str) -> Column:
-    """Return the stable pseudonymous key of a component (hash of its smallest source id)."""
-    return F.concat(F.lit("ck_"), F.substring(F.sha2(F.col(component), 256), 1, 24))
+def customer_key(component: Column, keyed_hash: Callable[[Column], Column]) -> Column:
+    """Return the pseudonymous key of a component: ``ck_`` and 24 hex digits of the keyed
+    hash of its smallest source id (stable across runs, not reversible without the secret)."""
+    return F.concat(F.lit("ck_"), F.substring(keyed_hash(component), 1, 24))
 
 
-def xref(components_df: DataFrame) -> DataFrame:
-    """Return ``customer_id -> customer_key`` from connected-component labels."""
-    return components_df.select(F.col("id").alias(CUSTOMER_ID), customer_key("component").alias(CUSTOMER_KEY),
+def xref(components_df: DataFrame, keyed_hash: Callable[[Column], Column]) -> DataFrame:
+    """Return ``customer_id -> customer_key`` from connected-component labels.
+
+    Args:
+        components_df: ``id`` and ``component`` (the smallest id of its cluster).
+        keyed_hash: the secret-keyed hash (:func:`crm_spark.privacy.keyed_hash`).
+    """
+    return components_df.select(F.col("id").alias(CUSTOMER_ID),
+                                customer_key(F.col("component"), keyed_hash).alias(CUSTOMER_KEY),
                                 F.col("component").alias("cluster_id"))
 
 

@@ -1,8 +1,8 @@
 """Data-quality report: a profile of every source and each cleaning rule's count, per run.
 
 Rows of the ``data_quality`` table are ``(dataset, column, metric, value, text)``:
-``null_share``, ``distinct_count`` (approximate), ``min`` and ``max`` (in ``text``) per
-bronze column; ``invalid_count`` and ``valid_share`` per cleaned customer column;
+``null_share``, ``distinct_count`` (approximate), ``min`` and ``max`` (in ``text``; not
+for personal-data columns) per bronze column; ``invalid_count`` and ``valid_share`` per cleaned customer column;
 ``quarantined`` per source and reason; ``hits`` per cleaning rule (dataset ``rules``).
 Expectations from config are checked against these rows.
 """
@@ -16,7 +16,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from crm_spark.config import EXPECTATION_PATTERN, Config
-from crm_spark.schemas import DATA_QUALITY_SCHEMA, EMAIL, PHONE, SOURCE_FILE
+from crm_spark.schemas import DATA_QUALITY_SCHEMA, EMAIL, PHONE, PII_COLUMNS, SOURCE_FILE
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,10 @@ class QualityError(RuntimeError):
 
 
 def profile(df: DataFrame, dataset: str) -> list[Row]:
-    """Return null share, approximate distinct count, min and max of every column, in one pass."""
+    """Return null share, approximate distinct count, min and max of every column, in one pass.
+
+    Min and max of personal-data columns are not recorded: the report is a gold table.
+    """
     columns = [c for c in df.columns if c != SOURCE_FILE]
     aggs = [F.count(F.lit(1)).alias("_rows")]
     for i, c in enumerate(columns):
@@ -44,9 +47,9 @@ def profile(df: DataFrame, dataset: str) -> list[Row]:
         result += [
             (dataset, c, "null_share", (1.0 - row[f"n{i}"] / rows_n) if rows_n else None, None),
             (dataset, c, "distinct_count", float(row[f"d{i}"]), None),
-            (dataset, c, "min", None, row[f"lo{i}"]),
-            (dataset, c, "max", None, row[f"hi{i}"]),
         ]
+        if c not in PII_COLUMNS:
+            result += [(dataset, c, "min", None, row[f"lo{i}"]), (dataset, c, "max", None, row[f"hi{i}"])]
     return result
 
 

@@ -1,0 +1,8 @@
+"""Job: erase (see `python jobs/erase.py --help`)."""
+
+import sys
+
+from crm_spark.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(stage="erase"))
