@@ -34,9 +34,10 @@ from crm_spark.schemas import (
 log = logging.getLogger(__name__)
 
 RECENT_DAYS = 90
+AGE_BAND_YEARS = 5
 NUMERIC_FEATURES = (
     "recency_days", "frequency", "monetary", "avg_basket", "tenure_days", "orders_per_30d",
-    "frequency_recent", "monetary_recent", "n_ratings", "avg_rating", "age",
+    "frequency_recent", "monetary_recent", "n_ratings", "avg_rating", "age_band",
 )
 CATEGORICAL_FEATURES = (GENDER,)
 CATEGORY_SHARE_PREFIX = "share_"
@@ -104,7 +105,8 @@ def customer_features(
 
     Returns:
         ``customer_key``, ``as_of_date``, the numeric features (RFM, tenure, recent
-        activity, rating statistics, age, category spend shares) and ``gender``.
+        activity, rating statistics, ``age_band`` (the lower bound of the customer's
+        5-year age band: gold holds no exact age), category spend shares) and ``gender``.
         Customers without purchases have frequency 0 and null recency.
     """
     cutoff = F.lit(as_of_date).cast("timestamp")
@@ -149,7 +151,8 @@ def customer_features(
             F.coalesce("monetary_recent", F.lit(0.0)).alias("monetary_recent"),
             F.coalesce("n_ratings", F.lit(0)).cast("double").alias("n_ratings"),
             F.col("avg_rating").cast("double").alias("avg_rating"),
-            F.coalesce(age_on(F.col(BIRTH_DATE), as_of_date), F.col(AGE)).cast("double").alias("age"),
+            (F.floor(F.coalesce(age_on(F.col(BIRTH_DATE), as_of_date), F.col(AGE)) / AGE_BAND_YEARS)
+             * AGE_BAND_YEARS).cast("double").alias("age_band"),
             *[F.coalesce(F.col(s) / F.col("monetary"), F.lit(0.0)).alias(s) for s in shares],
             F.coalesce(F.col(GENDER), F.lit("U")).alias(GENDER),
         )

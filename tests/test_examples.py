@@ -64,7 +64,7 @@ def test_ratings_and_users_without_orders(spark, tmp_path):
                                                            "source string, reason string"))
     features = tables.read_table(spark, tables.CUSTOMER_FEATURES, lake).where(
         F.col("as_of_date") == F.lit(config.as_of_date))
-    assert features.where("n_ratings > 0 and avg_rating is not null and age is not null").count() > 150
+    assert features.where("n_ratings > 0 and avg_rating is not null and age_band is not null").count() > 150
 
     strict = dataclasses.replace(config, quality=QualityConfig(
         expectations=("customers.age.valid_share >= 0.999",), on_failure="fail"))

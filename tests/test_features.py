@@ -42,12 +42,12 @@ def test_features_use_only_events_before_as_of(spark):
     customers, orders, ratings, products = frames(spark)
     expected = spark.createDataFrame(
         [
-            ("k1", AS_OF, 31.0, 2.0, 50.0, 25.0, 547.0, 30.0 * 2 / 182, 1.0, 30.0, 2.0, 3.0, 34.0, 0.4, 0.6, "F"),
+            ("k1", AS_OF, 31.0, 2.0, 50.0, 25.0, 547.0, 30.0 * 2 / 182, 1.0, 30.0, 2.0, 3.0, 30.0, 0.4, 0.6, "F"),
             ("k2", AS_OF, None, 0.0, 0.0, None, 30.0, None, 0.0, 0.0, 0.0, None, None, 0.0, 0.0, "U"),
         ],
         "customer_key string, as_of_date date, recency_days double, frequency double, monetary double, "
         "avg_basket double, tenure_days double, orders_per_30d double, frequency_recent double, "
-        "monetary_recent double, n_ratings double, avg_rating double, age double, share_books double, "
+        "monetary_recent double, n_ratings double, avg_rating double, age_band double, share_books double, "
         "share_home double, gender string",
     )
     result = customer_features(customers, orders, ratings, products, AS_OF, ["books", "home"])

@@ -15,11 +15,11 @@ from crm_spark.train.churn import preprocessing
 
 KMEANS = "kmeans"
 SEGMENT = "segment"
-SEGMENT_BASE_FEATURES = ("recency_days", "frequency", "monetary", "avg_basket", "age")
+SEGMENT_BASE_FEATURES = ("recency_days", "frequency", "monetary", "avg_basket", "age_band")
 
 
 def segment_features(features_df: DataFrame) -> list[str]:
-    """Return the columns clustering uses: RFM, basket, age and category shares that vary."""
+    """Return the columns clustering uses: RFM, basket, age band and category shares that vary."""
     return informative(features_df, [*SEGMENT_BASE_FEATURES, *category_share_columns(features_df)])
 
 
