@@ -149,6 +149,8 @@ def main(argv: Sequence[str] | None = None, stage: str | None = None) -> int:
         return 1
     timings = ", ".join(f"{k} {v:.1f}s" for k, v in result.stage_seconds.items())
     print(f"crm-spark {stage}: {result.status} in {sum(result.stage_seconds.values()):.1f}s ({timings})")
+    for skipped, reason in result.skipped.items():
+        print(f"  skipped {skipped}: {reason}")
     print(summary(spark, config, result.run_id))
     return 0
 

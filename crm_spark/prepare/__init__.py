@@ -50,7 +50,7 @@ def resolve(customers_df: DataFrame, config: Config) -> tuple[DataFrame, dict[st
     counts: dict[str, int] = {}
     exact = dedup.match_edges(customers_df).persist(StorageLevel.MEMORY_AND_DISK)
     counts["dedup.exact_edges"] = exact.count()
-    edges = exact
+    edges, cached = exact, [exact]
     if rules.fuzzy_matching:
         pairs, sizes = dedup.candidate_pairs(dedup.blocks(customers_df), rules.max_block_size)
         pairs = pairs.persist(StorageLevel.MEMORY_AND_DISK)
@@ -63,10 +63,13 @@ def resolve(customers_df: DataFrame, config: Config) -> tuple[DataFrame, dict[st
         if block_stats["skipped"]:
             log.warning("entity resolution skipped %d blocks larger than %d records", block_stats["skipped"],
                         rules.max_block_size)
-        edges = exact.unionByName(fuzzy)
+        edges, cached = exact.unionByName(fuzzy), [exact, pairs, fuzzy]
     vertices = customers_df.select(F.col(CUSTOMER_ID).alias("id")).distinct()
+    components = dedup.connected_components(vertices, edges)  # checkpointed: no longer needs the edges
+    for frame in cached:
+        frame.unpersist()
     keyed = privacy.keyed_hash(privacy.load_secret(config.privacy))
-    return dedup.xref(dedup.connected_components(vertices, edges), keyed), counts
+    return dedup.xref(components, keyed), counts
 
 
 def run(spark: SparkSession, config: Config, run_id: str) -> dict[str, int]:
