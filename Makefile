@@ -23,4 +23,4 @@ test: $(STAMP)
 	$(BIN)/python -m pytest $(ARGS); rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
 
 clean:
-	rm -rf $(VENV) lakehouse data spark-warehouse build dist *.egg-info crm_spark.zip
+	rm -rf $(VENV) lakehouse lakehouse-examples data spark-warehouse build dist *.egg-info crm_spark.zip
