@@ -75,14 +75,14 @@ def erased_hashes(spark: SparkSession, lakehouse_dir: str) -> DataFrame | None:
     return None if hashes.isEmpty() else hashes
 
 
-def without_erased(df: DataFrame, hashes: DataFrame, keyed_hash: Callable[[Column], Column]) -> DataFrame:
-    """Return the rows of ``df`` whose ``customer_id`` is not an erased one.
+def erased_ids(df: DataFrame, hashes: DataFrame, keyed_hash: Callable[[Column], Column]) -> DataFrame:
+    """Return the distinct ``customer_id`` values of ``df`` that belong to erased customers.
 
-    Only the distinct ids are hashed, then the few erased ones are anti-joined.
+    Only the distinct ids are hashed; the result is small and meant to be broadcast.
     """
     ids = df.select(CUSTOMER_ID).where(F.col(CUSTOMER_ID).isNotNull()).distinct()
-    erased = ids.withColumn("id_hash", keyed_hash(F.col(CUSTOMER_ID))).join(F.broadcast(hashes), "id_hash")
-    return df.join(F.broadcast(erased.select(CUSTOMER_ID)), CUSTOMER_ID, "left_anti")
+    return ids.withColumn("id_hash", keyed_hash(F.col(CUSTOMER_ID))).join(F.broadcast(hashes), "id_hash").select(
+        CUSTOMER_ID)
 
 
 def _mentions(raw: Column, tokens: list[str]) -> Column:

@@ -375,9 +375,11 @@ def run(spark: SparkSession, config: Config, run_id: str) -> dict[str, int]:
             continue
         erased = 0
         if hashes is not None and CUSTOMER_ID in canonical.columns:
-            kept = erase.without_erased(canonical, hashes, keyed)
-            erased = canonical.count() - kept.count()
-            canonical = kept
+            erased_df = erase.erased_ids(canonical, hashes, keyed).persist()
+            checked_frames.append(erased_df)
+            erased_df = F.broadcast(erased_df)
+            erased = canonical.join(erased_df, CUSTOMER_ID, "left_semi").count()
+            canonical = canonical.join(erased_df, CUSTOMER_ID, "left_anti")
             counts[f"erased.{source}"] = erased
             log.info("source %s: %d rows of erased customers dropped", source, erased)
         checked = with_typed_columns(canonical, source, dict(spec.formats), config.ingest)

@@ -16,7 +16,7 @@ from crm_spark.schemas import AS_OF_DATE, PII_COLUMNS, RUN_ID
 log = logging.getLogger(__name__)
 
 # Columns whose values are personal data, including the original text of quarantined lines.
-PERSONAL_TEXT_COLUMNS = (*PII_COLUMNS, "raw", "_raw")
+PERSONAL_TEXT_COLUMNS = (*PII_COLUMNS, "raw")
 
 
 @dataclass(frozen=True)

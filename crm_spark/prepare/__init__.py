@@ -121,12 +121,13 @@ def run(spark: SparkSession, config: Config, run_id: str) -> dict[str, int]:
                                     F.count(F.when(F.col("is_return_quantity"), 1)).alias("returns")).first()
     counts["rule.order_unknown_customer"] = order_stats["unknown"]
     counts["rule.order_negative_quantity_as_return"] = order_stats["returns"]
-    counts["rule.order_duplicate_line"] = bronze["orders"].count() - counts[tables.ORDERS.qualified]
-    counts["rule.rating_superseded"] = bronze["ratings"].count() - counts[tables.RATINGS.qualified]
 
     rows: list[quality.Row] = []
     for name in config.sources:
         rows += quality.profile(bronze[name], name)
+    bronze_rows = {dataset: int(value) for dataset, _, metric, value, _ in rows if metric == "rows"}
+    counts["rule.order_duplicate_line"] = bronze_rows.get("orders", 0) - counts[tables.ORDERS.qualified]
+    counts["rule.rating_superseded"] = bronze_rows.get("ratings", 0) - counts[tables.RATINGS.qualified]
     if "customers" in config.sources:
         rows += quality.validity(bronze["customers"], customers, "customers")
     rows += quality.quarantine_counts(tables.read_table(spark, tables.QUARANTINE, lake))

@@ -69,7 +69,8 @@ def run(spark: SparkSession, config: Config, run_id: str) -> dict[str, int]:
         F.lit(champion).alias("model"))
     write(churn_scores, tables.CHURN_SCORES)
 
-    segment_model = segments.fit(current, config.train)
+    segment_columns = segments.segment_features(current)
+    segment_model = segments.fit(current, segment_columns, config.train)
     path = registry.model_path(lake, run_id, SEGMENT_TASK, segments.KMEANS)
     segment_model.write().overwrite().save(path)
     assigned = segments.assign(segment_model, current).persist(StorageLevel.MEMORY_AND_DISK)
@@ -79,7 +80,7 @@ def run(spark: SparkSession, config: Config, run_id: str) -> dict[str, int]:
     log.info("segments: k=%d silhouette %.4f", config.train.kmeans_k, silhouette)
 
     entries.append(registry.ModelEntry(SEGMENT_TASK, segments.KMEANS, path, "silhouette", silhouette, True,
-                                       segments.segment_features(current)))
+                                       segment_columns))
     counts[tables.MODEL_REGISTRY.qualified] = registry.record(spark, config, run_id, entries)
     log.info("churn champion: %s", champion)
     return counts

@@ -23,10 +23,10 @@ def segment_features(features_df: DataFrame) -> list[str]:
     return informative(features_df, [*SEGMENT_BASE_FEATURES, *category_share_columns(features_df)])
 
 
-def fit(customers_df: DataFrame, cfg: TrainConfig) -> PipelineModel:
-    """Fit imputation, scaling and KMeans with ``cfg.kmeans_k`` clusters."""
+def fit(customers_df: DataFrame, columns: list[str], cfg: TrainConfig) -> PipelineModel:
+    """Fit imputation, scaling and KMeans with ``cfg.kmeans_k`` clusters on ``columns``."""
     kmeans = KMeans(featuresCol="features", predictionCol=SEGMENT, k=cfg.kmeans_k, seed=cfg.seed, maxIter=50)
-    stages = [*preprocessing(segment_features(customers_df), []), kmeans]
+    stages = [*preprocessing(columns, []), kmeans]
     return Pipeline(stages=stages).fit(customers_df)
 
 
