@@ -199,15 +199,30 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class RecommendConfig:
-    """Implicit ALS on purchases, explicit ALS on ratings for RMSE."""
+    """ALS recommendations: interactions, holdout, tuning for ranking, serving rules."""
 
     top_k: int = 10
+    interactions: str = "auto"  # purchases, ratings, or auto: purchases when order lines name products
+    feedback: str = "implicit"  # implicit (confidence) or explicit (rating values; needs ratings)
+    recency_half_life_days: float | None = 180.0  # purchase confidence halves per this age; None counts
+    holdout: str = "time"  # time: first bought in the horizon; random: a per-customer share
+    holdout_share: float = 0.25
     rank: int = 16
-    reg_param: float = 1.0
+    reg_param: float = 0.05
     alpha: float = 5.0
-    max_iter: int = 12
+    max_iter: int = 15
+    tune: bool = True
+    tune_metric: str = "ndcg"  # ndcg or precision, at top_k, on validation data
+    tune_ranks: tuple[int, ...] = (4, 8, 16, 32, 64)
+    tune_reg_params: tuple[float, ...] = (0.01, 0.05, 0.2, 1.0)
+    tune_alphas: tuple[float, ...] = (1.0, 3.0, 10.0)
+    tune_max_customers: int = 20000
+    max_per_category: int | None = None
+    inactive_after_days: int | None = None
+    cold_start_by: tuple[str, ...] = ("gender", "age_band")
+    cold_start_min_customers: int = 20
     rating_rank: int = 8
-    rating_reg_param: float = 0.3
+    rating_reg_param: float = 0.1
     seed: int = 11
 
 
@@ -319,6 +334,15 @@ _BOUNDS: dict[str, tuple[float | None, float | None]] = {
     "recommend.max_iter": (1, 1000),
     "recommend.rating_rank": (1, 1000),
     "recommend.rating_reg_param": (0.0, None),
+    "recommend.holdout_share": (0.05, 0.9),
+    "recommend.tune_max_customers": (10, None),
+    "recommend.cold_start_min_customers": (1, None),
+}
+RECOMMEND_CHOICES = {
+    "interactions": ("auto", "purchases", "ratings"),
+    "feedback": ("implicit", "explicit"),
+    "holdout": ("time", "random"),
+    "tune_metric": ("ndcg", "precision"),
 }
 
 
@@ -350,9 +374,28 @@ def validate(config: Config) -> None:
         if not EXPECTATION_PATTERN.match(expectation):
             raise ConfigError(f"config key 'quality.expectations' has '{expectation}', expected "
                               "'dataset.column.metric >= number' (or <=)")
+    _validate_recommend(config.recommend)
     if config.quality.on_failure not in QUALITY_ACTIONS:
         raise ConfigError(f"config key 'quality.on_failure' must be one of {QUALITY_ACTIONS}, "
                           f"got {config.quality.on_failure!r}")
+
+
+def _validate_recommend(cfg: RecommendConfig) -> None:
+    """Check the recommendation choices, grids and serving rules."""
+    for name, choices in RECOMMEND_CHOICES.items():
+        if getattr(cfg, name) not in choices:
+            raise ConfigError(f"config key 'recommend.{name}' must be one of {choices}, got {getattr(cfg, name)!r}")
+    for name in ("tune_ranks", "tune_reg_params", "tune_alphas"):
+        values = getattr(cfg, name)
+        if not values or min(values) <= 0:
+            raise ConfigError(f"config key 'recommend.{name}' must list positive values, got {list(values)}")
+    for name in ("recency_half_life_days", "max_per_category", "inactive_after_days"):
+        value = getattr(cfg, name)
+        if value is not None and value <= 0:
+            raise ConfigError(f"config key 'recommend.{name}' must be positive or null, got {value!r}")
+    if cfg.feedback == "explicit" and cfg.interactions == "purchases":
+        raise ConfigError("config key 'recommend.feedback' is explicit, which needs ratings: "
+                          "set recommend.interactions to ratings or auto")
 
 
 def _under(path: str, roots: Sequence[str]) -> bool:

@@ -218,3 +218,17 @@ MODEL_REGISTRY_SCHEMA = StructType(
         StructField("features", ArrayType(StringType()), False),
     ]
 )
+
+# One row per ALS tuning trial on validation data; the chosen settings have chosen = true.
+RECOMMENDATION_TUNING_SCHEMA = StructType(
+    [
+        StructField("rank", IntegerType(), False),
+        StructField("reg_param", DoubleType(), False),
+        StructField("alpha", DoubleType(), False),
+        StructField("max_iter", IntegerType(), False),
+        StructField("metric", StringType(), False),
+        StructField("value", DoubleType()),
+        StructField("seconds", DoubleType(), False),
+        StructField("chosen", BooleanType(), False),
+    ]
+)

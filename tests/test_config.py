@@ -49,6 +49,11 @@ def test_overrides_parse_values_and_nested_keys(tmp_path):
         (["train.kmeans_k=1"], "config key 'train.kmeans_k' must be within [2, 100], got 1"),
         (["paths=3"], "'paths' must be a mapping"),
         (["novalue"], "override 'novalue' must look like key.sub=value"),
+        (["recommend.holdout=later"], "config key 'recommend.holdout' must be one of ('time', 'random')"),
+        (["recommend.tune_ranks=[]"], "config key 'recommend.tune_ranks' must list positive values"),
+        (["recommend.max_per_category=0"], "config key 'recommend.max_per_category' must be positive or null"),
+        (["recommend.feedback=explicit", "recommend.interactions=purchases"],
+         "config key 'recommend.feedback' is explicit, which needs ratings"),
     ],
 )
 def test_bad_values_name_the_key(tmp_path, overrides, message):

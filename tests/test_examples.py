@@ -51,7 +51,7 @@ def test_ratings_and_users_without_orders(spark, tmp_path):
     config = example("ratings_users", tmp_path)
     runs.execute(spark, config, list(runs.PIPELINE), "ratings-users")
     row = run_row(spark, config, "ratings-users")
-    assert (row["status"], sorted(row["skipped"])) == ("succeeded", ["recommend", "select", "train"])
+    assert (row["status"], sorted(row["skipped"])) == ("succeeded", ["select", "train"])
     lake = config.paths.lakehouse_dir
     customers = tables.read_table(spark, tables.CUSTOMERS, lake)
     assert customers.count() == 201
@@ -65,6 +65,20 @@ def test_ratings_and_users_without_orders(spark, tmp_path):
     features = tables.read_table(spark, tables.CUSTOMER_FEATURES, lake).where(
         F.col("as_of_date") == F.lit(config.as_of_date))
     assert features.where("n_ratings > 0 and avg_rating is not null and age_band is not null").count() > 150
+    recs = tables.read_table(spark, tables.RECOMMENDATIONS, lake)
+    sources = {r["source"]: r["customers"] for r in recs.groupBy("source").agg(
+        F.countDistinct("customer_key").alias("customers")).collect()}
+    assert sources == {"als": 200, "popular": 1}
+    assert recs.groupBy("customer_key").count().where(F.col("count") != config.recommend.top_k).count() == 0
+
+    explicit = dataclasses.replace(config, recommend=dataclasses.replace(
+        config.recommend, feedback="explicit", tune=False))
+    assert runs.execute(spark, explicit, ["recommend"], "explicit").status == "succeeded"
+    served = tables.read_table(spark, tables.RECOMMENDATIONS, lake).where(F.col("source") == "als")
+    assert served.select("run_id").distinct().collect() == [("explicit",)]
+    rated = tables.read_table(spark, tables.RATINGS, lake)
+    assert served.count() == 200 * config.recommend.top_k
+    assert served.join(rated, ["customer_key", "product_id"]).count() == 0
 
     strict = dataclasses.replace(config, quality=QualityConfig(
         expectations=("customers.age.valid_share >= 0.999",), on_failure="fail"))

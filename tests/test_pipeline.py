@@ -138,6 +138,16 @@ def test_recommendations_exclude_purchased_products(spark, run):
     registered = read(spark, config, tables.CUSTOMERS).where(
         F.col("signup_ts").isNull() | (F.col("signup_ts") < F.lit(config.as_of_date).cast("timestamp")))
     assert recs.select("customer_key").distinct().count() == registered.count()
+    buyers = bought.select("customer_key").distinct()
+    by_source = {r["source"]: r for r in recs.join(buyers.withColumn("buyer", F.lit(True)), "customer_key", "left")
+                 .groupBy("source").agg(F.countDistinct("customer_key").alias("customers"),
+                                        F.count("buyer").alias("buyer_rows")).collect()}
+    assert set(by_source) == {"als", "segment_popular"} or set(by_source) == {"als", "segment_popular", "popular"}
+    assert by_source["als"]["customers"] == buyers.count()
+    assert by_source["segment_popular"]["buyer_rows"] == 0 and by_source.get("popular", {"buyer_rows": 0})[
+        "buyer_rows"] == 0
+    tuning = read(spark, config, tables.RECOMMENDATION_TUNING).where(F.col("run_id") == "test-run")
+    assert tuning.where("chosen").count() == 1 and tuning.count() >= 5
 
 
 def test_churn_model_beats_recency_baseline(spark, run):

@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 
+import numpy as np
 import pytest
 from pyspark.testing import assertDataFrameEqual
 
 from crm_spark.evaluate import classification, ranking
-from crm_spark.recommend.als import popular_unseen
+from crm_spark.recommend import als
+from crm_spark.recommend.als import (
+    AlsParams,
+    cap_per_category,
+    fit,
+    group_popular,
+    interactions,
+    popular_unseen,
+    split_at_random,
+    split_by_time,
+    top_k_unseen,
+)
 
 
 def test_popular_unseen_skips_bought_products(spark):
@@ -46,3 +59,82 @@ def test_confusion_metrics(spark):
     assert metrics["f1"] == pytest.approx(2 / 3)
     nothing_predicted = classification.confusion_metrics(frame.selectExpr("label", "0.0 as prediction"))
     assert math.isnan(nothing_predicted["precision"]) and nothing_predicted["recall"] == 0.0
+
+
+def events(spark, rows):
+    return spark.createDataFrame(
+        [(c, p, dt.datetime.fromisoformat(ts), v) for c, p, ts, v in rows],
+        "customer_key string, product_id string, event_ts timestamp, value double")
+
+
+def test_random_split_holds_out_a_share_of_each_customer_and_keeps_one(spark):
+    rows = [(c, f"p{i}", "2024-01-01", 1.0) for c, n in (("a", 8), ("b", 2), ("c", 1)) for i in range(n)]
+    frame = events(spark, rows)
+    train, relevant = split_at_random(frame, 0.25, seed=3)
+    held = {r[0]: r[1] for r in relevant.groupBy("customer_key").count().collect()}
+    assert held == {"a": 2, "b": 1}
+    assert train.join(relevant, ["customer_key", "product_id"]).count() == 0
+    assert train.count() + relevant.count() == frame.count()
+    assert sorted(split_at_random(frame, 0.25, seed=3)[1].collect()) == sorted(relevant.collect())
+
+
+def test_time_split_keeps_new_products_of_known_customers(spark):
+    frame = events(spark, [
+        ("a", "p1", "2024-01-01", 1.0), ("a", "p1", "2024-11-01", 1.0), ("a", "p2", "2024-11-02", 1.0),
+        ("a", "p3", "2025-01-05", 1.0), ("new", "p1", "2024-11-03", 1.0)])
+    train, relevant = split_by_time(frame, dt.date(2024, 10, 1), dt.date(2025, 1, 1))
+    assertDataFrameEqual(relevant, spark.createDataFrame([("a", "p2")], "customer_key string, product_id string"))
+    assert [r["product_id"] for r in train.collect()] == ["p1"]
+
+
+def test_recency_weighted_confidence(spark):
+    frame = events(spark, [("a", "p1", "2024-12-31", 1.0), ("a", "p1", "2024-07-04", 1.0),
+                           ("a", "p2", "2024-07-04", 1.0), ("b", "p2", "2024-12-31", 4.0)])
+    weighted = {(r[0], r[1]): r[2] for r in interactions(frame, False, 180.0).collect()}
+    assert weighted == pytest.approx({("a", "p1"): 1.5, ("a", "p2"): 0.5, ("b", "p2"): 1.0}, abs=1e-6)
+    counted = {(r[0], r[1]): r[2] for r in interactions(frame, False, None).collect()}
+    assert counted == {("a", "p1"): 2.0, ("a", "p2"): 1.0, ("b", "p2"): 1.0}
+    assert {(r[0], r[1]): r[2] for r in interactions(frame, True, None).collect()}[("b", "p2")] == 4.0
+
+
+def test_blocked_top_k_matches_brute_force_and_skips_seen_and_excluded(spark, monkeypatch):
+    rng = np.random.default_rng(0)
+    pairs = [(int(u), int(i), float(rng.integers(1, 4))) for u in range(12) for i in rng.choice(20, 6, replace=False)]
+    frame = spark.createDataFrame(pairs, "user int, item int, strength float")
+    model = fit(frame, AlsParams(rank=4, reg_param=0.1, alpha=2.0, max_iter=5), False, 2, seed=1)
+    monkeypatch.setattr(als, "BLOCK_CELLS", 60)  # three users per block
+    result = top_k_unseen(model, frame.select("user"), frame, k=3, excluded_items=(0, 1))
+    users = {r[0]: np.array(r[1]) for r in model.userFactors.collect()}
+    items = {r[0]: np.array(r[1]) for r in model.itemFactors.collect()}
+    seen = {(u, i) for u, i, _ in pairs}
+    expected = []
+    for user, factors in users.items():
+        scored = sorted(((-float(np.float32(factors) @ np.float32(vec)), item) for item, vec in items.items()
+                         if (user, item) not in seen and item not in (0, 1)))[:3]
+        expected += [(user, item, rank) for rank, (_, item) in enumerate(scored, 1)]
+    assertDataFrameEqual(result.select("user", "item", "rank"),
+                         spark.createDataFrame(expected, "user int, item int, rank int"))
+
+
+def test_category_cap_and_group_popular_cold_start(spark):
+    recs = spark.createDataFrame([("a", f"p{i}", 10.0 - i, i) for i in range(1, 7)],
+                                 "customer_key string, product_id string, score double, rank int")
+    categories = spark.createDataFrame([("p1", "x"), ("p2", "x"), ("p3", "x"), ("p4", "y"), ("p5", None)],
+                                       "product_id string, category string")
+    capped = cap_per_category(recs, categories, cap=2, k=4)
+    assert [(r["product_id"], r["rank"]) for r in capped.orderBy("rank").collect()] == [
+        ("p1", 1), ("p2", 2), ("p4", 3), ("p5", 4)]
+    pairs = spark.createDataFrame([("a", "p1"), ("b", "p1"), ("b", "p2"), ("c", "p3"), ("d", "p3"), ("e", "p3")],
+                                  "customer_key string, product_id string")
+    groups = spark.createDataFrame([("a", "g1"), ("b", "g1"), ("c", "g2"), ("d", "g2"), ("e", "g3")],
+                                   "customer_key string, group string")
+    lists = group_popular(pairs, groups, k=1, min_customers=2)
+    assertDataFrameEqual(lists.select("group", "product_id", "rank"), spark.createDataFrame(
+        [("g1", "p1", 1), ("g2", "p3", 1)], "group string, product_id string, rank int"))
+
+
+def test_entropy_and_novelty(spark):
+    recs = spark.createDataFrame([("a", "p1", 0.5), ("b", "p1", 0.5), ("a", "p2", 0.25), ("b", "p3", 0.125)],
+                                 "customer_key string, product_id string, popularity double")
+    assert ranking.distribution_entropy(recs) == pytest.approx(1.5)
+    assert ranking.novelty(recs) == pytest.approx((1 + 1 + 2 + 3) / 4)

@@ -12,7 +12,7 @@ from crm_spark import tables
 from crm_spark.config import Config
 from crm_spark.evaluate import classification, ranking, truth
 from crm_spark.labels import LABEL, SPLIT, TEST, VALIDATION
-from crm_spark.recommend.als import ITEM, catalogue, dense_index, holdout_relevance
+from crm_spark.recommend.als import ITEM, catalogue, dense_index
 from crm_spark.schemas import (
     AS_OF_DATE,
     CUSTOMER_KEY,
@@ -80,14 +80,24 @@ def churn_metrics(spark: SparkSession, config: Config) -> list[Metric]:
     return metrics
 
 
+def _list_quality(recs_df: DataFrame, products_df: DataFrame) -> dict[str, float]:
+    """Return catalogue coverage and the entropy of recommendation counts of a set of lists."""
+    return {"catalogue_coverage": ranking.catalogue_coverage(recs_df, products_df),
+            "distribution_entropy": ranking.distribution_entropy(recs_df)}
+
+
 def recommendation_metrics(spark: SparkSession, config: Config) -> list[Metric]:
-    """Return ranking metrics, catalogue coverage and rating RMSE of each recommender."""
+    """Return ranking metrics, coverage, entropy and novelty of each recommender on held-out data.
+
+    Also the tuned ALS's validation score, the coverage of the served lists, and the
+    rating RMSE of explicit ALS against item means when ratings exist.
+    """
     lake = config.paths.lakehouse_dir
     k = config.recommend.top_k
-    orders = tables.read_table(spark, tables.ORDERS, lake)
-    products = catalogue(tables.read_table(spark, tables.PRODUCTS, lake), orders).cache()
+    products = catalogue(*(tables.read_table(spark, t, lake) for t in (tables.PRODUCTS, tables.ORDERS,
+                                                                          tables.RATINGS))).cache()
     items = dense_index(products, PRODUCT_ID, ITEM).cache()
-    relevant = holdout_relevance(orders, config.training_cutoff, config.as_of_date).cache()
+    relevant = _latest(spark, tables.RECOMMENDATION_RELEVANCE, config).cache()
     holdout = _latest(spark, tables.RECOMMENDATION_HOLDOUT, config).cache()
     source_run = _run_id_of(holdout)
     metrics: list[Metric] = []
@@ -95,17 +105,22 @@ def recommendation_metrics(spark: SparkSession, config: Config) -> list[Metric]:
         recs = holdout.where(F.col("model") == model)
         values = ranking.ranking_metrics(ranking.ranking_frame(recs, relevant, items), k)
         values = {name.replace("_k", f"_{k}"): value for name, value in values.items()}
-        values["catalogue_coverage"] = ranking.catalogue_coverage(recs, products)
+        values.update(_list_quality(recs, products))
+        values["novelty"] = ranking.novelty(recs)
         metrics += [("recommendation", model, name, value, TEST, source_run) for name, value in values.items()]
-    served = _latest(spark, tables.RECOMMENDATIONS, config)
-    metrics.append(("recommendation", "served", "catalogue_coverage",
-                    ranking.catalogue_coverage(served, products), "serving", _run_id_of(served)))
-    rated = _latest(spark, tables.RATING_HOLDOUT, config)
-    rated_run = _run_id_of(rated)
-    for model in sorted(r[0] for r in rated.select("model").distinct().collect()):
-        metrics.append(("rating", model, "rmse", ranking.rmse(rated.where(F.col("model") == model)), TEST,
-                        rated_run))
-    for frame in (products, items, relevant, holdout):
+    tuning = _latest(spark, tables.RECOMMENDATION_TUNING, config).where("chosen")
+    metrics += [("recommendation", "als", r["metric"], r["value"], VALIDATION, r[RUN_ID]) for r in tuning.collect()]
+    served = _latest(spark, tables.RECOMMENDATIONS, config).cache()
+    served_run = _run_id_of(served)
+    metrics += [("recommendation", "served", name, value, "serving", served_run)
+                for name, value in _list_quality(served, products).items()]
+    if _written(spark, tables.RATING_HOLDOUT, config):
+        rated = _latest(spark, tables.RATING_HOLDOUT, config)
+        rated_run = _run_id_of(rated)
+        for model in sorted(r[0] for r in rated.select("model").distinct().collect()):
+            metrics.append(("rating", model, "rmse", ranking.rmse(rated.where(F.col("model") == model)), TEST,
+                            rated_run))
+    for frame in (products, items, relevant, holdout, served):
         frame.unpersist()
     return metrics
 

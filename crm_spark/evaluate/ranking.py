@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pyspark.ml.evaluation import RankingEvaluator, RegressionEvaluator
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from crm_spark.schemas import CUSTOMER_KEY, PRODUCT_ID, RATING
@@ -44,11 +44,15 @@ def ranking_frame(recs_df: DataFrame, relevant_df: DataFrame, items_df: DataFram
 
 def ranking_metrics(frame_df: DataFrame, k: int) -> dict[str, float]:
     """Return precision, recall, nDCG and MAP at ``k`` over the customers of ``frame_df``."""
-    return {
-        name: float(RankingEvaluator(predictionCol="predicted", labelCol="relevant", metricName=metric, k=k)
-                    .evaluate(frame_df))
-        for name, metric in RANKING_METRICS.items()
-    }
+    frame_df = frame_df.persist()
+    try:
+        return {
+            name: float(RankingEvaluator(predictionCol="predicted", labelCol="relevant", metricName=metric, k=k)
+                        .evaluate(frame_df))
+            for name, metric in RANKING_METRICS.items()
+        }
+    finally:
+        frame_df.unpersist()
 
 
 def catalogue_coverage(recs_df: DataFrame, products_df: DataFrame) -> float:
@@ -56,6 +60,29 @@ def catalogue_coverage(recs_df: DataFrame, products_df: DataFrame) -> float:
     recommended = recs_df.select(PRODUCT_ID).distinct().count()
     catalogue = products_df.select(PRODUCT_ID).distinct().count()
     return recommended / catalogue if catalogue else float("nan")
+
+
+def distribution_entropy(recs_df: DataFrame) -> float:
+    """Return the Shannon entropy (bits) of how often each product is recommended.
+
+    Higher is more even: ``log2(n)`` when ``n`` products are recommended equally often,
+    0 when every list holds the same single product.
+    """
+    counts = recs_df.groupBy(PRODUCT_ID).count()
+    total = F.sum("count").over(Window.partitionBy())
+    share = F.col("count") / total
+    value = counts.select((-share * F.log2(share)).alias("h")).agg(F.sum("h")).first()[0]
+    return float(value) if value is not None else float("nan")
+
+
+def novelty(recs_df: DataFrame) -> float:
+    """Return the mean self-information ``-log2(popularity)`` of the recommended products.
+
+    ``popularity`` is the share of training customers who interacted with the product;
+    higher novelty means less obvious recommendations.
+    """
+    value = recs_df.where(F.col("popularity") > 0).agg(F.avg(-F.log2("popularity"))).first()[0]
+    return float(value) if value is not None else float("nan")
 
 
 def rmse(predictions_df: DataFrame) -> float:

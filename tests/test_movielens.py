@@ -1,0 +1,62 @@
+"""Recommendations from explicit ratings in the MovieLens 100K layout, by the usual protocol:
+a per-user random 75/25 split, k = 10, items seen in training removed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pyspark.sql import functions as F
+
+from crm_spark import runs, tables
+from crm_spark.config import load_config
+from crm_spark.synth import movielens
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def benchmark(spark, tmp_path_factory):
+    root = tmp_path_factory.mktemp("movielens")
+    movielens.write(root / "raw")
+    config = load_config(REPO / "conf" / "examples" / "movielens.yaml", [
+        f"paths.raw_dir={root / 'raw'}", f"paths.lakehouse_dir={root / 'lakehouse'}",
+        f"paths.checkpoint_dir={root / 'checkpoints'}", f"paths.allowed_roots=['{root}']",
+        f"privacy.secret_file={root / 'secret.key'}", "privacy.create_secret=true"])
+    runs.execute(spark, config, ["ingest", "prepare", "features", "recommend", "evaluate"], "movielens")
+    metrics = tables.read_table(spark, tables.MODEL_METRICS, config.paths.lakehouse_dir).where(
+        (F.col("run_id") == "movielens") & (F.col("task") == "recommendation"))
+    values = {(r["model"], r["metric"], r["split"]): r["value"] for r in metrics.collect()}
+    return config, values
+
+
+def test_defaults_with_tuning_beat_the_published_benchmark_table(benchmark):
+    _, values = benchmark
+    als = {metric: value for (model, metric, split), value in values.items() if model == "als" and split == "test"}
+    popular = {metric: value for (model, metric, split), value in values.items()
+               if model == "popular" and split == "test"}
+    assert als["precision_at_10"] >= 0.42, als
+    assert als["ndcg_at_10"] >= 0.48, als
+    assert als["ndcg_at_10"] >= 1.5 * popular["ndcg_at_10"], (als, popular)
+    assert als["catalogue_coverage"] > 3 * popular["catalogue_coverage"]
+    assert als["novelty"] > popular["novelty"] and als["distribution_entropy"] > popular["distribution_entropy"]
+    assert ("als", "ndcg_at_10", "validation") in values
+
+
+def test_holdout_is_a_quarter_of_each_user_and_never_recommended_from_training(spark, benchmark):
+    config, _ = benchmark
+    lake = config.paths.lakehouse_dir
+    relevant = tables.read_table(spark, tables.RECOMMENDATION_RELEVANCE, lake)
+    ratings = tables.read_table(spark, tables.RATINGS, lake)
+    per_user = ratings.groupBy("customer_key").agg(F.count("*").alias("n")).join(
+        relevant.groupBy("customer_key").agg(F.count("*").alias("held")), "customer_key")
+    assert per_user.where(F.col("held") != F.round(F.col("n") * 0.25)).count() == 0
+    training = ratings.join(relevant, ["customer_key", "product_id"], "left_anti")
+    holdout = tables.read_table(spark, tables.RECOMMENDATION_HOLDOUT, lake)
+    assert holdout.join(training, ["customer_key", "product_id"]).count() == 0
+    served = tables.read_table(spark, tables.RECOMMENDATIONS, lake)
+    assert served.join(ratings, ["customer_key", "product_id"]).count() == 0
+    assert {r[0] for r in served.select("source").distinct().collect()} == {"als"}
+    tuning = tables.read_table(spark, tables.RECOMMENDATION_TUNING, lake)
+    assert tuning.where("chosen").count() == 1 and tuning.count() >= 8
