@@ -193,7 +193,13 @@ class TrainConfig:
     lr_reg_param: float = 0.01
     lr_elastic_net: float = 0.0
     dt_max_depth: int = 6
-    kmeans_k: int = 4
+    segment_k_min: int = 3
+    segment_k_max: int = 6
+    segment_algorithms: tuple[str, ...] = ("kmeans", "bisecting_kmeans")
+    segment_sample: int = 10000  # k is chosen on a seeded sample of this many customers
+    anomaly_z: float = 4.0  # robust z-score at which an order is anomalous
+    customer_anomaly_z: float = 6.0  # robust z-score of the distance to the segment centre
+    anomaly_scale_floor: float = 0.5  # smallest z-score scale, in natural-log units
     seed: int = 7
 
 
@@ -326,7 +332,12 @@ _BOUNDS: dict[str, tuple[float | None, float | None]] = {
     "train.lr_reg_param": (0.0, None),
     "train.lr_elastic_net": (0.0, 1.0),
     "train.dt_max_depth": (1, 30),
-    "train.kmeans_k": (2, 100),
+    "train.segment_k_min": (2, 100),
+    "train.segment_k_max": (2, 100),
+    "train.segment_sample": (100, None),
+    "train.anomaly_z": (1.0, None),
+    "train.customer_anomaly_z": (1.0, None),
+    "train.anomaly_scale_floor": (0.01, None),
     "recommend.top_k": (1, 1000),
     "recommend.rank": (1, 1000),
     "recommend.reg_param": (0.0, None),
@@ -338,6 +349,7 @@ _BOUNDS: dict[str, tuple[float | None, float | None]] = {
     "recommend.tune_max_customers": (10, None),
     "recommend.cold_start_min_customers": (1, None),
 }
+SEGMENT_ALGORITHMS = ("kmeans", "bisecting_kmeans")
 RECOMMEND_CHOICES = {
     "interactions": ("auto", "purchases", "ratings"),
     "feedback": ("implicit", "explicit"),
@@ -375,6 +387,12 @@ def validate(config: Config) -> None:
             raise ConfigError(f"config key 'quality.expectations' has '{expectation}', expected "
                               "'dataset.column.metric >= number' (or <=)")
     _validate_recommend(config.recommend)
+    if config.train.segment_k_min > config.train.segment_k_max:
+        raise ConfigError("config key 'train.segment_k_min' must not exceed 'train.segment_k_max'")
+    unknown = sorted(set(config.train.segment_algorithms) - set(SEGMENT_ALGORITHMS))
+    if unknown or not config.train.segment_algorithms:
+        raise ConfigError(f"config key 'train.segment_algorithms' must list some of {SEGMENT_ALGORITHMS}, "
+                          f"got {list(config.train.segment_algorithms)}")
     if config.quality.on_failure not in QUALITY_ACTIONS:
         raise ConfigError(f"config key 'quality.on_failure' must be one of {QUALITY_ACTIONS}, "
                           f"got {config.quality.on_failure!r}")

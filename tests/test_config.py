@@ -46,7 +46,7 @@ def test_overrides_parse_values_and_nested_keys(tmp_path):
         (["generate.customers=many"], "config key 'generate.customers' must be int, got 'many'"),
         (["generate.customers=true"], "config key 'generate.customers' must be int, got True"),
         (["as_of_date=yesterday"], "config key 'as_of_date' must be date (YYYY-MM-DD), got 'yesterday'"),
-        (["train.kmeans_k=1"], "config key 'train.kmeans_k' must be within [2, 100], got 1"),
+        (["train.segment_k_min=1"], "config key 'train.segment_k_min' must be within [2, 100], got 1"),
         (["paths=3"], "'paths' must be a mapping"),
         (["novalue"], "override 'novalue' must look like key.sub=value"),
         (["recommend.holdout=later"], "config key 'recommend.holdout' must be one of ('time', 'random')"),

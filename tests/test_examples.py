@@ -49,6 +49,8 @@ def test_orders_only_export(spark, tmp_path):
 
 def test_ratings_and_users_without_orders(spark, tmp_path):
     config = example("ratings_users", tmp_path)
+    # Tuning is covered by the MovieLens and pipeline tests; the configured settings keep this one quick.
+    config = dataclasses.replace(config, recommend=dataclasses.replace(config.recommend, tune=False))
     runs.execute(spark, config, list(runs.PIPELINE), "ratings-users")
     row = run_row(spark, config, "ratings-users")
     assert (row["status"], sorted(row["skipped"])) == ("succeeded", ["select", "train"])
@@ -71,8 +73,7 @@ def test_ratings_and_users_without_orders(spark, tmp_path):
     assert sources == {"als": 200, "popular": 1}
     assert recs.groupBy("customer_key").count().where(F.col("count") != config.recommend.top_k).count() == 0
 
-    explicit = dataclasses.replace(config, recommend=dataclasses.replace(
-        config.recommend, feedback="explicit", tune=False))
+    explicit = dataclasses.replace(config, recommend=dataclasses.replace(config.recommend, feedback="explicit"))
     assert runs.execute(spark, explicit, ["recommend"], "explicit").status == "succeeded"
     served = tables.read_table(spark, tables.RECOMMENDATIONS, lake).where(F.col("source") == "als")
     assert served.select("run_id").distinct().collect() == [("explicit",)]

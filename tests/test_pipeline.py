@@ -150,6 +150,24 @@ def test_recommendations_exclude_purchased_products(spark, run):
     assert tuning.where("chosen").count() == 1 and tuning.count() >= 5
 
 
+def test_segments_profiles_rfm_and_anomalies(spark, run):
+    config, _ = run
+    segments = read(spark, config, tables.CUSTOMER_SEGMENTS).where(F.col("run_id") == "test-run")
+    profiles = read(spark, config, tables.SEGMENT_PROFILES).where(F.col("run_id") == "test-run")
+    sizes = {r["segment"]: r["n"] for r in segments.groupBy("segment").agg(F.count("*").alias("n")).collect()}
+    assert {r["segment"]: r["customers"] for r in profiles.collect()} == sizes
+    assert profiles.where("size(top_categories) != 3 or churn_rate is null").count() == 0
+    named = {r[0] for r in segments.select("rfm_segment").distinct().collect()}
+    assert {"champions", "hibernating"} <= named and segments.where("rfm_segment is null").count() == 0
+    metrics = {(r["model"], r["metric"]): r["value"] for r in read(spark, config, tables.MODEL_METRICS).where(
+        (F.col("run_id") == "test-run") & F.col("task").isin("anomaly", "segmentation")).collect()}
+    assert metrics[("robust_z", "precision")] >= 0.8 and metrics[("robust_z", "recall")] >= 0.7, metrics
+    assert metrics[("robust_z", "planted_orders")] > 0
+    assert any(metric == "adjusted_rand_index" for _, metric in metrics)
+    reasons = read(spark, config, tables.ANOMALIES).where("level = 'order'").select("reason").collect()
+    assert reasons and all(r[0].startswith(("quantity ", "unit price ")) for r in reasons)
+
+
 def test_churn_model_beats_recency_baseline(spark, run):
     config, _ = run
     metrics = read(spark, config, tables.MODEL_METRICS).where(
@@ -185,7 +203,7 @@ def test_registry_records_saved_models_and_one_champion_per_task(spark, run):
     assert champions == {"churn": 1, "segmentation": 1, "recommendation": 1}
     models = sorted((r["task"], r["model"]) for r in registry.collect())
     assert models == [("churn", "decision_tree"), ("churn", "logistic_regression"), ("recommendation", "als"),
-                      ("segmentation", "kmeans")]
+                      ("segmentation", "bisecting_kmeans"), ("segmentation", "kmeans")]
     for row in registry.collect():
         assert (Path(row["path"]) / "metadata").is_dir(), row["path"]
 

@@ -10,7 +10,7 @@ from pyspark.sql import functions as F
 
 from crm_spark import tables
 from crm_spark.config import Config
-from crm_spark.evaluate import classification, ranking, truth
+from crm_spark.evaluate import classification, clustering, ranking, truth
 from crm_spark.labels import LABEL, SPLIT, TEST, VALIDATION
 from crm_spark.recommend.als import ITEM, catalogue, dense_index
 from crm_spark.schemas import (
@@ -126,11 +126,51 @@ def recommendation_metrics(spark: SparkSession, config: Config) -> list[Metric]:
 
 
 def segmentation_metrics(spark: SparkSession, config: Config) -> list[Metric]:
-    """Return the silhouette recorded for the segmentation model of this date."""
-    registry = tables.read_table(spark, tables.MODEL_REGISTRY, config.paths.lakehouse_dir).where(
-        (F.col(AS_OF_DATE) == F.lit(config.as_of_date)) & (F.col("task") == "segmentation"))
-    return [("segmentation", r["model"], r["selection_metric"], r["selection_value"], "all", r[RUN_ID])
-            for r in registry.orderBy(F.col(RUN_ID).desc()).limit(1).collect()]
+    """Return the silhouette of each segmentation model of the run that wrote this date's
+    segments and, with ground truth, the segments' adjusted Rand index against the planted
+    customer groups."""
+    lake = config.paths.lakehouse_dir
+    assigned = _latest(spark, tables.CUSTOMER_SEGMENTS, config)
+    source_run = _run_id_of(assigned)
+    registry = tables.read_table(spark, tables.MODEL_REGISTRY, lake).where(
+        (F.col(RUN_ID) == F.lit(source_run)) & (F.col("task") == "segmentation"))
+    metrics: list[Metric] = [("segmentation", r["model"], r["selection_metric"], r["selection_value"], "all",
+                              source_run) for r in registry.collect()]
+    if truth.truth_available(config.paths.truth_dir):
+        groups = truth.planted_groups(spark, config.paths.truth_dir,
+                                      tables.read_table(spark, tables.CUSTOMER_XREF, lake))
+        algorithm = assigned.select("algorithm").first()[0]
+        value = clustering.adjusted_rand_index(assigned.join(groups, CUSTOMER_KEY), "segment", "group")
+        metrics.append(("segmentation", algorithm, "adjusted_rand_index", value, "all", source_run))
+    return metrics
+
+
+def anomaly_metrics(spark: SparkSession, config: Config) -> list[Metric]:
+    """Return how many orders and customers were flagged and, with ground truth, order-level
+    precision, recall and F1 against the planted anomalous orders.
+
+    The truth is limited to orders the detector could see: order lines of known customers
+    in silver before ``as_of_date``.
+    """
+    flagged = _latest(spark, tables.ANOMALIES, config).cache()
+    run = _run_id_of(flagged)
+    counts = {r["level"]: r["count"] for r in flagged.groupBy("level").count().collect()}
+    metrics: list[Metric] = [("anomaly", "robust_z", f"flagged_{level}s", float(counts.get(level, 0)), "all", run)
+                             for level in ("order", "customer")]
+    if truth.truth_has(config.paths.truth_dir, "anomalous_orders"):
+        seen = tables.read_table(spark, tables.ORDERS, config.paths.lakehouse_dir).where(
+            F.col(CUSTOMER_KEY).isNotNull() & (F.col("order_ts") < F.lit(config.as_of_date).cast("timestamp"))
+        ).select("order_id").distinct()
+        planted = truth.anomalous_orders(spark, config.paths.truth_dir).join(seen, "order_id")
+        orders = flagged.where(F.col("level") == "order").select("order_id")
+        hits, predicted, actual = orders.join(planted, "order_id").count(), orders.count(), planted.count()
+        precision = hits / predicted if predicted else float("nan")
+        recall = hits / actual if actual else float("nan")
+        f1 = 2 * precision * recall / (precision + recall) if predicted and actual and hits else 0.0
+        metrics += [("anomaly", "robust_z", name, value, "all", run) for name, value in (
+            ("precision", precision), ("recall", recall), ("f1", f1), ("planted_orders", float(actual)))]
+    flagged.unpersist()
+    return metrics
 
 
 def run(spark: SparkSession, config: Config, run_id: str) -> dict[str, int]:
@@ -144,6 +184,8 @@ def run(spark: SparkSession, config: Config, run_id: str) -> dict[str, int]:
     metrics = dedup_metrics(spark, config)
     if _written(spark, tables.CHURN_HOLDOUT, config):
         metrics += churn_metrics(spark, config) + segmentation_metrics(spark, config)
+    if _written(spark, tables.ANOMALIES, config):
+        metrics += anomaly_metrics(spark, config)
     if _written(spark, tables.RECOMMENDATION_HOLDOUT, config):
         metrics += recommendation_metrics(spark, config)
     rows = [

@@ -15,19 +15,37 @@ def truth_available(truth_dir: str | None) -> bool:
     return bool(truth_dir) and all((Path(truth_dir) / name).exists() for name in ("persons", "customers"))
 
 
+def truth_has(truth_dir: str | None, name: str) -> bool:
+    """Return whether the ground truth holds the table ``name`` (older truth folders may not)."""
+    return truth_available(truth_dir) and (Path(truth_dir) / name).exists()
+
+
 def oracle_churn_scores(spark: SparkSession, truth_dir: str, xref_df: DataFrame) -> DataFrame:
     """Return ``(customer_key, score)``: the planted probability of the churn label.
 
     Each key takes the person of its cluster's smallest source id.
     """
-    records = spark.read.parquet(f"{truth_dir}/customers").select(CUSTOMER_ID, "person_id")
     persons = spark.read.parquet(f"{truth_dir}/persons").select("person_id", "label_prob")
-    return (
-        xref_df.where(F.col(CUSTOMER_ID) == F.col("cluster_id"))
-        .join(records, CUSTOMER_ID)
-        .join(persons, "person_id")
-        .select(CUSTOMER_KEY, F.col("label_prob").cast("double").alias("score"))
-    )
+    return _person_of_key(spark, truth_dir, xref_df).join(persons, "person_id").select(
+        CUSTOMER_KEY, F.col("label_prob").cast("double").alias("score"))
+
+
+def _person_of_key(spark: SparkSession, truth_dir: str, xref_df: DataFrame) -> DataFrame:
+    """Return ``(customer_key, person_id)``: each key's person, by its cluster's smallest source id."""
+    records = spark.read.parquet(f"{truth_dir}/customers").select(CUSTOMER_ID, "person_id")
+    return xref_df.where(F.col(CUSTOMER_ID) == F.col("cluster_id")).join(records, CUSTOMER_ID).select(
+        CUSTOMER_KEY, "person_id")
+
+
+def planted_groups(spark: SparkSession, truth_dir: str, xref_df: DataFrame) -> DataFrame:
+    """Return ``(customer_key, group)``: the latent customer group each key's person was drawn from."""
+    persons = spark.read.parquet(f"{truth_dir}/persons").select("person_id", "group")
+    return _person_of_key(spark, truth_dir, xref_df).join(persons, "person_id").select(CUSTOMER_KEY, "group")
+
+
+def anomalous_orders(spark: SparkSession, truth_dir: str) -> DataFrame:
+    """Return ``order_id`` of every order the generator made anomalous."""
+    return spark.read.parquet(f"{truth_dir}/anomalous_orders").select("order_id").distinct()
 
 
 def dedup_pair_counts(spark: SparkSession, truth_dir: str, xref_df: DataFrame) -> dict[str, float]:

@@ -1,4 +1,5 @@
-"""Train: churn classifiers on a time split, champion scoring, KMeans segments."""
+"""Train: churn classifiers on a time split, champion scoring, segments chosen by silhouette, RFM
+segments, segment profiles and anomalies."""
 
 from __future__ import annotations
 
@@ -15,8 +16,9 @@ from crm_spark.config import Config
 from crm_spark.evaluate.classification import SCORE, auc
 from crm_spark.features import read_features
 from crm_spark.labels import SPLIT, TRAIN, VALIDATION, labelled_customers
+from crm_spark.schemas import CUSTOMER_KEY, ORDER_TS
 from crm_spark.select import kept_features
-from crm_spark.train import churn, segments
+from crm_spark.train import anomalies, churn, segments
 
 log = logging.getLogger(__name__)
 
@@ -70,17 +72,28 @@ def run(spark: SparkSession, config: Config, run_id: str) -> dict[str, int]:
     write(churn_scores, tables.CHURN_SCORES)
 
     segment_columns = segments.segment_features(current)
-    segment_model = segments.fit(current, segment_columns, config.train)
-    path = registry.model_path(lake, run_id, SEGMENT_TASK, segments.KMEANS)
-    segment_model.write().overwrite().save(path)
-    assigned = segments.assign(segment_model, current).persist(StorageLevel.MEMORY_AND_DISK)
-    silhouette = segments.silhouette(assigned)
-    write(assigned.drop("features"), tables.CUSTOMER_SEGMENTS)
-    assigned.unpersist()
-    log.info("segments: k=%d silhouette %.4f", config.train.kmeans_k, silhouette)
+    fitted_segments = segments.fit_best(current, segment_columns, config.train)
+    for index, segmentation in enumerate(fitted_segments):
+        path = registry.model_path(lake, run_id, SEGMENT_TASK, segmentation.algorithm)
+        segmentation.model.write().overwrite().save(path)
+        entries.append(registry.ModelEntry(SEGMENT_TASK, segmentation.algorithm, path, "silhouette",
+                                           segmentation.silhouette, index == 0, segment_columns))
+        log.info("segments %s: k=%d silhouette %.4f", segmentation.algorithm, segmentation.k,
+                 segmentation.silhouette)
+    chosen = fitted_segments[0]
+    assigned = segments.assign(chosen.model, current).persist(StorageLevel.MEMORY_AND_DISK)
+    write(assigned.drop("features").withColumn("algorithm", F.lit(chosen.algorithm))
+          .join(segments.rfm_segments(current), CUSTOMER_KEY, "left"), tables.CUSTOMER_SEGMENTS)
+    write(segments.profiles(assigned, current, churn_scores).withColumn("algorithm", F.lit(chosen.algorithm)),
+          tables.SEGMENT_PROFILES)
 
-    entries.append(registry.ModelEntry(SEGMENT_TASK, segments.KMEANS, path, "silhouette", silhouette, True,
-                                       segment_columns))
+    orders = tables.read_table(spark, tables.ORDERS, lake).where(
+        F.col(ORDER_TS) < F.lit(config.as_of_date).cast("timestamp"))
+    flagged = anomalies.order_anomalies(orders, config.train.anomaly_z, config.train.anomaly_scale_floor).unionByName(
+        anomalies.customer_anomalies(assigned, segments.centres(chosen.model), config.train.customer_anomaly_z))
+    write(flagged, tables.ANOMALIES)
+    assigned.unpersist()
+
     counts[tables.MODEL_REGISTRY.qualified] = registry.record(spark, config, run_id, entries)
     log.info("churn champion: %s", champion)
     return counts

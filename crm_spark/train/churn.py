@@ -25,11 +25,11 @@ DECISION_TREE = "decision_tree"
 RECENCY_BASELINE = "recency_baseline"
 
 
-def preprocessing(numeric: list[str], categorical: list[str]) -> list:
+def preprocessing(numeric: list[str], categorical: list[str], center: bool = True) -> list:
     """Return the stages that turn raw feature columns into a scaled ``features`` vector.
 
     Median imputation, one-hot encoding and scaling are fitted with the model, on
-    training rows only.
+    training rows only. ``center=False`` scales without subtracting the mean.
     """
     imputed = [f"{c}__imputed" for c in numeric]
     indexed = [f"{c}__index" for c in categorical]
@@ -42,7 +42,7 @@ def preprocessing(numeric: list[str], categorical: list[str]) -> list:
         ]
     stages += [
         VectorAssembler(inputCols=imputed + encoded, outputCol="features_raw"),
-        StandardScaler(inputCol="features_raw", outputCol="features", withMean=True, withStd=True),
+        StandardScaler(inputCol="features_raw", outputCol="features", withMean=center, withStd=True),
     ]
     return stages
 

@@ -1,11 +1,15 @@
-"""Customer segmentation with KMeans on standardized behaviour and demographics."""
+"""Customer segmentation: KMeans and BisectingKMeans on standardized behaviour and demographics
+with k chosen by silhouette, segment profiles, and classic RFM score segments."""
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
+
 from pyspark.ml import Pipeline, PipelineModel
-from pyspark.ml.clustering import KMeans
+from pyspark.ml.clustering import BisectingKMeans, KMeans
 from pyspark.ml.evaluation import ClusteringEvaluator
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from crm_spark.config import TrainConfig
@@ -13,9 +17,33 @@ from crm_spark.features import category_share_columns, informative
 from crm_spark.schemas import CUSTOMER_KEY
 from crm_spark.train.churn import preprocessing
 
-KMEANS = "kmeans"
+log = logging.getLogger(__name__)
+
+KMEANS, BISECTING_KMEANS = "kmeans", "bisecting_kmeans"
 SEGMENT = "segment"
 SEGMENT_BASE_FEATURES = ("recency_days", "frequency", "monetary", "avg_basket", "age_band")
+PROFILE_COLUMNS = ("recency_days", "frequency", "monetary")
+TOP_CATEGORIES = 3
+# Classic RFM segments from recency (R) and frequency (F) quintile scores, first match wins.
+RFM_SEGMENTS = (
+    ("champions", "r >= 4 AND f >= 4"),
+    ("loyal", "r >= 3 AND f >= 4"),
+    ("new", "r >= 4 AND f <= 1"),
+    ("potential_loyalists", "r >= 4"),
+    ("at_risk", "r <= 2 AND f >= 3"),
+    ("hibernating", "r <= 2"),
+    ("need_attention", "TRUE"),
+)
+
+
+@dataclass(frozen=True)
+class Segmentation:
+    """A fitted segmentation model and how it was chosen."""
+
+    algorithm: str
+    k: int
+    silhouette: float
+    model: PipelineModel
 
 
 def segment_features(features_df: DataFrame) -> list[str]:
@@ -23,11 +51,53 @@ def segment_features(features_df: DataFrame) -> list[str]:
     return informative(features_df, [*SEGMENT_BASE_FEATURES, *category_share_columns(features_df)])
 
 
-def fit(customers_df: DataFrame, columns: list[str], cfg: TrainConfig) -> PipelineModel:
-    """Fit imputation, scaling and KMeans with ``cfg.kmeans_k`` clusters on ``columns``."""
-    kmeans = KMeans(featuresCol="features", predictionCol=SEGMENT, k=cfg.kmeans_k, seed=cfg.seed, maxIter=50)
-    stages = [*preprocessing(columns, []), kmeans]
-    return Pipeline(stages=stages).fit(customers_df)
+def _estimator(algorithm: str, k: int, seed: int):
+    if algorithm == KMEANS:
+        return KMeans(featuresCol="features", predictionCol=SEGMENT, k=k, seed=seed, maxIter=50)
+    return BisectingKMeans(featuresCol="features", predictionCol=SEGMENT, k=k, seed=seed, maxIter=20)
+
+
+def _silhouette(evaluator: ClusteringEvaluator, assigned_df: DataFrame) -> float:
+    """Return the silhouette, or -1 when the model put every customer in one cluster."""
+    if assigned_df.select(SEGMENT).distinct().limit(2).count() < 2:
+        return -1.0
+    return float(evaluator.evaluate(assigned_df))
+
+
+def fit_best(customers_df: DataFrame, columns: list[str], cfg: TrainConfig) -> list[Segmentation]:
+    """Fit each configured algorithm for every k in the range and keep its best k by silhouette.
+
+    Imputation and scaling are fitted once on all customers and shared. k is chosen on a
+    seeded sample of at most ``segment_sample`` customers; the chosen k is then refitted
+    on all of them. Each returned model is a whole pipeline (imputation, scaling,
+    clustering) that assigns raw feature rows.
+
+    Returns:
+        One :class:`Segmentation` per algorithm, best silhouette first; ``silhouette`` is
+        the chosen model's on all customers.
+    """
+    # Scaled but not centred: distances are the same, and BisectingKMeans cannot split a
+    # cluster whose centre is exactly the origin (its two seeds would coincide).
+    prepared_model = Pipeline(stages=preprocessing(columns, [], center=False)).fit(customers_df)
+    prepared = prepared_model.transform(customers_df).select(CUSTOMER_KEY, "features").cache()
+    total = prepared.count()
+    sample = prepared if total <= cfg.segment_sample else prepared.sample(
+        fraction=cfg.segment_sample / total, seed=cfg.seed).cache()
+    evaluator = ClusteringEvaluator(featuresCol="features", predictionCol=SEGMENT)
+    best: list[Segmentation] = []
+    for algorithm in cfg.segment_algorithms:
+        candidates = []
+        for k in range(cfg.segment_k_min, cfg.segment_k_max + 1):
+            value = _silhouette(evaluator, _estimator(algorithm, k, cfg.seed).fit(sample).transform(sample))
+            log.info("segments %s k=%d: silhouette %.4f", algorithm, k, value)
+            candidates.append((value, k))
+        k = max(candidates, key=lambda c: (c[0], -c[1]))[1]
+        model = _estimator(algorithm, k, cfg.seed).fit(prepared)
+        value = _silhouette(evaluator, model.transform(prepared))
+        best.append(Segmentation(algorithm, k, value, PipelineModel(stages=[*prepared_model.stages, model])))
+    sample.unpersist()
+    prepared.unpersist()
+    return sorted(best, key=lambda s: -s.silhouette)
 
 
 def assign(model: PipelineModel, customers_df: DataFrame) -> DataFrame:
@@ -35,7 +105,65 @@ def assign(model: PipelineModel, customers_df: DataFrame) -> DataFrame:
     return model.transform(customers_df).select(CUSTOMER_KEY, F.col(SEGMENT).cast("int").alias(SEGMENT), "features")
 
 
-def silhouette(assigned_df: DataFrame) -> float:
-    """Return the silhouette (squared Euclidean) of the assignment."""
-    evaluator = ClusteringEvaluator(featuresCol="features", predictionCol=SEGMENT)
-    return float(evaluator.evaluate(assigned_df))
+def centres(model: PipelineModel) -> list:
+    """Return the cluster centres of a segmentation pipeline, indexed by segment."""
+    return list(model.stages[-1].clusterCenters())
+
+
+def profiles(assigned_df: DataFrame, features_df: DataFrame, churn_df: DataFrame | None) -> DataFrame:
+    """Return one row per segment: size, share, mean recency/frequency/monetary, top categories, churn rate.
+
+    Args:
+        assigned_df: ``customer_key`` and ``segment``.
+        features_df: the customers' features (``recency_days``, ``frequency``, ``monetary``, shares).
+        churn_df: ``customer_key`` and ``churn_probability``, or None (churn rate stays null).
+
+    Returns:
+        ``segment``, ``customers``, ``share``, ``mean_<column>`` for recency, frequency and
+        monetary, ``top_categories`` (the three highest mean spend shares) and ``churn_rate``
+        (the mean churn probability of the segment's scored customers).
+    """
+    shares = category_share_columns(features_df)
+    joined = assigned_df.select(CUSTOMER_KEY, SEGMENT).join(features_df, CUSTOMER_KEY)
+    if churn_df is not None:
+        joined = joined.join(churn_df.select(CUSTOMER_KEY, "churn_probability"), CUSTOMER_KEY, "left")
+    else:
+        joined = joined.withColumn("churn_probability", F.lit(None).cast("double"))
+    ranked = F.array_sort(F.array(*[F.struct((-F.avg(c)).alias("neg"), F.lit(c[len("share_"):]).alias("category"))
+                                    for c in shares])) if shares else F.array().cast("array<struct<neg:double,"
+                                                                                       "category:string>>")
+    total = assigned_df.count()
+    return joined.groupBy(SEGMENT).agg(
+        F.count(F.lit(1)).alias("customers"),
+        *[F.avg(c).alias(f"mean_{c}") for c in PROFILE_COLUMNS],
+        F.slice(F.transform(ranked, lambda s: s["category"]), 1, TOP_CATEGORIES).alias("top_categories"),
+        F.avg("churn_probability").alias("churn_rate"),
+    ).withColumn("share", F.col("customers") / F.lit(max(total, 1)))
+
+
+def _quintile(column: str, cuts: list[float], higher_is_better: bool) -> Column:
+    """Return the 1-5 score of ``column`` against its four quintile cuts."""
+    above = sum(((F.col(column) > F.lit(cut)).cast("int") for cut in cuts), F.lit(0))
+    return (F.lit(1) + above) if higher_is_better else (F.lit(5) - above)
+
+
+def rfm_segments(buyers_df: DataFrame) -> DataFrame:
+    """Return ``customer_key``, ``r_score``, ``f_score``, ``m_score`` (1-5) and ``rfm_segment``.
+
+    Scores are quintiles of recency (lower is better), frequency and monetary value over
+    ``buyers_df`` (customers with a purchase), cut at approximate percentiles (no global
+    sort); segments follow ``RFM_SEGMENTS``.
+    """
+    row = buyers_df.agg(*[F.percentile_approx(c, [0.2, 0.4, 0.6, 0.8], 10_000).alias(c)
+                          for c in PROFILE_COLUMNS]).first()
+    scored = buyers_df.select(
+        CUSTOMER_KEY,
+        _quintile("recency_days", row["recency_days"] or [], False).alias("r"),
+        _quintile("frequency", row["frequency"] or [], True).alias("f"),
+        _quintile("monetary", row["monetary"] or [], True).alias("m"),
+    )
+    name = F.lit(None).cast("string")
+    for segment, rule in reversed(RFM_SEGMENTS):
+        name = F.when(F.expr(rule), F.lit(segment)).otherwise(name)
+    return scored.select(CUSTOMER_KEY, F.col("r").alias("r_score"), F.col("f").alias("f_score"),
+                         F.col("m").alias("m_score"), name.alias("rfm_segment"))

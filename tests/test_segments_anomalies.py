@@ -1,0 +1,71 @@
+"""Segment selection, RFM scores, the adjusted Rand index and anomaly scores on hand-built cases."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pyspark.ml.linalg import Vectors
+from pyspark.testing import assertDataFrameEqual
+
+from crm_spark.config import TrainConfig
+from crm_spark.evaluate.clustering import adjusted_rand_index
+from crm_spark.train import anomalies, segments
+
+
+def test_adjusted_rand_index_matches_hand_computation(spark):
+    df = spark.createDataFrame([(0, "a"), (0, "a"), (1, "b"), (1, "c")], "segment int, group string")
+    assert adjusted_rand_index(df, "segment", "group") == pytest.approx(4 / 7)
+    relabelled = spark.createDataFrame([(5, "a"), (5, "a"), (9, "b"), (9, "b")], "segment int, group string")
+    assert adjusted_rand_index(relabelled, "segment", "group") == pytest.approx(1.0)
+
+
+def test_k_is_chosen_by_silhouette_for_each_algorithm(spark):
+    rng = np.random.default_rng(1)
+    centres = [(0, 0), (10, 0), (0, 10)]
+    rows = [(f"c{i}", float(x + rng.normal(0, 0.5)), float(y + rng.normal(0, 0.5)))
+            for i, (x, y) in enumerate(centres * 30)]
+    df = spark.createDataFrame(rows, "customer_key string, a double, b double")
+    fitted = segments.fit_best(df, ["a", "b"], TrainConfig(segment_k_min=2, segment_k_max=5, seed=3))
+    assert sorted((s.algorithm, s.k) for s in fitted) == [("bisecting_kmeans", 3), ("kmeans", 3)]
+    assert fitted[0].silhouette >= fitted[1].silhouette > 0.8
+    assigned = segments.assign(fitted[0].model, df)
+    assert assigned.select("segment").distinct().count() == 3
+    assert len(segments.centres(fitted[0].model)) == 3
+
+
+def test_rfm_scores_and_named_segments(spark):
+    rows = [(f"c{i}", float(i * 10), float(10 - i), float(100 - i * 5)) for i in range(10)]
+    buyers = spark.createDataFrame(rows, "customer_key string, recency_days double, frequency double, "
+                                         "monetary double")
+    result = {r["customer_key"]: (r["r_score"], r["f_score"], r["m_score"], r["rfm_segment"])
+              for r in segments.rfm_segments(buyers).collect()}
+    assert result["c0"] == (5, 5, 5, "champions")
+    assert result["c9"] == (1, 1, 1, "hibernating")
+    assert result["c5"][3] == "need_attention"
+
+
+def _lines(spark, extra):
+    base = [(f"O{i}", "k1" if i % 2 else "k2", "P1", 1 + i % 2, 10.0 * (0.9 if i % 5 == 0 else 1.0))
+            for i in range(40)]
+    return spark.createDataFrame(base + extra, "order_id string, customer_key string, product_id string, "
+                                              "quantity int, unit_price double")
+
+
+def test_orders_with_huge_quantity_or_price_are_flagged_with_a_reason(spark):
+    lines = _lines(spark, [("Q", "k1", "P1", 120, 10.0), ("X", "k2", "P1", 1, 250.0), ("N", None, "P1", 500, 1.0)])
+    flagged = anomalies.order_anomalies(lines, threshold=4.0, floor=0.5)
+    assertDataFrameEqual(flagged.select("level", "order_id", "customer_key"), spark.createDataFrame(
+        [("order", "Q", "k1"), ("order", "X", "k2")], "level string, order_id string, customer_key string"))
+    reasons = {r["order_id"]: r["reason"] for r in flagged.collect()}
+    # k1 buys 2 units each time and k2 buys 1, so the product's usual (median log) quantity is sqrt(2).
+    assert reasons["Q"] == "quantity 120 of product P1 is 84.9x the usual 1.4"
+    assert reasons["X"].startswith("unit price 250.00 of product P1 is 25.0x its usual 10.00")
+
+
+def test_customers_far_from_their_segment_centre_are_flagged(spark):
+    rows = [(f"c{i}", 0, Vectors.dense([0.1 * (i % 5), 0.0])) for i in range(20)]
+    rows.append(("far", 0, Vectors.dense([9.0, 9.0])))
+    assigned = spark.createDataFrame(rows, ["customer_key", "segment", "features"])
+    flagged = anomalies.customer_anomalies(assigned, [np.array([0.2, 0.0])], threshold=4.0)
+    assert [(r["level"], r["customer_key"]) for r in flagged.collect()] == [("customer", "far")]
+    assert "the usual distance to the centre of segment 0" in flagged.first()["reason"]
