@@ -26,8 +26,8 @@ STAGE_HELP = {
     "prepare": "bronze -> silver: clean, standardize, de-duplicate",
     "features": "silver -> customer_features as of as_of_date and the training cutoff",
     "select": "chi-square and correlation feature selection -> feature_selection",
-    "train": "churn classifiers, champion churn_scores, KMeans customer_segments",
-    "recommend": "ALS recommendations, holdout lists and rating predictions",
+    "train": "churn classifiers and churn_scores, customer_segments and segment_profiles, anomalies",
+    "recommend": "tuned ALS recommendations, holdout lists and rating predictions",
     "evaluate": "held-out metrics of every model -> model_metrics",
     "erase": "erase customers (--ids / --ids-file, source ids) from every table; logged in erasure_log",
 }
