@@ -222,7 +222,7 @@ def rating_holdout(events_df: DataFrame, items_df: DataFrame, config: Config, bl
     """
     cfg = config.recommend
     train_events, relevant = split(events_df, config, config.training_cutoff, config.as_of_date, cfg.seed)
-    train = interactions(train_events, True, None).persist()
+    train = interactions(train_events, True, None)
     test = interactions(events_df.join(relevant, [CUSTOMER_KEY, PRODUCT_ID], "left_semi"), True, None)
     mean = train.agg(F.avg(STRENGTH)).first()[0]
     item_bias = train.groupBy(PRODUCT_ID).agg(
@@ -247,7 +247,6 @@ def rating_holdout(events_df: DataFrame, items_df: DataFrame, config: Config, bl
     baseline = scored.select(CUSTOMER_KEY, PRODUCT_ID, F.col(STRENGTH).alias(RATING),
                              F.col("item_mean").cast("double").alias("prediction"),
                              F.lit(ITEM_MEAN_MODEL).alias("model"))
-    train.unpersist()
     return als.unionByName(baseline)
 
 

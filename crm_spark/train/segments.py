@@ -19,7 +19,7 @@ from crm_spark.train.churn import preprocessing
 
 log = logging.getLogger(__name__)
 
-KMEANS, BISECTING_KMEANS = "kmeans", "bisecting_kmeans"
+KMEANS = "kmeans"  # the other algorithm is BisectingKMeans (config.SEGMENT_ALGORITHMS names both)
 SEGMENT = "segment"
 SEGMENT_BASE_FEATURES = ("recency_days", "frequency", "monetary", "avg_basket", "age_band")
 PROFILE_COLUMNS = ("recency_days", "frequency", "monetary")
