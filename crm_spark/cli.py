@@ -26,7 +26,8 @@ STAGE_HELP = {
     "prepare": "bronze -> silver: clean, standardize, de-duplicate",
     "features": "silver -> customer_features as of as_of_date and the training cutoff",
     "select": "chi-square and correlation feature selection -> feature_selection",
-    "train": "churn classifiers and churn_scores, customer_segments and segment_profiles, anomalies",
+    "train": "classifiers, customer value regressors and segmentations -> models registry and explanations",
+    "score": "champions, no retraining -> churn_scores, clv_predictions, customer_segments, profiles, anomalies",
     "recommend": "tuned ALS recommendations, holdout lists and rating predictions",
     "evaluate": "held-out metrics of every model -> model_metrics",
     "erase": "erase customers (--ids / --ids-file, source ids) from every table; logged in erasure_log",
@@ -71,7 +72,7 @@ def _absolute(config: Config) -> Config:
         checkpoint_dir=fix(paths.checkpoint_dir), truth_dir=fix(paths.truth_dir)))
 
 
-HEADLINE_METRICS = r"^(auc|f1|rmse|silhouette|catalogue_coverage|precision_at_\d+|ndcg_at_\d+)$"
+HEADLINE_METRICS = r"^(auc|f1|rmse|r2|silhouette|adjusted_rand_index|catalogue_coverage|precision_at_\d+|ndcg_at_\d+)$"
 
 
 def summary(spark: SparkSession, config: Config, run_id: str) -> str:

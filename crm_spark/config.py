@@ -178,21 +178,51 @@ class QualityConfig:
 
 @dataclass(frozen=True)
 class SelectConfig:
-    """Feature selection: chi-square on quantile buckets, Pearson correlation."""
+    """Feature selection: chi-square on quantile buckets, then a correlation filter.
+
+    Of two features whose absolute ``correlation_method`` (pearson or spearman)
+    correlation exceeds ``max_correlation``, the one with the smaller chi-square
+    statistic is dropped.
+    """
 
     buckets: int = 10
     fpr: float = 0.05
+    correlation_method: str = "pearson"
+    max_correlation: float = 0.9
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Churn classifiers and segmentation."""
+    """Classifiers, customer value regression, segmentation and anomalies.
 
+    ``label`` says where the classifiers' label comes from: ``horizon`` (churn: no
+    completed purchase in the ``churn_horizon_days`` after the training cutoff),
+    ``column`` (the customer source's ``label`` column, e.g. a churn flag of a CRM
+    export) or ``auto`` (the column when any customer carries one, else the horizon).
+    Parameters are chosen on a train-validation split of the training customers
+    (``tvs_train_ratio``) over the grids; the decision threshold is chosen on the
+    validation customers for ``threshold_objective``. Customer value models learn
+    next-horizon spend capped at the training customers' ``clv_label_cap_quantile``
+    (a few huge orders would otherwise dominate the squared error); they are evaluated
+    against the uncapped spend.
+    """
+
+    label: str = "auto"
     validation_share: float = 0.15
     test_share: float = 0.15
-    lr_reg_param: float = 0.01
-    lr_elastic_net: float = 0.0
-    dt_max_depth: int = 6
+    tvs_train_ratio: float = 0.75
+    class_weights: str = "balanced"  # balanced: each class weighs half; none: every customer weighs 1
+    threshold_objective: str = "f1"  # f1 or accuracy, on the validation customers
+    classifiers: tuple[str, ...] = ("logistic_regression", "decision_tree", "gradient_boosted_trees")
+    lr_reg_params: tuple[float, ...] = (0.0001, 0.001, 0.01, 0.1)
+    lr_elastic_nets: tuple[float, ...] = (0.0, 0.5)
+    dt_max_depths: tuple[int, ...] = (4, 6, 8)
+    dt_min_instances: tuple[int, ...] = (20, 100)
+    gbt_max_depths: tuple[int, ...] = (3, 5)
+    gbt_max_iter: int = 50
+    clv_label_cap_quantile: float | None = 0.99  # training spend is capped here; None trains on raw spend
+    clv_gbt_max_iter: int = 40
+    clv_gbt_max_depth: int = 4
     segment_k_min: int = 3
     segment_k_max: int = 6
     segment_algorithms: tuple[str, ...] = ("kmeans", "bisecting_kmeans")
@@ -327,11 +357,14 @@ _BOUNDS: dict[str, tuple[float | None, float | None]] = {
     "prepare.max_block_size": (2, None),
     "select.buckets": (2, 100),
     "select.fpr": (0.0, 1.0),
+    "select.max_correlation": (0.0, 1.0),
     "train.validation_share": (0.01, 0.5),
     "train.test_share": (0.01, 0.5),
-    "train.lr_reg_param": (0.0, None),
-    "train.lr_elastic_net": (0.0, 1.0),
-    "train.dt_max_depth": (1, 30),
+    "train.tvs_train_ratio": (0.5, 0.95),
+    "train.gbt_max_iter": (1, 1000),
+    "train.clv_label_cap_quantile": (0.5, 1.0),
+    "train.clv_gbt_max_iter": (1, 1000),
+    "train.clv_gbt_max_depth": (1, 30),
     "train.segment_k_min": (2, 100),
     "train.segment_k_max": (2, 100),
     "train.segment_sample": (100, None),
@@ -350,11 +383,26 @@ _BOUNDS: dict[str, tuple[float | None, float | None]] = {
     "recommend.cold_start_min_customers": (1, None),
 }
 SEGMENT_ALGORITHMS = ("kmeans", "bisecting_kmeans")
-RECOMMEND_CHOICES = {
-    "interactions": ("auto", "purchases", "ratings"),
-    "feedback": ("implicit", "explicit"),
-    "holdout": ("time", "random"),
-    "tune_metric": ("ndcg", "precision"),
+CLASSIFIERS = ("logistic_regression", "decision_tree", "gradient_boosted_trees")
+# The allowed values of settings that name a choice.
+CHOICES = {
+    "select.correlation_method": ("pearson", "spearman"),
+    "train.label": ("auto", "horizon", "column"),
+    "train.class_weights": ("balanced", "none"),
+    "train.threshold_objective": ("f1", "accuracy"),
+    "recommend.interactions": ("auto", "purchases", "ratings"),
+    "recommend.feedback": ("implicit", "explicit"),
+    "recommend.holdout": ("time", "random"),
+    "recommend.tune_metric": ("ndcg", "precision"),
+    "quality.on_failure": QUALITY_ACTIONS,
+}
+# Grids that must list at least one value, each within the bounds given.
+GRIDS: dict[str, tuple[float, float | None]] = {
+    "train.lr_reg_params": (0.0, None),
+    "train.lr_elastic_nets": (0.0, 1.0),
+    "train.dt_max_depths": (1, 30),
+    "train.dt_min_instances": (1, None),
+    "train.gbt_max_depths": (1, 30),
 }
 
 
@@ -375,6 +423,14 @@ def validate(config: Config) -> None:
                 f"config key '{key}' must be within [{low}, {high if high is not None else 'inf'}], "
                 f"got {value!r}"
             )
+    for key, choices in CHOICES.items():
+        if values[key] not in choices:
+            raise ConfigError(f"config key '{key}' must be one of {choices}, got {values[key]!r}")
+    for key, (low, high) in GRIDS.items():
+        grid = values[key]
+        if not grid or min(grid) < low or (high is not None and max(grid) > high):
+            upper = high if high is not None else "inf"
+            raise ConfigError(f"config key '{key}' must list values within [{low}, {upper}], got {list(grid)}")
     if config.train.validation_share + config.train.test_share >= 0.8:
         raise ConfigError("config keys 'train.validation_share' + 'train.test_share' must be < 0.8")
     _validate_sources(config.sources)
@@ -389,20 +445,14 @@ def validate(config: Config) -> None:
     _validate_recommend(config.recommend)
     if config.train.segment_k_min > config.train.segment_k_max:
         raise ConfigError("config key 'train.segment_k_min' must not exceed 'train.segment_k_max'")
-    unknown = sorted(set(config.train.segment_algorithms) - set(SEGMENT_ALGORITHMS))
-    if unknown or not config.train.segment_algorithms:
-        raise ConfigError(f"config key 'train.segment_algorithms' must list some of {SEGMENT_ALGORITHMS}, "
-                          f"got {list(config.train.segment_algorithms)}")
-    if config.quality.on_failure not in QUALITY_ACTIONS:
-        raise ConfigError(f"config key 'quality.on_failure' must be one of {QUALITY_ACTIONS}, "
-                          f"got {config.quality.on_failure!r}")
+    for key, known in (("segment_algorithms", SEGMENT_ALGORITHMS), ("classifiers", CLASSIFIERS)):
+        listed = getattr(config.train, key)
+        if not listed or set(listed) - set(known):
+            raise ConfigError(f"config key 'train.{key}' must list some of {known}, got {list(listed)}")
 
 
 def _validate_recommend(cfg: RecommendConfig) -> None:
-    """Check the recommendation choices, grids and serving rules."""
-    for name, choices in RECOMMEND_CHOICES.items():
-        if getattr(cfg, name) not in choices:
-            raise ConfigError(f"config key 'recommend.{name}' must be one of {choices}, got {getattr(cfg, name)!r}")
+    """Check the recommendation grids and serving rules."""
     for name in ("tune_ranks", "tune_reg_params", "tune_alphas"):
         values = getattr(cfg, name)
         if not values or min(values) <= 0:

@@ -28,6 +28,7 @@ from crm_spark.schemas import (
     SIGNUP_TS,
     STATUS,
     STATUS_COMPLETED,
+    STATUS_RETURNED,
     UNIT_PRICE,
 )
 
@@ -35,16 +36,18 @@ log = logging.getLogger(__name__)
 
 RECENT_DAYS = 90
 AGE_BAND_YEARS = 5
+RATING_PRIOR_WEIGHT = 3.0  # ratings' worth of prior pulling a customer's rating deviation towards 0
 NUMERIC_FEATURES = (
-    "recency_days", "frequency", "monetary", "avg_basket", "tenure_days", "orders_per_30d",
-    "frequency_recent", "monetary_recent", "n_ratings", "avg_rating", "age_band",
+    "recency_days", "frequency", "monetary", "avg_basket", "basket_lines", "tenure_days", "orders_per_30d",
+    "interpurchase_days", "frequency_recent", "frequency_trend", "monetary_recent", "return_rate",
+    "n_ratings", "avg_rating", "rating_deviation", "age_band",
 )
 CATEGORICAL_FEATURES = (GENDER,)
 CATEGORY_SHARE_PREFIX = "share_"
 
 
 def category_share_column(category: str) -> str:
-    """Return the feature name of a category's spend share."""
+    """Return the feature name of a category's share of order lines."""
     return CATEGORY_SHARE_PREFIX + re.sub(r"[^a-z0-9]+", "_", category.lower()).strip("_")
 
 
@@ -104,18 +107,25 @@ def customer_features(
         categories: categories that get a spend-share column.
 
     Returns:
-        ``customer_key``, ``as_of_date``, the numeric features (RFM, tenure, recent
-        activity, rating statistics, ``age_band`` (the lower bound of the customer's
-        5-year age band: gold holds no exact age), category spend shares) and ``gender``.
+        ``customer_key``, ``as_of_date``, the numeric features (RFM, tenure, mean days
+        between orders, recent activity and its trend against the 90 days before, the
+        share of orders returned, rating statistics, ``age_band`` (the lower bound of the
+        customer's 5-year age band: gold holds no exact age), mean order lines per order,
+        category shares: the share of the customer's order lines in each category) and
+        ``gender``. ``rating_deviation`` is the mean of the customer's ratings minus each
+        product's mean rating, shrunk towards 0 by ``RATING_PRIOR_WEIGHT`` ratings.
         Customers without purchases have frequency 0 and null recency.
     """
     cutoff = F.lit(as_of_date).cast("timestamp")
     lines = completed_before(orders_df, as_of_date).join(
         products_df.select(PRODUCT_ID, CATEGORY), PRODUCT_ID, "left"
     ).withColumn("amount", F.col(QUANTITY) * F.col(UNIT_PRICE))
-    recent = F.col(ORDER_TS) >= F.lit(as_of_date - dt.timedelta(days=RECENT_DAYS)).cast("timestamp")
+    recent_start = F.lit(as_of_date - dt.timedelta(days=RECENT_DAYS)).cast("timestamp")
+    recent = F.col(ORDER_TS) >= recent_start
+    prior = (F.col(ORDER_TS) < recent_start) & (
+        F.col(ORDER_TS) >= F.lit(as_of_date - dt.timedelta(days=2 * RECENT_DAYS)).cast("timestamp"))
     share_aggs = [
-        F.sum(F.when(F.col(CATEGORY) == c, F.col("amount")).otherwise(0.0)).alias(category_share_column(c))
+        F.sum(F.when(F.col(CATEGORY) == c, F.lit(1.0)).otherwise(0.0)).alias(category_share_column(c))
         for c in categories
     ]
     purchases = lines.groupBy(CUSTOMER_KEY).agg(
@@ -123,12 +133,21 @@ def customer_features(
         F.min(ORDER_TS).alias("first_order_ts"),
         F.countDistinct(ORDER_ID).alias("frequency"),
         F.sum("amount").alias("monetary"),
+        F.count(F.lit(1)).alias("n_lines"),
         F.countDistinct(F.when(recent, F.col(ORDER_ID))).alias("frequency_recent"),
+        F.countDistinct(F.when(prior, F.col(ORDER_ID))).alias("frequency_prior"),
         F.sum(F.when(recent, F.col("amount")).otherwise(0.0)).alias("monetary_recent"),
         *share_aggs,
     )
-    rated = ratings_df.where((F.col(RATED_TS) < cutoff) & F.col(CUSTOMER_KEY).isNotNull()).groupBy(CUSTOMER_KEY).agg(
-        F.count(F.lit(1)).alias("n_ratings"), F.avg(RATING).alias("avg_rating")
+    returns = orders_df.where((F.col(ORDER_TS) < cutoff) & F.col(CUSTOMER_KEY).isNotNull()).groupBy(
+        CUSTOMER_KEY).agg((F.countDistinct(F.when(F.col(STATUS) == STATUS_RETURNED, F.col(ORDER_ID)))
+                           / F.countDistinct(ORDER_ID)).alias("return_rate"))
+    rated = ratings_df.where((F.col(RATED_TS) < cutoff) & F.col(CUSTOMER_KEY).isNotNull())
+    rated = rated.join(rated.groupBy(PRODUCT_ID).agg(F.avg(RATING).alias("_product_rating")), PRODUCT_ID).groupBy(
+        CUSTOMER_KEY).agg(
+        F.count(F.lit(1)).alias("n_ratings"), F.avg(RATING).alias("avg_rating"),
+        (F.sum(F.col(RATING) - F.col("_product_rating")) / (F.count(F.lit(1)) + RATING_PRIOR_WEIGHT)).alias(
+            "rating_deviation"),
     )
     registered = customers_df.where(F.col(SIGNUP_TS).isNull() | (F.col(SIGNUP_TS) < cutoff))
     shares = [category_share_column(c) for c in categories]
@@ -136,6 +155,7 @@ def customer_features(
         registered.select(CUSTOMER_KEY, SIGNUP_TS, BIRTH_DATE, AGE, GENDER)
         .join(purchases, CUSTOMER_KEY, "left")
         .join(rated, CUSTOMER_KEY, "left")
+        .join(returns, CUSTOMER_KEY, "left")
         .select(
             CUSTOMER_KEY,
             F.lit(as_of_date).alias(AS_OF_DATE),
@@ -143,17 +163,24 @@ def customer_features(
             F.coalesce("frequency", F.lit(0)).cast("double").alias("frequency"),
             F.coalesce("monetary", F.lit(0.0)).alias("monetary"),
             (F.col("monetary") / F.col("frequency")).alias("avg_basket"),
+            (F.col("n_lines") / F.col("frequency")).alias("basket_lines"),
             F.datediff(F.lit(as_of_date), F.to_date(SIGNUP_TS)).cast("double").alias("tenure_days"),
             (F.col("frequency") * 30.0
              / F.greatest(F.datediff(F.lit(as_of_date), F.to_date("first_order_ts")), F.lit(30))).alias(
                 "orders_per_30d"),
+            (F.datediff(F.to_date("last_order_ts"), F.to_date("first_order_ts"))
+             / F.when(F.col("frequency") > 1, F.col("frequency") - 1)).cast("double").alias("interpurchase_days"),
             F.coalesce("frequency_recent", F.lit(0)).cast("double").alias("frequency_recent"),
+            (F.coalesce("frequency_recent", F.lit(0)) - F.coalesce("frequency_prior", F.lit(0))).cast("double")
+            .alias("frequency_trend"),
             F.coalesce("monetary_recent", F.lit(0.0)).alias("monetary_recent"),
+            F.col("return_rate").cast("double").alias("return_rate"),
             F.coalesce("n_ratings", F.lit(0)).cast("double").alias("n_ratings"),
             F.col("avg_rating").cast("double").alias("avg_rating"),
+            F.coalesce("rating_deviation", F.lit(0.0)).cast("double").alias("rating_deviation"),
             (F.floor(F.coalesce(age_on(F.col(BIRTH_DATE), as_of_date), F.col(AGE)) / AGE_BAND_YEARS)
              * AGE_BAND_YEARS).cast("double").alias("age_band"),
-            *[F.coalesce(F.col(s) / F.col("monetary"), F.lit(0.0)).alias(s) for s in shares],
+            *[F.coalesce(F.col(s) / F.col("n_lines"), F.lit(0.0)).alias(s) for s in shares],
             F.coalesce(F.col(GENDER), F.lit("U")).alias(GENDER),
         )
     )

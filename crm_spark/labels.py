@@ -1,4 +1,5 @@
-"""Churn labels from a time split, and the customer-level train/validation/test split."""
+"""Classification labels, from a time split (churn) or from the customer source's label
+column, and the customer-level train/validation/test split."""
 
 from __future__ import annotations
 
@@ -10,10 +11,9 @@ from pyspark.sql import functions as F
 from crm_spark import tables
 from crm_spark.config import Config
 from crm_spark.features import completed_before, read_features
-from crm_spark.schemas import CUSTOMER_KEY, ORDER_TS
+from crm_spark.schemas import CUSTOMER_KEY, LABEL, ORDER_TS
 from crm_spark.stage import StageSkipped
 
-LABEL = "label"
 SPLIT = "split"
 TRAIN, VALIDATION, TEST = "train", "validation", "test"
 
@@ -60,17 +60,45 @@ def with_split(df: DataFrame, validation_share: float, test_share: float, seed: 
     )
 
 
+def label_source(spark: SparkSession, config: Config) -> str:
+    """Return where labels come from: ``column`` or ``horizon`` (``train.label``, resolving ``auto``).
+
+    ``auto`` takes the column when any silver customer carries a label.
+    """
+    if config.train.label != "auto":
+        return config.train.label
+    customers = tables.read_table(spark, tables.CUSTOMERS, config.paths.lakehouse_dir)
+    return "column" if not customers.where(F.col(LABEL).isNotNull()).isEmpty() else "horizon"
+
+
+def features_date(source: str, config: Config) -> dt.date:
+    """Return the date of the features the labels go with: the training cutoff for the
+    horizon label, ``as_of_date`` for a label column (it describes the customer now)."""
+    return config.training_cutoff if source == "horizon" else config.as_of_date
+
+
 def labelled_customers(spark: SparkSession, config: Config) -> DataFrame:
-    """Return features as of the training cutoff with churn labels and split.
+    """Return customer features with ``label`` and ``split``.
+
+    With the horizon label: features as of the training cutoff of customers who had
+    bought before it, labelled churned when they did not buy in the horizon. With a
+    label column: features as of ``as_of_date`` of customers whose label is set.
 
     Raises:
         FileNotFoundError: the features or orders table is missing.
-        StageSkipped: there are no orders to label churn from.
+        StageSkipped: there is nothing to label (no orders, no label column).
     """
     lake = config.paths.lakehouse_dir
-    orders_df = tables.read_table(spark, tables.ORDERS, lake)
-    if orders_df.isEmpty():
-        raise StageSkipped("no order lines: churn labels need purchase history")
-    features_df = read_features(spark, lake, config.training_cutoff)
-    labelled = with_churn_label(features_df, orders_df, config.training_cutoff, config.churn_horizon_days)
+    source = label_source(spark, config)
+    features_df = read_features(spark, lake, features_date(source, config))
+    if source == "column":
+        labels = tables.read_table(spark, tables.CUSTOMERS, lake).where(F.col(LABEL).isNotNull())
+        labelled = features_df.join(labels.select(CUSTOMER_KEY, LABEL), CUSTOMER_KEY)
+        if labelled.isEmpty():
+            raise StageSkipped("train.label is column but no customer carries a label")
+    else:
+        orders_df = tables.read_table(spark, tables.ORDERS, lake)
+        if orders_df.isEmpty():
+            raise StageSkipped("no order lines and no label column: churn labels need purchase history")
+        labelled = with_churn_label(features_df, orders_df, config.training_cutoff, config.churn_horizon_days)
     return with_split(labelled, config.train.validation_share, config.train.test_share, config.train.seed)

@@ -17,6 +17,7 @@ from crm_spark import (
     ingest,
     prepare,
     recommend,
+    score,
     select,
     tables,
     train,
@@ -37,10 +38,11 @@ STAGES: dict[str, Stage] = {
     "features": features.run,
     "select": select.run,
     "train": train.run,
+    "score": score.run,
     "recommend": recommend.run,
     "evaluate": evaluate.run,
 }
-PIPELINE = ("ingest", "prepare", "features", "select", "train", "recommend", "evaluate")
+PIPELINE = ("ingest", "prepare", "features", "select", "train", "score", "recommend", "evaluate")
 
 
 @dataclass

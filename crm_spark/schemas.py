@@ -46,6 +46,7 @@ RATING = "rating"
 RATED_TS = "rated_ts"
 AGE = "age"
 LABEL = "label"
+PREDICTION = "prediction"
 ORDER_LINE_ID = "order_line_id"
 AS_OF_DATE = "as_of_date"
 RUN_ID = "run_id"
@@ -55,7 +56,8 @@ SOURCE_FILE = "_source_file"
 PII_COLUMNS = (FIRST_NAME, LAST_NAME, EMAIL, PHONE, BIRTH_DATE)
 
 STATUS_COMPLETED = "completed"
-ORDER_STATUSES = ("completed", "cancelled", "returned")
+STATUS_RETURNED = "returned"
+ORDER_STATUSES = (STATUS_COMPLETED, "cancelled", STATUS_RETURNED)
 GENDERS = ("F", "M", "U")
 
 # Order of fields in each raw source; CSV columns and JSON keys follow these names.
@@ -216,6 +218,22 @@ MODEL_REGISTRY_SCHEMA = StructType(
         StructField("selection_value", DoubleType()),
         StructField("is_champion", BooleanType(), False),
         StructField("features", ArrayType(StringType()), False),
+        StructField("params", MapType(StringType(), DoubleType())),
+        StructField("registered_at", TimestampType()),
+    ]
+)
+
+# What explains a fitted model: chosen parameters, coefficients, importances, tree rules.
+MODEL_EXPLANATIONS_SCHEMA = StructType(
+    [
+        StructField(RUN_ID, StringType(), False),
+        StructField(AS_OF_DATE, DateType(), False),
+        StructField("task", StringType(), False),
+        StructField("model", StringType(), False),
+        StructField("kind", StringType(), False),
+        StructField("feature", StringType(), False),
+        StructField("value", DoubleType()),
+        StructField("detail", StringType()),
     ]
 )
 

@@ -1,5 +1,6 @@
-"""Feature selection on training customers: chi-square on quantile buckets and a
-Pearson correlation matrix, written to ``feature_selection``."""
+"""Feature selection on training customers: chi-square on quantile buckets, then a Pearson
+or Spearman correlation matrix that drops the weaker of each highly correlated pair, written
+to ``feature_selection``."""
 
 from __future__ import annotations
 
@@ -50,6 +51,7 @@ FEATURE_SELECTION_SCHEMA = StructType(
         StructField("correlated_with", StringType()),
         StructField("correlations", MapType(StringType(), DoubleType())),
         StructField("kept", BooleanType(), False),
+        StructField("reason", StringType(), False),
     ]
 )
 
@@ -97,38 +99,62 @@ def chi_square_scores(train_df: DataFrame, numeric: list[str], categorical: list
     ]
 
 
-def pearson_matrix(train_df: DataFrame, numeric: list[str]) -> dict[str, dict[str, float]]:
-    """Return the Pearson correlation of every pair of numeric features (nulls imputed by median)."""
+def correlation_matrix(train_df: DataFrame, numeric: list[str], method: str = "pearson") -> dict[str, dict[str, float]]:
+    """Return the ``method`` (pearson or spearman) correlation of every pair of numeric features.
+
+    Nulls are imputed by the median first; a pair with an undefined correlation is left out.
+    """
     imputed = [f"{c}__imputed" for c in numeric]
     frame = Imputer(inputCols=numeric, outputCols=imputed, strategy="median").fit(train_df).transform(train_df)
     vectors = VectorAssembler(inputCols=imputed, outputCol="corr_features").transform(frame)
-    matrix = Correlation.corr(vectors, "corr_features", "pearson").first()[0].toArray()
+    matrix = Correlation.corr(vectors, "corr_features", method).first()[0].toArray()
     return {
         a: {b: float(matrix[i][j]) for j, b in enumerate(numeric) if j != i and matrix[i][j] == matrix[i][j]}
         for i, a in enumerate(numeric)
     }
 
 
-def selection_rows(scores: list[dict], correlations: dict[str, dict[str, float]]) -> list[dict]:
+def selection_rows(scores: list[dict], correlations: dict[str, dict[str, float]],
+                   max_correlation: float) -> list[dict]:
     """Combine chi-square scores and correlations into ``feature_selection`` rows.
 
-    Falls back to every feature when the test selects none (for example on very
-    little data), so the models always have inputs; the fallback is logged.
+    Features the chi-square test selected are visited by decreasing statistic; one whose
+    absolute correlation with an already kept feature exceeds ``max_correlation`` is
+    dropped, and that feature is its recorded partner. Otherwise the partner is the
+    most correlated feature. Falls back to every feature when the test selects none (for
+    example on very little data), so the models always have inputs; the fallback is logged.
     """
-    kept = [s["feature"] for s in scores if s["selected"]]
-    if not kept:
-        log.warning("chi-square selected no feature; keeping all %d candidates", len(scores))
-        kept = [s["feature"] for s in scores]
+    selected = [s for s in scores if s["selected"]]
+    if not selected:
+        log.warning("chi-square selected no feature; considering all %d candidates", len(scores))
+        selected = scores
+    kept: list[str] = []
+    dropped_for: dict[str, str] = {}
+    for score in sorted(selected, key=lambda s: -s["chi2_statistic"]):
+        partners = correlations.get(score["feature"], {})
+        blocker = next((k for k in kept if abs(partners.get(k, 0.0)) > max_correlation), None)
+        if blocker is None:
+            kept.append(score["feature"])
+        else:
+            dropped_for[score["feature"]] = blocker
     rows = []
     for score in scores:
-        partners = correlations.get(score["feature"], {})
-        partner = max(partners, key=lambda p: abs(partners[p]), default=None)
+        name = score["feature"]
+        partners = correlations.get(name, {})
+        partner = dropped_for.get(name) or max(partners, key=lambda p: abs(partners[p]), default=None)
+        if name in kept:
+            reason = "kept"
+        elif name in dropped_for:
+            reason = f"correlation {abs(partners[partner]):.3f} with {partner} above {max_correlation}"
+        else:
+            reason = f"chi-square p-value {score['p_value']:.3g} not significant"
         rows.append({
             **score,
             "max_abs_correlation": abs(partners[partner]) if partner else None,
             "correlated_with": partner,
             "correlations": partners or None,
-            "kept": score["feature"] in kept,
+            "kept": name in kept,
+            "reason": reason,
         })
     return rows
 
@@ -156,14 +182,15 @@ def run(spark: SparkSession, config: Config, run_id: str) -> dict[str, int]:
     train_df = labelled_customers(spark, config).where(F.col(SPLIT) == TRAIN).cache()
     numeric = informative(train_df, feature_columns(train_df))
     scores = chi_square_scores(train_df, numeric, list(CATEGORICAL_FEATURES), config.select)
-    rows = selection_rows(scores, pearson_matrix(train_df, numeric))
+    correlations = correlation_matrix(train_df, numeric, config.select.correlation_method)
+    rows = selection_rows(scores, correlations, config.select.max_correlation)
     train_df.unpersist()
     frame = spark.createDataFrame(
         [{AS_OF_DATE: config.as_of_date, RUN_ID: run_id, "position": i, **row} for i, row in enumerate(rows)],
         FEATURE_SELECTION_SCHEMA,
     )
     for row in rows:
-        log.info("feature %-22s chi2=%10.1f p=%.3g selected=%s", row["feature"], row["chi2_statistic"],
-                 row["p_value"], row["selected"])
+        log.info("feature %-22s chi2=%10.1f p=%.3g %s", row["feature"], row["chi2_statistic"],
+                 row["p_value"], row["reason"])
     written = tables.write_table(frame, tables.FEATURE_SELECTION, config.paths.lakehouse_dir, config.as_of_date)
     return {tables.FEATURE_SELECTION.qualified: written, "features_kept": sum(row["kept"] for row in rows)}

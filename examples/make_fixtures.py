@@ -7,11 +7,15 @@ or rating tables. A few lines are dirty on purpose.
 ratings_users/: explicit ratings and a user table in the MovieLens 100K layout:
 u.data (user, item, rating, Unix time; tab-separated) and u.user
 (user|age|gender|occupation|zip), no headers.
+
+customer_flags/: a CRM export of customers carrying a churn flag and nothing else (no
+orders, products or ratings). Churn is planted on age, tenure and sex.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import math
 import random
 from pathlib import Path
 
@@ -59,6 +63,25 @@ def ratings_users(rng: random.Random) -> None:
     (folder / "u.data").write_text("\n".join(ratings + ["5\t7\t9\t881250949"]) + "\n")
 
 
+def customer_flags(rng: random.Random) -> None:
+    lines = ["Customer ID,Signed up,Birthday,Sex,City,Churned"]
+    for customer in range(1, 1201):
+        age = rng.randint(18, 80)
+        tenure = rng.randint(30, 1500)
+        sex = rng.choice("MF")
+        logit = -0.6 + 1.4 * (age < 30) - 1.0 * (age >= 60) + 1.2 * (tenure < 365) + 0.5 * (sex == "M")
+        churned = rng.random() < 1 / (1 + math.exp(-logit))
+        birthday = AS_OF - dt.timedelta(days=int(age * 365.25) + rng.randint(0, 300))
+        signup = AS_OF - dt.timedelta(days=tenure)
+        lines.append(f"CRM-{customer:05d},{signup:%Y-%m-%d},{birthday:%Y-%m-%d},{sex},{rng.choice(STORES)},"
+                     f"{'yes' if churned else 'no'}")
+    lines.append("CRM-09999,2024-02-02,1980-01-01,F,Köln,maybe")
+    folder = ROOT / "customer_flags"
+    folder.mkdir(exist_ok=True)
+    (folder / "customers.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
 if __name__ == "__main__":
     orders_only(random.Random(3))
     ratings_users(random.Random(5))
+    customer_flags(random.Random(7))

@@ -53,7 +53,7 @@ def test_ratings_and_users_without_orders(spark, tmp_path):
     config = dataclasses.replace(config, recommend=dataclasses.replace(config.recommend, tune=False))
     runs.execute(spark, config, list(runs.PIPELINE), "ratings-users")
     row = run_row(spark, config, "ratings-users")
-    assert (row["status"], sorted(row["skipped"])) == ("succeeded", ["select", "train"])
+    assert (row["status"], sorted(row["skipped"])) == ("succeeded", ["score", "select", "train"])
     lake = config.paths.lakehouse_dir
     customers = tables.read_table(spark, tables.CUSTOMERS, lake)
     assert customers.count() == 201
@@ -85,3 +85,27 @@ def test_ratings_and_users_without_orders(spark, tmp_path):
         expectations=("customers.age.valid_share >= 0.999",), on_failure="fail"))
     with pytest.raises(QualityError, match=r"customers.age.valid_share >= 0.999: measured 0.995"):
         prepare.run(spark, strict, "strict")
+
+
+def test_customer_table_with_a_churn_flag_and_nothing_else(spark, tmp_path):
+    config = example("customer_flags", tmp_path)
+    runs.execute(spark, config, list(runs.PIPELINE), "flags")
+    row = run_row(spark, config, "flags")
+    assert (row["status"], sorted(row["skipped"])) == ("succeeded", ["recommend"])
+    lake = config.paths.lakehouse_dir
+    customers = tables.read_table(spark, tables.CUSTOMERS, lake)
+    assert customers.where("label IS NOT NULL").count() == 1200  # "maybe" is no label
+    selection = tables.read_table(spark, tables.FEATURE_SELECTION, lake)
+    assert {r["feature"] for r in selection.where("kept").collect()} >= {"age_band", "tenure_days"}
+    registry = tables.read_table(spark, tables.MODEL_REGISTRY, lake).where(F.col("run_id") == "flags")
+    assert sorted((r["task"], r["model"]) for r in registry.collect()) == [
+        ("churn", "decision_tree"), ("churn", "logistic_regression")]
+    metrics = {(r["model"], r["metric"]): r["value"] for r in tables.read_table(spark, tables.MODEL_METRICS, lake)
+               .where((F.col("task") == "churn") & (F.col("split") == "test")).collect()}
+    # Churn is planted on age, tenure and sex; both models must find it on unseen customers.
+    assert metrics[("logistic_regression", "auc")] >= 0.7, metrics
+    assert metrics[("decision_tree", "auc")] >= 0.65, metrics
+    assert {"accuracy", "precision", "recall", "f1", "auc_pr", "lift_top_decile", "capture_top_decile",
+            "true_positives"} <= {metric for _, metric in metrics}
+    scores = tables.read_table(spark, tables.CHURN_SCORES, lake)
+    assert scores.count() == customers.count()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
@@ -27,11 +28,12 @@ def frames(spark):
             ("o1", "k1", "p1", 2, 10.0, t(2024, 1, 1), "completed"),
             ("o2", "k1", "p2", 1, 30.0, t(2024, 5, 31), "completed"),
             ("o3", "k1", "p1", 5, 10.0, t(2024, 6, 1), "cancelled"),
+            ("o4", "k1", "p2", 1, 30.0, t(2024, 3, 1), "returned"),
         ],
         ORDER_SCHEMA,
     )
     ratings = spark.createDataFrame(
-        [("k1", "p1", 4, t(2024, 2, 1)), ("k1", "p2", 2, t(2024, 6, 2))],
+        [("k1", "p1", 4, t(2024, 2, 1)), ("k1", "p2", 2, t(2024, 6, 2)), ("k2", "p1", 2, t(2024, 6, 15))],
         "customer_key string, product_id string, rating int, rated_ts timestamp",
     )
     products = spark.createDataFrame([("p1", "books"), ("p2", "home")], "product_id string, category string")
@@ -42,12 +44,15 @@ def test_features_use_only_events_before_as_of(spark):
     customers, orders, ratings, products = frames(spark)
     expected = spark.createDataFrame(
         [
-            ("k1", AS_OF, 31.0, 2.0, 50.0, 25.0, 547.0, 30.0 * 2 / 182, 1.0, 30.0, 2.0, 3.0, 30.0, 0.4, 0.6, "F"),
-            ("k2", AS_OF, None, 0.0, 0.0, None, 30.0, None, 0.0, 0.0, 0.0, None, None, 0.0, 0.0, "U"),
+            ("k1", AS_OF, 31.0, 2.0, 50.0, 25.0, 1.0, 547.0, 30.0 * 2 / 182, 151.0, 1.0, 1.0, 30.0, 0.25, 2.0,
+             3.0, 1.0 / 5, 30.0, 0.5, 0.5, "F"),
+            ("k2", AS_OF, None, 0.0, 0.0, None, None, 30.0, None, None, 0.0, 0.0, 0.0, None, 1.0, 2.0, -1.0 / 4,
+             None, 0.0, 0.0, "U"),
         ],
         "customer_key string, as_of_date date, recency_days double, frequency double, monetary double, "
-        "avg_basket double, tenure_days double, orders_per_30d double, frequency_recent double, "
-        "monetary_recent double, n_ratings double, avg_rating double, age_band double, share_books double, "
+        "avg_basket double, basket_lines double, tenure_days double, orders_per_30d double, interpurchase_days double, "
+        "frequency_recent double, frequency_trend double, monetary_recent double, return_rate double, "
+        "n_ratings double, avg_rating double, rating_deviation double, age_band double, share_books double, "
         "share_home double, gender string",
     )
     result = customer_features(customers, orders, ratings, products, AS_OF, ["books", "home"])
@@ -62,6 +67,28 @@ def test_features_use_only_events_before_as_of(spark):
         [("k2", "p1", 5, t(2024, 7, 1))], "customer_key string, product_id string, rating int, rated_ts timestamp"))
     later = customer_features(customers, future_orders, future_ratings, products, AS_OF, ["books", "home"])
     assertDataFrameEqual(later, expected)
+
+
+@pytest.mark.parametrize("cutoff", [dt.date(2024, 1, 1), dt.date(2024, 3, 1), dt.date(2024, 5, 31),
+                                    dt.date(2024, 6, 2), dt.date(2024, 6, 15)])
+def test_any_event_on_or_after_a_cutoff_leaves_its_features_unchanged(spark, cutoff):
+    customers, orders, ratings, products = frames(spark)
+    before = customer_features(customers, orders, ratings, products, cutoff, ["books", "home"])
+    at_or_after = F.col("order_ts") >= F.lit(cutoff).cast("timestamp")
+    changed_orders = orders.select(
+        "order_id", "customer_key", "product_id",
+        F.when(at_or_after, F.col("quantity") * 7).otherwise(F.col("quantity")).alias("quantity"),
+        F.when(at_or_after, F.col("unit_price") + 1).otherwise(F.col("unit_price")).alias("unit_price"),
+        "order_ts",
+        F.when(at_or_after, F.lit("returned")).otherwise(F.col("status")).alias("status"),
+    ).unionByName(spark.createDataFrame([("o20", "k2", "p2", 3, 8.0, dt.datetime.combine(cutoff, dt.time()),
+                                          "completed")], ORDER_SCHEMA))
+    rated_later = F.col("rated_ts") >= F.lit(cutoff).cast("timestamp")
+    changed_ratings = ratings.select(
+        "customer_key", "product_id", F.when(rated_later, F.lit(1)).otherwise(F.col("rating")).alias("rating"),
+        "rated_ts")
+    after = customer_features(customers, changed_orders, changed_ratings, products, cutoff, ["books", "home"])
+    assertDataFrameEqual(after, before)
 
 
 def test_churn_label_comes_from_the_horizon_after_cutoff(spark):

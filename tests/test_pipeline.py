@@ -179,6 +179,44 @@ def test_churn_model_beats_recency_baseline(spark, run):
     assert auc["oracle"] > auc["recency_baseline"], auc
 
 
+def test_churn_and_clv_metrics_explanations_and_baselines(spark, run):
+    config, _ = run
+    metrics = {(r["task"], r["model"], r["metric"]): r["value"] for r in read(spark, config, tables.MODEL_METRICS)
+               .where((F.col("run_id") == "test-run") & (F.col("split") == "test")).collect()}
+    for model in ("logistic_regression", "decision_tree"):
+        for name in ("accuracy", "precision", "recall", "f1", "auc", "auc_pr", "lift_top_decile",
+                     "capture_top_decile", "true_positives", "false_positives", "false_negatives", "true_negatives"):
+            assert metrics[("churn", model, name)] is not None, (model, name)
+        assert metrics[("churn", model, "lift_top_decile")] > 1.0
+    for model in ("linear_regression", "gradient_boosted_trees", "mean_baseline"):
+        assert {"rmse", "mae", "r2"} <= {m for t, mm, m in metrics if (t, mm) == ("clv", model)}
+    assert abs(metrics[("clv", "mean_baseline", "r2")]) < 0.05  # the training mean on unseen customers
+    assert ("clv", "linear_regression", "decile_10_mean_actual") in metrics
+    explained = read(spark, config, tables.MODEL_EXPLANATIONS).where(F.col("run_id") == "test-run")
+    kinds = {(r["model"], r["kind"]) for r in explained.select("model", "kind").distinct().collect()}
+    assert {("logistic_regression", "coefficient"), ("logistic_regression", "threshold"),
+            ("decision_tree", "importance"), ("decision_tree", "rules"), ("gradient_boosted_trees", "importance")
+            } <= kinds
+
+
+def test_score_applies_the_champions_without_retraining(spark, run):
+    config, _ = run
+    lake = config.paths.lakehouse_dir
+    registry_before = read(spark, config, tables.MODEL_REGISTRY).count()
+    columns = ["customer_key", "churn_probability", "churn_predicted", "model", "model_run_id"]
+    before = read(spark, config, tables.CHURN_SCORES).where(F.col("run_id") == "test-run").select(*columns)
+    before = before.collect()
+    runs.execute(spark, config, ["score"], run_id="rescore")
+    after = read(spark, config, tables.CHURN_SCORES).where(F.col("as_of_date") == config.as_of_date)
+    assert after.select("run_id").distinct().collect() == [("rescore",)]
+    assertDataFrameEqual(after.select(*columns), before)
+    assert {r[0] for r in after.select("model_run_id").distinct().collect()} == {"test-run"}
+    clv = read(spark, config, tables.CLV_PREDICTIONS).where(F.col("run_id") == "rescore")
+    assert clv.count() == len(before) and clv.where("predicted_spend < 0").count() == 0
+    assert read(spark, config, tables.MODEL_REGISTRY).count() == registry_before
+    assert not (Path(lake) / "models" / "rescore").exists()
+
+
 def test_held_out_splits_do_not_overlap_training(spark, run):
     config, _ = run
     holdout = read(spark, config, tables.CHURN_HOLDOUT)
@@ -200,10 +238,13 @@ def test_registry_records_saved_models_and_one_champion_per_task(spark, run):
     registry = read(spark, config, tables.MODEL_REGISTRY).where(F.col("run_id") == "test-run")
     champions = {r["task"]: r["n"] for r in registry.where("is_champion").groupBy("task").agg(
         F.count("*").alias("n")).collect()}
-    assert champions == {"churn": 1, "segmentation": 1, "recommendation": 1}
+    assert champions == {"churn": 1, "clv": 1, "segmentation": 1, "recommendation": 1}
     models = sorted((r["task"], r["model"]) for r in registry.collect())
-    assert models == [("churn", "decision_tree"), ("churn", "logistic_regression"), ("recommendation", "als"),
+    assert models == [("churn", "decision_tree"), ("churn", "gradient_boosted_trees"), ("churn", "logistic_regression"),
+                      ("clv", "gradient_boosted_trees"), ("clv", "linear_regression"), ("recommendation", "als"),
                       ("segmentation", "bisecting_kmeans"), ("segmentation", "kmeans")]
+    churn_params = registry.where("task = 'churn'").select("params").collect()
+    assert all({"threshold", "train_seconds"} <= set(r[0]) for r in churn_params)
     for row in registry.collect():
         assert (Path(row["path"]) / "metadata").is_dir(), row["path"]
 

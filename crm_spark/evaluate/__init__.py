@@ -10,7 +10,7 @@ from pyspark.sql import functions as F
 
 from crm_spark import tables
 from crm_spark.config import Config
-from crm_spark.evaluate import classification, clustering, ranking, truth
+from crm_spark.evaluate import classification, clustering, ranking, regression, truth
 from crm_spark.labels import LABEL, SPLIT, TEST, VALIDATION
 from crm_spark.recommend.als import ITEM, catalogue, dense_index
 from crm_spark.schemas import (
@@ -21,6 +21,7 @@ from crm_spark.schemas import (
     RUN_ID,
 )
 from crm_spark.train.churn import RECENCY_BASELINE
+from crm_spark.train.clv import MEAN_BASELINE
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,8 @@ def _run_id_of(df: DataFrame) -> str | None:
 
 
 def churn_metrics(spark: SparkSession, config: Config) -> list[Metric]:
-    """Return AUC (ROC, PR) and threshold metrics per churn model and held-out split.
+    """Return AUC (ROC, PR), lift and capture in the top decile, and the confusion matrix
+    and its metrics at the model's chosen threshold, per churn model and held-out split.
 
     With ground truth available, adds the oracle AUC of the planted label
     probabilities on the same test customers.
@@ -65,7 +67,8 @@ def churn_metrics(spark: SparkSession, config: Config) -> list[Metric]:
     for model in models:
         for split in (VALIDATION, TEST):
             rows = holdout.where((F.col("model") == model) & (F.col(SPLIT) == split))
-            values = {"auc": classification.auc(rows), "auc_pr": classification.auc(rows, "areaUnderPR")}
+            values = {"auc": classification.auc(rows), "auc_pr": classification.auc(rows, "areaUnderPR"),
+                      **classification.top_decile(rows)}
             if model != RECENCY_BASELINE:
                 values.update(classification.confusion_metrics(rows))
             values["positive_share"] = rows.agg(F.avg(LABEL)).first()[0]
@@ -73,9 +76,29 @@ def churn_metrics(spark: SparkSession, config: Config) -> list[Metric]:
     if truth.truth_available(config.paths.truth_dir):
         xref = tables.read_table(spark, tables.CUSTOMER_XREF, config.paths.lakehouse_dir)
         oracle = truth.oracle_churn_scores(spark, config.paths.truth_dir, xref)
-        test_rows = holdout.where((F.col(SPLIT) == TEST) & (F.col("model") == RECENCY_BASELINE)).select(
-            CUSTOMER_KEY, LABEL).join(oracle, CUSTOMER_KEY)
+        test_rows = holdout.where(F.col(SPLIT) == TEST).select(CUSTOMER_KEY, LABEL).distinct().join(
+            oracle, CUSTOMER_KEY)
         metrics.append(("churn", "oracle", "auc", classification.auc(test_rows), TEST, source_run))
+    holdout.unpersist()
+    return metrics
+
+
+def clv_metrics(spark: SparkSession, config: Config) -> list[Metric]:
+    """Return RMSE, MAE and R² per customer value model and held-out split, the mean baseline
+    among them, and the mean predicted and actual spend per decile of the test predictions."""
+    holdout = _latest(spark, tables.CLV_HOLDOUT, config).cache()
+    source_run = _run_id_of(holdout)
+    metrics: list[Metric] = []
+    for model in sorted(r[0] for r in holdout.select("model").distinct().collect()):
+        for split in (VALIDATION, TEST):
+            rows = holdout.where((F.col("model") == model) & (F.col(SPLIT) == split))
+            metrics += [("clv", model, name, value, split, source_run)
+                        for name, value in regression.regression_metrics(rows).items()]
+        if model != MEAN_BASELINE:
+            test = holdout.where((F.col("model") == model) & (F.col(SPLIT) == TEST))
+            for decile, predicted, actual, _ in regression.calibration(test):
+                metrics += [("clv", model, f"decile_{decile:02d}_mean_predicted", predicted, TEST, source_run),
+                            ("clv", model, f"decile_{decile:02d}_mean_actual", actual, TEST, source_run)]
     holdout.unpersist()
     return metrics
 
@@ -126,12 +149,12 @@ def recommendation_metrics(spark: SparkSession, config: Config) -> list[Metric]:
 
 
 def segmentation_metrics(spark: SparkSession, config: Config) -> list[Metric]:
-    """Return the silhouette of each segmentation model of the run that wrote this date's
-    segments and, with ground truth, the segments' adjusted Rand index against the planted
-    customer groups."""
+    """Return the silhouette of each segmentation model of the training run whose champion
+    wrote this date's segments and, with ground truth, the segments' adjusted Rand index
+    against the planted customer groups."""
     lake = config.paths.lakehouse_dir
     assigned = _latest(spark, tables.CUSTOMER_SEGMENTS, config)
-    source_run = _run_id_of(assigned)
+    source_run = assigned.select("model_run_id").first()[0]
     registry = tables.read_table(spark, tables.MODEL_REGISTRY, lake).where(
         (F.col(RUN_ID) == F.lit(source_run)) & (F.col("task") == "segmentation"))
     metrics: list[Metric] = [("segmentation", r["model"], r["selection_metric"], r["selection_value"], "all",
@@ -183,7 +206,11 @@ def run(spark: SparkSession, config: Config, run_id: str) -> dict[str, int]:
     """
     metrics = dedup_metrics(spark, config)
     if _written(spark, tables.CHURN_HOLDOUT, config):
-        metrics += churn_metrics(spark, config) + segmentation_metrics(spark, config)
+        metrics += churn_metrics(spark, config)
+    if _written(spark, tables.CLV_HOLDOUT, config):
+        metrics += clv_metrics(spark, config)
+    if _written(spark, tables.CUSTOMER_SEGMENTS, config):
+        metrics += segmentation_metrics(spark, config)
     if _written(spark, tables.ANOMALIES, config):
         metrics += anomaly_metrics(spark, config)
     if _written(spark, tables.RECOMMENDATION_HOLDOUT, config):

@@ -4,6 +4,7 @@ with k chosen by silhouette, segment profiles, and classic RFM score segments.""
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 from pyspark.ml import Pipeline, PipelineModel
@@ -21,7 +22,9 @@ log = logging.getLogger(__name__)
 
 KMEANS = "kmeans"  # the other algorithm is BisectingKMeans (config.SEGMENT_ALGORITHMS names both)
 SEGMENT = "segment"
-SEGMENT_BASE_FEATURES = ("recency_days", "frequency", "monetary", "avg_basket", "age_band")
+# Who customers are and how they shop: age, purchase rate, basket size and category mix.
+# Recency, frequency and monetary value are left to the RFM segments beside the clusters.
+SEGMENT_BASE_FEATURES = ("age_band", "orders_per_30d", "basket_lines")
 PROFILE_COLUMNS = ("recency_days", "frequency", "monetary")
 TOP_CATEGORIES = 3
 # Classic RFM segments from recency (R) and frequency (F) quintile scores, first match wins.
@@ -44,10 +47,11 @@ class Segmentation:
     k: int
     silhouette: float
     model: PipelineModel
+    seconds: float  # choosing k on the sample and refitting on all customers
 
 
 def segment_features(features_df: DataFrame) -> list[str]:
-    """Return the columns clustering uses: RFM, basket, age band and category shares that vary."""
+    """Return the columns clustering uses: age band, purchase rate, basket lines and category shares that vary."""
     return informative(features_df, [*SEGMENT_BASE_FEATURES, *category_share_columns(features_df)])
 
 
@@ -86,6 +90,7 @@ def fit_best(customers_df: DataFrame, columns: list[str], cfg: TrainConfig) -> l
     evaluator = ClusteringEvaluator(featuresCol="features", predictionCol=SEGMENT)
     best: list[Segmentation] = []
     for algorithm in cfg.segment_algorithms:
+        began = time.perf_counter()
         candidates = []
         for k in range(cfg.segment_k_min, cfg.segment_k_max + 1):
             value = _silhouette(evaluator, _estimator(algorithm, k, cfg.seed).fit(sample).transform(sample))
@@ -94,7 +99,8 @@ def fit_best(customers_df: DataFrame, columns: list[str], cfg: TrainConfig) -> l
         k = max(candidates, key=lambda c: (c[0], -c[1]))[1]
         model = _estimator(algorithm, k, cfg.seed).fit(prepared)
         value = _silhouette(evaluator, model.transform(prepared))
-        best.append(Segmentation(algorithm, k, value, PipelineModel(stages=[*prepared_model.stages, model])))
+        best.append(Segmentation(algorithm, k, value, PipelineModel(stages=[*prepared_model.stages, model]),
+                                 time.perf_counter() - began))
     sample.unpersist()
     prepared.unpersist()
     return sorted(best, key=lambda s: -s.silhouette)
@@ -120,7 +126,7 @@ def profiles(assigned_df: DataFrame, features_df: DataFrame, churn_df: DataFrame
 
     Returns:
         ``segment``, ``customers``, ``share``, ``mean_<column>`` for recency, frequency and
-        monetary, ``top_categories`` (the three highest mean spend shares) and ``churn_rate``
+        monetary, ``top_categories`` (the three highest mean category shares) and ``churn_rate``
         (the mean churn probability of the segment's scored customers).
     """
     shares = category_share_columns(features_df)
