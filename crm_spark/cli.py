@@ -13,7 +13,7 @@ from typing import Sequence
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from crm_spark import erase, runs, tables
+from crm_spark import erase, logcontext, runs, tables
 from crm_spark.config import Config, ConfigError, as_dict, flatten, load_config
 from crm_spark.session import build_spark
 
@@ -30,6 +30,7 @@ STAGE_HELP = {
     "score": "champions, no retraining -> churn_scores, clv_predictions, customer_segments, profiles, anomalies",
     "recommend": "tuned ALS recommendations, holdout lists and rating predictions",
     "evaluate": "held-out metrics of every model -> model_metrics",
+    "maintain": "OPTIMIZE (Z-ORDER by customer_key where present) and VACUUM every table; not part of pipeline",
     "erase": "erase customers (--ids / --ids-file, source ids) from every table; logged in erasure_log",
 }
 DEFAULT_CONFIG = "conf/local.yaml"
@@ -124,8 +125,8 @@ def main(argv: Sequence[str] | None = None, stage: str | None = None) -> int:
     """
     args = parser(stage).parse_args(argv)
     stage = stage or args.stage
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr, force=True)
+    logcontext.install()
+    logging.basicConfig(level=args.log_level, format=logcontext.LOG_FORMAT, stream=sys.stderr, force=True)
     overrides = list(args.overrides) + ([f"as_of_date={args.as_of_date}"] if args.as_of_date else [])
     try:
         config = _absolute(load_config(args.config, overrides))

@@ -495,7 +495,9 @@ def _validate_paths(config: Config) -> None:
 
 def _validate_sources(sources: Mapping[str, SourceConfig]) -> None:
     """Check source names, formats, encodings and that mapped columns are canonical."""
-    from crm_spark.schemas import CANONICAL_COLUMNS  # schemas imports pyspark; keep config light
+    from crm_spark.schemas import (
+        CANONICAL_COLUMNS,  # schemas imports pyspark; keep config light
+    )
 
     if not sources:
         raise ConfigError(f"config key 'sources' must name at least one of {', '.join(CANONICAL_COLUMNS)}")

@@ -21,17 +21,16 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from delta.tables import DeltaTable
-from pyspark.errors import AnalysisException, IllegalArgumentException
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from crm_spark import privacy, tables
 from crm_spark.config import Config
+from crm_spark.maintenance import vacuum
 from crm_spark.schemas import CUSTOMER_ID, CUSTOMER_KEY, EMAIL, ERASURE_LOG_SCHEMA
 
 log = logging.getLogger(__name__)
 
-DELTA_SAFE_RETENTION_HOURS = 168
 
 
 class ErasureError(ValueError):
@@ -131,7 +130,7 @@ def run(spark: SparkSession, config: Config, ids: list[str], run_id: str) -> Era
         deleted = int((delta.history(1).select("operationMetrics").first()[0] or {}).get("numDeletedRows", 0))
         if deleted:
             result.rows_deleted[table.qualified] = deleted
-            _vacuum(spark, table.path(lake), config)
+            vacuum(spark, table.path(lake), config.privacy.vacuum_retention_hours)
     _log_request(spark, config, run_id, result, [id_hash(secret, i) for i in sorted(source_ids)])
     log.info("erasure %s: %d ids, %d linked records, %d keys, %d rows deleted from %d tables", run_id,
              result.ids_requested, result.records, result.keys, sum(result.rows_deleted.values()),
@@ -165,30 +164,6 @@ def _condition(columns: list[str], source_ids: set[str], keys: set[str], emails:
     for part in parts[1:]:
         condition = condition | part
     return F.coalesce(condition, F.lit(False))
-
-
-def _vacuum(spark: SparkSession, path: str, config: Config) -> None:
-    """VACUUM a table with the configured retention (below Delta's limit only if allowed).
-
-    LITE mode finds the files to delete from the transaction log instead of listing the
-    table's folders (about 6x faster here); when the log no longer covers every removed
-    file, Delta refuses LITE and the full VACUUM runs instead.
-    """
-    hours = config.privacy.vacuum_retention_hours
-    short = hours < DELTA_SAFE_RETENTION_HOURS
-    if short:
-        spark.conf.set("spark.databricks.delta.retentionDurationCheck.enabled", "false")
-    try:
-        try:
-            spark.sql(f"VACUUM delta.`{path}` LITE RETAIN {hours} HOURS")
-        except (AnalysisException, IllegalArgumentException) as error:
-            if "LITE" not in str(error):
-                raise
-            log.info("VACUUM LITE not possible for %s; running a full VACUUM", path)
-            spark.sql(f"VACUUM delta.`{path}` RETAIN {hours} HOURS")
-    finally:
-        if short:
-            spark.conf.set("spark.databricks.delta.retentionDurationCheck.enabled", "true")
 
 
 def _log_request(spark: SparkSession, config: Config, run_id: str, result: ErasureResult,

@@ -15,6 +15,8 @@ from crm_spark import (
     evaluate,
     features,
     ingest,
+    logcontext,
+    maintenance,
     prepare,
     recommend,
     score,
@@ -41,6 +43,7 @@ STAGES: dict[str, Stage] = {
     "score": score.run,
     "recommend": recommend.run,
     "evaluate": evaluate.run,
+    "maintain": maintenance.run,
 }
 PIPELINE = ("ingest", "prepare", "features", "select", "train", "score", "recommend", "evaluate")
 
@@ -55,6 +58,7 @@ class RunResult:
     stage_seconds: dict[str, float] = field(default_factory=dict)
     row_counts: dict[str, int] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
+    stage_status: dict[str, str] = field(default_factory=dict)
 
 
 def new_run_id() -> str:
@@ -89,26 +93,37 @@ def execute(spark: SparkSession, config: Config, stages: list[str], run_id: str 
     started = dt.datetime.now(dt.timezone.utc)
     try:
         for stage in stages:
-            log.info("stage %s: start (run %s)", stage, result.run_id)
-            spark.sparkContext.setJobGroup(stage, f"crm-spark {stage} {result.run_id}")
-            began = time.perf_counter()
-            try:
-                counts = STAGES[stage](spark, config, result.run_id)
-            except StageSkipped as skip:
-                result.skipped[stage] = str(skip)
-                log.warning("stage %s: skipped: %s", stage, skip)
-                continue
-            result.stage_seconds[stage] = round(time.perf_counter() - began, 2)
-            result.row_counts.update({k: int(v) for k, v in counts.items()})
-            log.info("stage %s: done in %.1f s", stage, result.stage_seconds[stage])
+            with logcontext.stage(result.run_id, stage):
+                _run_stage(spark, config, stage, result)
         result.status = "succeeded"
     except BaseException as error:
         result.status = "failed"
         result.error = f"{type(error).__name__}: {error}"[:2000]
         raise
     finally:
-        _record(spark, config, stages, result, started)
+        with logcontext.stage(result.run_id, "runs"):
+            _record(spark, config, stages, result, started)
     return result
+
+
+def _run_stage(spark: SparkSession, config: Config, stage: str, result: RunResult) -> None:
+    """Run one stage and note its wall time, row counts and status (or skip) in ``result``."""
+    log.info("stage %s: start", stage)
+    spark.sparkContext.setJobGroup(stage, f"crm-spark {stage} {result.run_id}")
+    result.stage_status[stage] = "failed"
+    began = time.perf_counter()
+    try:
+        counts = STAGES[stage](spark, config, result.run_id)
+    except StageSkipped as skip:
+        result.skipped[stage] = str(skip)
+        result.stage_status[stage] = "skipped"
+        log.warning("stage %s: skipped: %s", stage, skip)
+        return
+    finally:
+        result.stage_seconds[stage] = round(time.perf_counter() - began, 2)
+    result.row_counts.update({k: int(v) for k, v in counts.items()})
+    result.stage_status[stage] = "succeeded"
+    log.info("stage %s: done in %.1f s", stage, result.stage_seconds[stage])
 
 
 def _record(spark: SparkSession, config: Config, stages: list[str], result: RunResult, started: dt.datetime) -> None:
@@ -116,7 +131,7 @@ def _record(spark: SparkSession, config: Config, stages: list[str], result: RunR
     row = (
         result.run_id, config.as_of_date, config.config_hash(), list(stages), started,
         dt.datetime.now(dt.timezone.utc), result.status, result.error, result.stage_seconds, result.row_counts,
-        result.skipped,
+        result.skipped, result.stage_status,
     )
     try:
         spark.sparkContext.setJobGroup("runs", f"crm-spark runs {result.run_id}")

@@ -204,6 +204,7 @@ RUNS_SCHEMA = StructType(
         ),
         StructField("row_counts", MapType(StringType(), LongType()), False),
         StructField("skipped", MapType(StringType(), StringType())),
+        StructField("stage_status", MapType(StringType(), StringType())),
     ]
 )
 

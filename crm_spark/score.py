@@ -17,7 +17,15 @@ from crm_spark.features import read_features
 from crm_spark.labels import label_source
 from crm_spark.schemas import CUSTOMER_KEY, ORDER_TS, PREDICTION
 from crm_spark.stage import StageSkipped
-from crm_spark.train import CHURN_TASK, CLV_TASK, SEGMENT_TASK, anomalies, churn, clv, segments
+from crm_spark.train import (
+    CHURN_TASK,
+    CLV_TASK,
+    SEGMENT_TASK,
+    anomalies,
+    churn,
+    clv,
+    segments,
+)
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pyspark.sql import SparkSession
 
-from crm_spark.config import Config, GenerateConfig, PathsConfig, PrivacyConfig, SparkConfig
+from crm_spark.config import Config, GenerateConfig, PathsConfig, PrivacyConfig, SparkConfig, TrainConfig
 from crm_spark.session import build_spark
 
 AS_OF = dt.date(2025, 1, 1)
@@ -20,6 +20,10 @@ def make_config(root: Path, **sections) -> Config:
         raw_dir=str(root / "raw"), lakehouse_dir=str(root / "lakehouse"),
         checkpoint_dir=str(root / "checkpoints"), truth_dir=str(root / "truth"), allowed_roots=(str(root),),
     )
+    # Small grids: the tests check behaviour and quality, not the breadth of the search.
+    sections.setdefault("train", TrainConfig(lr_reg_params=(0.001, 0.01), lr_elastic_nets=(0.0,), dt_max_depths=(4, 6),
+                                             dt_min_instances=(20,), gbt_max_depths=(3,), gbt_max_iter=20,
+                                             clv_gbt_max_iter=20))
     sections.setdefault("privacy", PrivacyConfig(secret_file=str(root / "secret.key"), create_secret=True,
                                                  vacuum_retention_hours=0, allow_short_retention=True))
     spark_cfg = SparkConfig(

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
-from crm_spark import cli, runs, tables
+from crm_spark import cli, logcontext, runs, tables
 
 from .conftest import make_config
 
@@ -53,5 +53,20 @@ def test_failed_stage_is_recorded_as_failed(spark, tmp_path):
         runs.execute(spark, config, ["features"], run_id="failing-run")
     row = tables.read_table(spark, tables.RUNS, config.paths.lakehouse_dir).where(
         F.col("run_id") == "failing-run").first()
-    assert (row["status"], row["stages"]) == ("failed", ["features"])
+    assert (row["status"], row["stages"], row["stage_status"]) == ("failed", ["features"], {"features": "failed"})
     assert row["error"].startswith("FileNotFoundError: table silver.customers not found")
+
+
+def test_log_lines_carry_run_id_and_stage_and_runs_hold_stage_status(spark, tmp_path, caplog):
+    config = make_config(tmp_path)
+    with caplog.at_level(logging.INFO, logger="crm_spark"):
+        runs.execute(spark, config, ["score"], run_id="ctx-run")  # no model yet: skipped
+    records = [r for r in caplog.records if r.name.startswith("crm_spark")]
+    assert records and {(r.run_id, r.stage) for r in records} <= {("ctx-run", "score"), ("ctx-run", "runs")}
+    line = logging.Formatter(logcontext.LOG_FORMAT).format(records[0])
+    assert "[ctx-run score] crm_spark.runs: stage score: start" in line
+    assert logging.getLogger("x").makeRecord("x", logging.INFO, "f", 1, "m", (), None).run_id == logcontext.OUTSIDE
+    row = tables.read_table(spark, tables.RUNS, config.paths.lakehouse_dir).where(
+        F.col("run_id") == "ctx-run").first()
+    assert (row["status"], row["stage_status"], sorted(row["skipped"])) == ("succeeded", {"score": "skipped"},
+                                                                             ["score"])

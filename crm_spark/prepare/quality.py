@@ -16,7 +16,13 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from crm_spark.config import EXPECTATION_PATTERN, Config
-from crm_spark.schemas import DATA_QUALITY_SCHEMA, EMAIL, PHONE, PII_COLUMNS, SOURCE_FILE
+from crm_spark.schemas import (
+    DATA_QUALITY_SCHEMA,
+    EMAIL,
+    PHONE,
+    PII_COLUMNS,
+    SOURCE_FILE,
+)
 
 log = logging.getLogger(__name__)
 

@@ -44,7 +44,14 @@ from crm_spark.recommend.als import (
     split_by_time,
     top_k_unseen,
 )
-from crm_spark.schemas import CATEGORY, CUSTOMER_KEY, PRODUCT_ID, RATING, RECOMMENDATION_TUNING_SCHEMA, SIGNUP_TS
+from crm_spark.schemas import (
+    CATEGORY,
+    CUSTOMER_KEY,
+    PRODUCT_ID,
+    RATING,
+    RECOMMENDATION_TUNING_SCHEMA,
+    SIGNUP_TS,
+)
 from crm_spark.stage import StageSkipped
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,14 @@ from crm_spark.config import Config
 from crm_spark.evaluate.classification import auc
 from crm_spark.evaluate.regression import rmse
 from crm_spark.features import read_features
-from crm_spark.labels import SPLIT, TRAIN, VALIDATION, label_source, labelled_customers, with_split
+from crm_spark.labels import (
+    SPLIT,
+    TRAIN,
+    VALIDATION,
+    label_source,
+    labelled_customers,
+    with_split,
+)
 from crm_spark.schemas import MODEL_EXPLANATIONS_SCHEMA
 from crm_spark.select import kept_features
 from crm_spark.train import churn, clv, segments

@@ -11,7 +11,14 @@ from pyspark.sql import functions as F
 
 from crm_spark.config import TrainConfig
 from crm_spark.features import completed_before
-from crm_spark.schemas import CUSTOMER_KEY, LABEL, ORDER_TS, PREDICTION, QUANTITY, UNIT_PRICE
+from crm_spark.schemas import (
+    CUSTOMER_KEY,
+    LABEL,
+    ORDER_TS,
+    PREDICTION,
+    QUANTITY,
+    UNIT_PRICE,
+)
 from crm_spark.train.churn import GRADIENT_BOOSTED_TREES, preprocessing, split_features
 
 LINEAR_REGRESSION = "linear_regression"

@@ -1,0 +1,8 @@
+"""Job: maintain (see `python jobs/maintain.py --help`)."""
+
+import sys
+
+from crm_spark.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(stage="maintain"))
