@@ -17,14 +17,15 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def example(name: str, root: Path):
-    """Load an example config with paths under ``root`` and smaller model grids than its
-    defaults (the tests check behaviour, not the breadth of the search)."""
+    """Load an example config with paths under ``root``, and logistic regression and a
+    decision tree over smaller grids than its defaults (the tests check behaviour, not the
+    breadth of the search; the pipeline test covers gradient-boosted trees)."""
     return load_config(REPO / "conf" / "examples" / f"{name}.yaml", [
         f"paths.raw_dir={REPO / 'examples' / name}", f"paths.lakehouse_dir={root / 'lakehouse'}",
         f"paths.checkpoint_dir={root / 'checkpoints'}", f"paths.allowed_roots=['{REPO}', '{root}']",
         f"privacy.secret_file={root / 'secret.key'}", "privacy.create_secret=true",
-        "train.lr_reg_params=[0.001, 0.01]", "train.lr_elastic_nets=[0.0]", "train.dt_max_depths=[3, 5]",
-        "train.dt_min_instances=[20]", "train.gbt_max_depths=[3]", "train.gbt_max_iter=20",
+        "train.classifiers=[logistic_regression, decision_tree]", "train.lr_reg_params=[0.001, 0.01]",
+        "train.lr_elastic_nets=[0.0]", "train.dt_max_depths=[3, 5]", "train.dt_min_instances=[20]",
         "train.clv_gbt_max_iter=20"])
 
 

@@ -131,7 +131,9 @@ def fit(train_df: DataFrame, kept: list[str], name: str, cfg: TrainConfig) -> Fi
     pipeline = Pipeline(stages=[*preprocessing(numeric, categorical), classifier])
     tvs = TrainValidationSplit(
         estimator=pipeline, estimatorParamMaps=grid, trainRatio=cfg.tvs_train_ratio, seed=cfg.seed, parallelism=2,
-        evaluator=BinaryClassificationEvaluator(labelCol=LABEL, rawPredictionCol="rawPrediction"),
+        # Probabilities, not rawPrediction: a tree's raw prediction is its leaf's class
+        # counts, which do not rank customers by churn likelihood.
+        evaluator=BinaryClassificationEvaluator(labelCol=LABEL, rawPredictionCol="probability"),
     )
     weighted = with_class_weights(train_df) if cfg.class_weights == "balanced" else train_df
     search = tvs.fit(weighted)
