@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pyspark.ml.evaluation import RankingEvaluator, RegressionEvaluator
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from crm_spark.schemas import CUSTOMER_KEY, PRODUCT_ID, RATING
@@ -69,10 +69,12 @@ def distribution_entropy(recs_df: DataFrame) -> float:
     0 when every list holds the same single product.
     """
     counts = recs_df.groupBy(PRODUCT_ID).count()
-    total = F.sum("count").over(Window.partitionBy())
-    share = F.col("count") / total
-    value = counts.select((-share * F.log2(share)).alias("h")).agg(F.sum("h")).first()[0]
-    return float(value) if value is not None else float("nan")
+    # The total first: a window over all products would move every row to one partition.
+    total = counts.agg(F.sum("count")).first()[0]
+    if not total:
+        return float("nan")
+    share = F.col("count") / F.lit(float(total))
+    return float(counts.select((-share * F.log2(share)).alias("h")).agg(F.sum("h")).first()[0])
 
 
 def novelty(recs_df: DataFrame) -> float:
