@@ -227,6 +227,7 @@ class TrainConfig:
     segment_k_max: int = 6
     segment_algorithms: tuple[str, ...] = ("kmeans", "bisecting_kmeans")
     segment_sample: int = 10000  # k is chosen on a seeded sample of this many customers
+    segment_restarts: int = 3  # seeds per fit; the lowest within-cluster cost wins
     anomaly_z: float = 4.0  # robust z-score at which an order is anomalous
     customer_anomaly_z: float = 6.0  # robust z-score of the distance to the segment centre
     anomaly_scale_floor: float = 0.5  # smallest z-score scale, in natural-log units
@@ -368,6 +369,7 @@ _BOUNDS: dict[str, tuple[float | None, float | None]] = {
     "train.segment_k_min": (2, 100),
     "train.segment_k_max": (2, 100),
     "train.segment_sample": (100, None),
+    "train.segment_restarts": (1, 20),
     "train.anomaly_z": (1.0, None),
     "train.customer_anomaly_z": (1.0, None),
     "train.anomaly_scale_floor": (0.01, None),
