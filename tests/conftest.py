@@ -23,8 +23,7 @@ def make_config(root: Path, **sections) -> Config:
     # Small grids: the tests check behaviour and quality, not the breadth of the search.
     sections.setdefault("train", TrainConfig(lr_reg_params=(0.001, 0.01), lr_elastic_nets=(0.0,), dt_max_depths=(4, 6),
                                              dt_min_instances=(20,), gbt_max_depths=(3,), gbt_max_iter=20,
-                                             clv_gbt_max_iter=20, segment_k_max=5,
-                                             segment_restarts=2))
+                                             clv_gbt_max_iter=20, segment_k_max=4, segment_restarts=2))
     sections.setdefault("privacy", PrivacyConfig(secret_file=str(root / "secret.key"), create_secret=True,
                                                  vacuum_retention_hours=0, allow_short_retention=True))
     spark_cfg = SparkConfig(

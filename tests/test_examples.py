@@ -26,7 +26,7 @@ def example(name: str, root: Path):
         f"privacy.secret_file={root / 'secret.key'}", "privacy.create_secret=true",
         "train.classifiers=[logistic_regression, decision_tree]", "train.lr_reg_params=[0.001, 0.01]",
         "train.lr_elastic_nets=[0.0]", "train.dt_max_depths=[3, 5]", "train.dt_min_instances=[20]",
-        "train.clv_gbt_max_iter=20"])
+        "train.clv_gbt_max_iter=20", "train.segment_restarts=1"])
 
 
 def run_row(spark, config, run_id):
