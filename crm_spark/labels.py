@@ -77,19 +77,20 @@ def features_date(source: str, config: Config) -> dt.date:
     return config.training_cutoff if source == "horizon" else config.as_of_date
 
 
-def labelled_customers(spark: SparkSession, config: Config) -> DataFrame:
+def labelled_customers(spark: SparkSession, config: Config, source: str | None = None) -> DataFrame:
     """Return customer features with ``label`` and ``split``.
 
     With the horizon label: features as of the training cutoff of customers who had
     bought before it, labelled churned when they did not buy in the horizon. With a
     label column: features as of ``as_of_date`` of customers whose label is set.
+    ``source`` is :func:`label_source`'s answer when the caller already has it.
 
     Raises:
         FileNotFoundError: the features or orders table is missing.
         StageSkipped: there is nothing to label (no orders, no label column).
     """
     lake = config.paths.lakehouse_dir
-    source = label_source(spark, config)
+    source = source or label_source(spark, config)
     features_df = read_features(spark, lake, features_date(source, config))
     if source == "column":
         labels = tables.read_table(spark, tables.CUSTOMERS, lake).where(F.col(LABEL).isNotNull())

@@ -151,7 +151,7 @@ def run(spark: SparkSession, config: Config, run_id: str) -> dict[str, int]:
         counts[table.qualified] = tables.write_dated(df, table, lake, config.as_of_date, run_id)
 
     source = label_source(spark, config)
-    labelled = labelled_customers(spark, config).persist(StorageLevel.MEMORY_AND_DISK)
+    labelled = labelled_customers(spark, config, source).persist(StorageLevel.MEMORY_AND_DISK)
     kept = kept_features(spark, config)
     entries, holdout, explained = train_classifiers(config, run_id, labelled, kept, source == "horizon")
     write(holdout, tables.CHURN_HOLDOUT)
