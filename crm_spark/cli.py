@@ -22,8 +22,10 @@ log = logging.getLogger(__name__)
 STAGE_HELP = {
     "pipeline": "run ingest through evaluate (with --generate, generate first)",
     "generate": "write the synthetic raw data and its ground truth",
+    "next_day": "append the synthetic activity of the day before as_of_date as new raw files",
     "ingest": "raw files -> bronze tables and quarantine",
     "prepare": "bronze -> silver: clean, standardize, de-duplicate",
+    "quality_gate": "fail unless the newest prepare run for as_of_date met every data-quality expectation",
     "features": "silver -> customer_features as of as_of_date and the training cutoff",
     "select": "chi-square and correlation feature selection -> feature_selection",
     "train": "classifiers, customer value regressors and segmentations -> models registry and explanations",
@@ -52,6 +54,8 @@ def parser(stage: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--run-id", help="id of this run (default: UTC time plus a random suffix)")
     if stage in (None, "pipeline"):
         p.add_argument("--generate", action="store_true", help="generate the synthetic data first")
+        p.add_argument("--next-day", action="store_true",
+                       help="append the synthetic activity of the day before as_of_date first (after --generate)")
     if stage in (None, "erase"):
         p.add_argument("--ids", action="append", default=[], metavar="ID[,ID...]",
                        help="erase: customer ids as they appear in the sources (repeatable)")
@@ -139,6 +143,8 @@ def main(argv: Sequence[str] | None = None, stage: str | None = None) -> int:
     if stage == "erase":
         return _erase(config, args)
     stages = list(runs.PIPELINE) if stage == "pipeline" else [stage]
+    if stage == "pipeline" and args.next_day:
+        stages.insert(0, "next_day")
     if stage == "pipeline" and args.generate:
         stages.insert(0, "generate")
     spark = build_spark(config)
@@ -149,8 +155,11 @@ def main(argv: Sequence[str] | None = None, stage: str | None = None) -> int:
         first_line = (str(error).strip().splitlines() or [""])[0]
         print(f"crm-spark: {stage} failed: {type(error).__name__}: {first_line}", file=sys.stderr)
         return 1
-    timings = ", ".join(f"{k} {v:.1f}s" for k, v in result.stage_seconds.items())
-    print(f"crm-spark {stage}: {result.status} in {sum(result.stage_seconds.values()):.1f}s ({timings})")
+    print(f"crm-spark {stage}: {result.status} in {sum(result.stage_seconds.values()):.1f}s")
+    print(f"  {'stage':<10} {'status':<10} {'seconds':>8} {'rows in':>12} {'rows out':>12}")
+    for name, seconds in result.stage_seconds.items():
+        print(f"  {name:<10} {result.stage_status.get(name, ''):<10} {seconds:>8.1f} "
+              f"{result.rows_in.get(name, 0):>12,} {result.rows_out.get(name, 0):>12,}")
     for skipped, reason in result.skipped.items():
         print(f"  skipped {skipped}: {reason}")
     print(summary(spark, config, result.run_id))

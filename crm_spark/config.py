@@ -89,6 +89,7 @@ class GenerateConfig:
     malformed_share: float = 0.001
     anomaly_share: float = 0.005
     partitions: int = 8
+    next_day_share: float = 0.02
 
 
 SOURCE_FORMATS = ("csv", "json", "parquet", "delta")
@@ -133,8 +134,14 @@ def default_sources() -> dict[str, SourceConfig]:
 
 @dataclass(frozen=True)
 class IngestConfig:
-    """Limits applied to every raw row."""
+    """Which files a run reads, and limits applied to every raw row.
 
+    With ``incremental`` a run reads only the files not ingested before (or changed
+    since) and ``prepare`` merges their rows into silver; without it every file is
+    read again and bronze and silver are rebuilt.
+    """
+
+    incremental: bool = True
     max_field_chars: int = 65_536
     rating_min: int = 1
     rating_max: int = 5
@@ -351,6 +358,7 @@ _BOUNDS: dict[str, tuple[float | None, float | None]] = {
     "generate.invalid_share": (0.0, 0.5),
     "generate.malformed_share": (0.0, 0.5),
     "generate.anomaly_share": (0.0, 0.5),
+    "generate.next_day_share": (0.0, 1.0),
     "generate.partitions": (1, None),
     "ingest.max_field_chars": (16, None),
     "privacy.vacuum_retention_hours": (0, None),

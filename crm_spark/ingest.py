@@ -15,13 +15,17 @@ Reason codes: ``empty_line``, ``bad_encoding``, ``unbalanced_quote``,
 from __future__ import annotations
 
 import csv
+import dataclasses
+import hashlib
+import json
 import logging
 import re
 from pathlib import Path
 
+from delta.tables import DeltaTable
 from pyspark import StorageLevel
 from pyspark.errors import AnalysisException
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType, TimestampType
 
@@ -31,6 +35,7 @@ from crm_spark.schemas import (
     BRONZE_SCHEMAS,
     CANONICAL_COLUMNS,
     CUSTOMER_ID,
+    INGESTED_FILES_SCHEMA,
     ORDER_ID,
     QUARANTINE_SCHEMA,
     RATING,
@@ -290,8 +295,14 @@ def source_path(raw_dir: str, spec: SourceConfig) -> str:
     return f"{raw_dir.rstrip('/')}/{spec.path}"
 
 
-def read_source(spark: SparkSession, source: str, spec: SourceConfig, path: str) -> DataFrame | None:
+def read_source(spark: SparkSession, source: str, spec: SourceConfig, path: str | list[str]) -> DataFrame | None:
     """Read one raw source into canonical string columns with structural reasons.
+
+    Args:
+        spark: the session.
+        source: a key of ``CANONICAL_COLUMNS``.
+        spec: the source's configuration.
+        path: the source's path, or the list of its files to read.
 
     Returns:
         The canonical frame, or None when the source has no lines or rows at all.
@@ -319,6 +330,59 @@ def read_source(spark: SparkSession, source: str, spec: SourceConfig, path: str)
     return canonical_columns(parsed, source, spec, fields)
 
 
+def source_files(spark: SparkSession, source: str, spec: SourceConfig, path: str) -> DataFrame:
+    """List a source's files as Spark's readers see them (hidden and ``_`` files left out).
+
+    A Delta source is one entry, its path, without size or time, so it is read whole
+    every run.
+
+    Returns:
+        ``_source_file``, ``file_size`` and ``modified_at``, one row per file.
+
+    Raises:
+        IngestError: the path does not exist or cannot be listed.
+    """
+    schema = StructType([f for f in INGESTED_FILES_SCHEMA.fields
+                         if f.name in (SOURCE_FILE, "file_size", "modified_at")])
+    if spec.format == "delta":
+        return spark.createDataFrame([(path, None, None)], schema)
+    try:
+        listing = spark.read.format("binaryFile").load(path)
+    except AnalysisException as error:
+        detail = (str(error).strip().splitlines() or [""])[0]
+        raise IngestError(f"source '{source}': cannot read {path}: {detail}") from None
+    return listing.select(F.col("path").alias(SOURCE_FILE), F.col("length").alias("file_size"),
+                          F.col("modificationTime").alias("modified_at"))
+
+
+def source_hash(spec: SourceConfig) -> str:
+    """Return a short hash of a source's settings (path, format, mapping, formats...)."""
+    text = json.dumps(dataclasses.asdict(spec), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def new_files(spark: SparkSession, config: Config, source: str, files_df: DataFrame) -> tuple[list[Row], bool]:
+    """Return the files of ``source`` to read this run and whether any was ingested before.
+
+    With ``ingest.incremental`` a file is new unless ``bronze.ingested_files`` holds it
+    with the same size, modification time and source settings (a rewritten file, or
+    every file of a source whose mapping changed, is read again and its rows replaced);
+    otherwise every file is read again.
+    """
+    lake = config.paths.lakehouse_dir
+    files_df = files_df.withColumn("source_hash", F.lit(source_hash(config.sources[source])))
+    if not config.ingest.incremental or not tables.table_exists(spark, tables.INGESTED_FILES, lake):
+        return files_df.collect(), False
+    seen = tables.read_table(spark, tables.INGESTED_FILES, lake).where(F.col("source") == source)
+    fresh = files_df.join(seen, [SOURCE_FILE, "file_size", "modified_at", "source_hash"], "left_anti").collect()
+    return fresh, bool(seen.limit(1).count())
+
+
+def _in_files(paths: list[str]) -> str:
+    """Return a SQL predicate selecting the rows read from ``paths``."""
+    return f"{SOURCE_FILE} IN ({', '.join(tables.sql_literal(p) for p in paths)})"
+
+
 def quarantine_rows(checked_df: DataFrame, source: str, run_id: str) -> DataFrame:
     """Return the rejected rows in the quarantine table's shape."""
     return checked_df.where(F.col(REASON).isNotNull()).select(
@@ -341,19 +405,24 @@ def empty_bronze(spark: SparkSession, source: str) -> DataFrame:
 
 
 def run(spark: SparkSession, config: Config, run_id: str) -> dict[str, int]:
-    """Ingest every configured source into bronze and quarantine, checking reconciliation.
+    """Ingest the new files of every configured source into bronze and quarantine.
+
+    Only files not in ``bronze.ingested_files`` (or changed since) are read; their rows
+    replace any earlier rows of the same files in bronze and quarantine, so a re-run,
+    or a run after a crash, never duplicates rows. With ``ingest.incremental: false``
+    every file is read and bronze is rebuilt. Rows of customers erased earlier
+    (``gold.erasure_log``) are dropped before anything is written; rows read =
+    accepted + quarantined + erased.
 
     Args:
         spark: the session.
         config: run configuration (``sources``, ``ingest``, ``paths``).
-        run_id: the run's id, stamped on quarantine rows.
-
-    Rows of customers erased earlier (``gold.erasure_log``) are dropped before anything
-    is written; rows read = accepted + quarantined + erased.
+        run_id: the run's id, stamped on quarantine rows and on the files read.
 
     Returns:
-        Row counts: ``<source>.read``, ``bronze.<source>``, ``quarantine.<source>`` and,
-        once anything was erased, ``erased.<source>``.
+        Row counts: ``<source>.files`` (files read), ``<source>.read``,
+        ``bronze.<source>``, ``quarantine.<source>`` and, once anything was erased,
+        ``erased.<source>``.
 
     Raises:
         IngestError: a source is unreadable, lacks a required column, or its rows do
@@ -363,16 +432,27 @@ def run(spark: SparkSession, config: Config, run_id: str) -> dict[str, int]:
     counts: dict[str, int] = {}
     quarantined: list[DataFrame] = []
     checked_frames: list[DataFrame] = []
+    files_read: list[Row] = []
+    sources_read: list[str] = []
+    incremental = config.ingest.incremental
     hashes = erase.erased_hashes(spark, lake)
     keyed = privacy.keyed_hash(privacy.load_secret(config.privacy)) if hashes is not None else None
     for source, spec in config.sources.items():
         path = source_path(config.paths.raw_dir, spec)
-        canonical = read_source(spark, source, spec, path)
+        fresh, seen_before = new_files(spark, config, source, source_files(spark, source, spec, path))
+        paths = [row[SOURCE_FILE] for row in fresh]
+        files_read += [Row(source=source, **row.asDict()) for row in fresh]
+        counts[f"{source}.files"] = len(paths)
+        log.info("source %s: %d new or changed files at %s", source, len(paths), path)
+        canonical = read_source(spark, source, spec, path if spec.format == "delta" else paths) if paths else None
         if canonical is None:
-            log.warning("source %s at %s is empty (no lines)", source, path)
+            if paths:
+                log.warning("source %s at %s is empty (no lines)", source, path)
             counts.update({f"{source}.read": 0, f"bronze.{source}": 0, f"quarantine.{source}": 0})
-            tables.write_table(empty_bronze(spark, source), tables.BRONZE[source], lake)
+            if not tables.table_exists(spark, tables.BRONZE[source], lake):
+                tables.write_table(empty_bronze(spark, source), tables.BRONZE[source], lake)
             continue
+        sources_read.append(source)
         erased = 0
         if hashes is not None and CUSTOMER_ID in canonical.columns:
             erased_df = erase.erased_ids(canonical, hashes, keyed).persist()
@@ -394,7 +474,8 @@ def run(spark: SparkSession, config: Config, run_id: str) -> dict[str, int]:
         for column in required:
             if read and not sum(row[column] for row in by_reason.values()):
                 raise IngestError(f"source '{source}' lacks required column '{column}': no row at {path} has it")
-        accepted = tables.write_table(accepted_rows(checked, source), tables.BRONZE[source], lake)
+        accepted = tables.write_table(accepted_rows(checked, source), tables.BRONZE[source], lake,
+                                      where=_in_files(paths) if seen_before else None)
         rejected = read - erased - (by_reason[None]["_n"] if None in by_reason else 0)
         if read != accepted + rejected + erased:
             raise IngestError(f"source '{source}': read {read} != accepted {accepted} + quarantined {rejected} "
@@ -406,10 +487,41 @@ def run(spark: SparkSession, config: Config, run_id: str) -> dict[str, int]:
     union = spark.createDataFrame([], QUARANTINE_SCHEMA)
     for frame in quarantined:
         union = union.unionByName(frame)
-    written = tables.write_table(union, tables.QUARANTINE, lake)
-    expected = sum(v for k, v in counts.items() if k.startswith("quarantine."))
-    if written != expected:
-        raise IngestError(f"quarantine wrote {written} rows, expected {expected}")
+    replaced = [row[SOURCE_FILE] for row in files_read if row["source"] in sources_read]
+    if replaced or not incremental or not tables.table_exists(spark, tables.QUARANTINE, lake):
+        where = _in_files(replaced) if incremental and replaced else None
+        written = tables.write_table(union, tables.QUARANTINE, lake, where=where)
+        expected = sum(v for k, v in counts.items() if k.startswith("quarantine."))
+        if written != expected:
+            raise IngestError(f"quarantine wrote {written} rows, expected {expected}")
+        counts[tables.QUARANTINE.qualified] = written
+    record_files(spark, config, files_read, run_id, incremental)
     for frame in checked_frames:
         frame.unpersist()
     return counts
+
+
+def record_files(spark: SparkSession, config: Config, files: list[Row], run_id: str, incremental: bool) -> None:
+    """Record the files read in ``bronze.ingested_files``, each waiting for ``prepare``.
+
+    Written last, so a run that stops before this point reads the same files again.
+    """
+    rows = [(f["source"], f[SOURCE_FILE], f["file_size"], f["modified_at"], f["source_hash"], run_id, None)
+            for f in files]
+    files_df = spark.createDataFrame(rows, INGESTED_FILES_SCHEMA)
+    lake = config.paths.lakehouse_dir
+    if incremental:
+        tables.merge_table(files_df, tables.INGESTED_FILES, lake, ("source", SOURCE_FILE))
+    else:
+        tables.write_table(files_df, tables.INGESTED_FILES, lake)
+
+
+def pending_files(spark: SparkSession, lakehouse_dir: str) -> DataFrame:
+    """Return the ingested files whose rows ``prepare`` has not merged into silver yet."""
+    return tables.read_table(spark, tables.INGESTED_FILES, lakehouse_dir).where(F.col("prepared_run_id").isNull())
+
+
+def mark_prepared(spark: SparkSession, lakehouse_dir: str, files: list[str], run_id: str) -> None:
+    """Record that ``prepare`` run ``run_id`` merged the rows of ``files`` into silver."""
+    DeltaTable.forPath(spark, tables.INGESTED_FILES.path(lakehouse_dir)).update(
+        F.col("prepared_run_id").isNull() & F.col(SOURCE_FILE).isin(files), {"prepared_run_id": F.lit(run_id)})

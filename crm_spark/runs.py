@@ -9,7 +9,9 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Callable
 
+from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 
 from crm_spark import (
     evaluate,
@@ -25,7 +27,7 @@ from crm_spark import (
     train,
 )
 from crm_spark.config import Config
-from crm_spark.schemas import RUNS_SCHEMA
+from crm_spark.schemas import AS_OF_DATE, RUN_ID, RUNS_SCHEMA
 from crm_spark.stage import StageSkipped
 from crm_spark.synth import generate
 
@@ -35,8 +37,10 @@ Stage = Callable[[SparkSession, Config, str], dict[str, int]]
 
 STAGES: dict[str, Stage] = {
     "generate": lambda spark, config, run_id: generate.run(spark, config),
+    "next_day": lambda spark, config, run_id: generate.next_day(spark, config),
     "ingest": ingest.run,
     "prepare": prepare.run,
+    "quality_gate": lambda spark, config, run_id: prepare.quality.gate(spark, config),
     "features": features.run,
     "select": select.run,
     "train": train.run,
@@ -46,6 +50,18 @@ STAGES: dict[str, Stage] = {
     "maintain": maintenance.run,
 }
 PIPELINE = ("ingest", "prepare", "features", "select", "train", "score", "recommend", "evaluate")
+# The tables each stage reads; their rows (of the run's dates, for dated tables) are its rows in.
+STAGE_INPUTS: dict[str, tuple[tables.Table, ...]] = {
+    "prepare": tuple(tables.BRONZE.values()),
+    "features": (tables.CUSTOMERS, tables.ORDERS, tables.RATINGS),
+    "select": (tables.CUSTOMER_FEATURES,),
+    "train": (tables.CUSTOMER_FEATURES,),
+    "score": (tables.CUSTOMER_FEATURES,),
+    "recommend": (tables.ORDERS, tables.RATINGS),
+    "evaluate": (tables.CHURN_HOLDOUT, tables.CLV_HOLDOUT, tables.RECOMMENDATION_HOLDOUT),
+}
+TABLE_NAMES = frozenset(t.qualified for t in tables.ALL_TABLES)
+ABANDONED = "the run ended without recording an outcome (its process was killed or lost)"
 
 
 @dataclass
@@ -59,6 +75,8 @@ class RunResult:
     row_counts: dict[str, int] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
     stage_status: dict[str, str] = field(default_factory=dict)
+    rows_in: dict[str, int] = field(default_factory=dict)
+    rows_out: dict[str, int] = field(default_factory=dict)
 
 
 def new_run_id() -> str:
@@ -67,11 +85,14 @@ def new_run_id() -> str:
 
 
 def execute(spark: SparkSession, config: Config, stages: list[str], run_id: str | None = None) -> RunResult:
-    """Run ``stages`` in order and append the run's manifest to the ``runs`` table.
+    """Run ``stages`` in order and record the run in the ``runs`` table.
 
-    A stage whose inputs are absent raises :class:`StageSkipped`; the run logs one line,
-    records the stage and reason under ``skipped`` and goes on. A failing stage stops
-    the run; the manifest records it as failed and the error is raised again.
+    The run is recorded as ``running`` before its first stage and with its outcome
+    after the last; runs still ``running`` from earlier are marked ``failed`` first,
+    since only one run at a time may use a lakehouse. A stage whose inputs are absent
+    raises :class:`StageSkipped`; the run logs one line, records the stage and reason
+    under ``skipped`` and goes on. A failing stage stops the run; the manifest records
+    it as failed and the error is raised again.
 
     Args:
         spark: the session.
@@ -91,6 +112,9 @@ def execute(spark: SparkSession, config: Config, stages: list[str], run_id: str 
         raise KeyError(f"unknown stage '{unknown[0]}' (known: {', '.join(STAGES)})")
     result = RunResult(run_id=run_id or new_run_id())
     started = dt.datetime.now(dt.timezone.utc)
+    with logcontext.stage(result.run_id, "runs"):
+        _mark_abandoned(spark, config)
+        _record(spark, config, stages, result, started)
     try:
         for stage in stages:
             with logcontext.stage(result.run_id, stage):
@@ -122,16 +146,19 @@ def _run_stage(spark: SparkSession, config: Config, stage: str, result: RunResul
     finally:
         result.stage_seconds[stage] = round(time.perf_counter() - began, 2)
     result.row_counts.update({k: int(v) for k, v in counts.items()})
+    result.rows_in[stage] = _rows_in(spark, config, stage, counts)
+    result.rows_out[stage] = sum(int(v) for k, v in counts.items() if k.split("@")[0] in TABLE_NAMES)
     result.stage_status[stage] = "succeeded"
     log.info("stage %s: done in %.1f s", stage, result.stage_seconds[stage])
 
 
 def _record(spark: SparkSession, config: Config, stages: list[str], result: RunResult, started: dt.datetime) -> None:
-    """Write the run's manifest row; a failure to write is logged, not raised over the run's error."""
+    """Write (or replace) the run's manifest row; a failure to write is logged, not raised over the run's error."""
+    finished = None if result.status == "running" else dt.datetime.now(dt.timezone.utc)
     row = (
-        result.run_id, config.as_of_date, config.config_hash(), list(stages), started,
-        dt.datetime.now(dt.timezone.utc), result.status, result.error, result.stage_seconds, result.row_counts,
-        result.skipped, result.stage_status,
+        result.run_id, config.as_of_date, config.config_hash(), list(stages), started, finished, result.status,
+        result.error, result.stage_seconds, result.row_counts, result.skipped, result.stage_status, result.rows_in,
+        result.rows_out,
     )
     try:
         spark.sparkContext.setJobGroup("runs", f"crm-spark runs {result.run_id}")
@@ -139,3 +166,29 @@ def _record(spark: SparkSession, config: Config, stages: list[str], result: RunR
                            result.run_id)
     except Exception:  # noqa: BLE001 - the run's own outcome must not be masked
         log.exception("could not record run %s in the runs table", result.run_id)
+
+
+def _rows_in(spark: SparkSession, config: Config, stage: str, counts: dict[str, int]) -> int:
+    """Return the rows a stage read: raw rows for ingest, else the rows of its input tables."""
+    if stage == "ingest":
+        return sum(int(v) for k, v in counts.items() if k.endswith(".read"))
+    lake, total = config.paths.lakehouse_dir, 0
+    for table in STAGE_INPUTS.get(stage, ()):
+        if tables.table_exists(spark, table, lake):
+            df = tables.read_table(spark, table, lake)
+            if table.scope == AS_OF_DATE:
+                df = df.where(F.col(AS_OF_DATE).isin(config.as_of_date, config.training_cutoff))
+            total += df.count()
+    return total
+
+
+def _mark_abandoned(spark: SparkSession, config: Config) -> None:
+    """Mark runs still recorded as ``running`` (their process ended without a word) as failed."""
+    if not tables.table_exists(spark, tables.RUNS, config.paths.lakehouse_dir):
+        return
+    path = tables.RUNS.path(config.paths.lakehouse_dir)
+    stale = F.col("status") == "running"
+    lost = [r[RUN_ID] for r in spark.read.format("delta").load(path).where(stale).select(RUN_ID).collect()]
+    if lost:
+        DeltaTable.forPath(spark, path).update(stale, {"status": F.lit("failed"), "error": F.lit(ABANDONED)})
+        log.warning("runs %s were still marked running: marked failed", ", ".join(lost))

@@ -148,6 +148,20 @@ QUARANTINE_SCHEMA = StructType(
     ]
 )
 
+# One row per raw file ingested: what it was when read, a hash of its source's settings,
+# and which prepare run merged its rows.
+INGESTED_FILES_SCHEMA = StructType(
+    [
+        StructField("source", StringType(), False),
+        StructField(SOURCE_FILE, StringType(), False),
+        StructField("file_size", LongType()),
+        StructField("modified_at", TimestampType()),
+        StructField("source_hash", StringType(), False),
+        StructField(RUN_ID, StringType(), False),
+        StructField("prepared_run_id", StringType()),
+    ]
+)
+
 MODEL_METRICS_SCHEMA = StructType(
     [
         StructField(RUN_ID, StringType(), False),
@@ -196,7 +210,7 @@ RUNS_SCHEMA = StructType(
         StructField("config_hash", StringType(), False),
         StructField("stages", ArrayType(StringType()), False),
         StructField("started_at", TimestampType(), False),
-        StructField("finished_at", TimestampType(), False),
+        StructField("finished_at", TimestampType()),
         StructField("status", StringType(), False),
         StructField("error", StringType()),
         StructField(
@@ -205,6 +219,8 @@ RUNS_SCHEMA = StructType(
         StructField("row_counts", MapType(StringType(), LongType()), False),
         StructField("skipped", MapType(StringType(), StringType())),
         StructField("stage_status", MapType(StringType(), StringType())),
+        StructField("rows_in", MapType(StringType(), LongType())),
+        StructField("rows_out", MapType(StringType(), LongType())),
     ]
 )
 

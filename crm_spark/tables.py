@@ -43,6 +43,7 @@ class Table:
 
 BRONZE = {s: Table("bronze", s) for s in ("customers", "products", "orders", "ratings")}
 QUARANTINE = Table("bronze", "quarantine")
+INGESTED_FILES = Table("bronze", "ingested_files")
 CUSTOMERS = Table("silver", "customers")
 CUSTOMER_XREF = Table("silver", "customer_xref")
 PRODUCTS = Table("silver", "products")
@@ -70,15 +71,16 @@ MODEL_REGISTRY = Table("models", "registry", RUN_ID)
 MODEL_EXPLANATIONS = Table("models", "explanations", RUN_ID)
 
 ALL_TABLES = (
-    *BRONZE.values(), QUARANTINE, CUSTOMERS, CUSTOMER_XREF, PRODUCTS, ORDERS, RATINGS, CUSTOMER_FEATURES,
-    FEATURE_SELECTION, CHURN_HOLDOUT, CHURN_SCORES, CLV_HOLDOUT, CLV_PREDICTIONS, CUSTOMER_SEGMENTS,
+    *BRONZE.values(), QUARANTINE, INGESTED_FILES, CUSTOMERS, CUSTOMER_XREF, PRODUCTS, ORDERS, RATINGS,
+    CUSTOMER_FEATURES, FEATURE_SELECTION, CHURN_HOLDOUT, CHURN_SCORES, CLV_HOLDOUT, CLV_PREDICTIONS, CUSTOMER_SEGMENTS,
     SEGMENT_PROFILES, ANOMALIES, RECOMMENDATIONS, RECOMMENDATION_HOLDOUT, RECOMMENDATION_RELEVANCE,
     RECOMMENDATION_TUNING, RATING_HOLDOUT, MODEL_METRICS, DATA_QUALITY, RUNS, MODEL_REGISTRY, MODEL_EXPLANATIONS,
     ERASURE_LOG,
 )
 
 
-def _literal(value: object) -> str:
+def sql_literal(value: object) -> str:
+    """Return ``value`` (a date or text) as a SQL literal."""
     if isinstance(value, dt.date):
         return f"DATE'{value.isoformat()}'"
     return "'" + str(value).replace("'", "''") + "'"
@@ -87,17 +89,18 @@ def _literal(value: object) -> str:
 def write_table(df: DataFrame, table: Table, lakehouse_dir: str, key: object = None, where: str | None = None) -> int:
     """Write ``df`` to ``table`` and return the number of rows written.
 
-    A table scoped to ``all`` is overwritten; one scoped to a column has only the rows
-    whose column equals ``key`` replaced, so re-running the same date or run replaces
-    rather than appends.
+    A table scoped to ``all`` is overwritten, or, given ``where`` and once it exists,
+    has only the rows matching ``where`` replaced; one scoped to a column has only the
+    rows whose column equals ``key`` replaced, so re-running the same date or run
+    replaces rather than appends.
 
     Args:
         df: rows to write; for a scoped table every row must carry ``key``.
         table: the target table.
         lakehouse_dir: the lakehouse root.
         key: value of the scope column for this write (``as_of_date`` or ``run_id``).
-        where: a further SQL predicate narrowing the rows replaced (every written row
-            must satisfy it), e.g. ``task = 'churn'``.
+        where: a SQL predicate narrowing the rows replaced (every written row must
+            satisfy it), e.g. ``task = 'churn'``.
 
     Returns:
         Rows written, from the Delta commit's metrics.
@@ -113,22 +116,69 @@ def write_table(df: DataFrame, table: Table, lakehouse_dir: str, key: object = N
         statistics_types = (NumericType, StringType, DateType, TimestampType)
         kept = [f.name for f in df.schema.fields if f.name not in personal and isinstance(f.dataType, statistics_types)]
         writer = writer.option("delta.dataSkippingStatsColumns", ",".join(f"`{c}`" for c in kept))
-    if table.scope == "all":
+    path = table.path(lakehouse_dir)
+    before, _ = last_commit(df.sparkSession, path)
+    if table.scope == "all" and where and before >= 0:
+        writer = writer.option("replaceWhere", where)
+    elif table.scope == "all":
         writer = writer.option("overwriteSchema", "true")
     else:
         if key is None:
             raise ValueError(f"{table.qualified} is replaced per {table.scope}: pass key")
-        condition = f"{table.scope} = {_literal(key)}" + (f" AND ({where})" if where else "")
+        condition = f"{table.scope} = {sql_literal(key)}" + (f" AND ({where})" if where else "")
         writer = (
             writer.option("replaceWhere", condition)
             .option("mergeSchema", "true")
             .partitionBy(table.scope)
         )
-    path = table.path(lakehouse_dir)
     writer.save(path)
-    rows = rows_written(df.sparkSession, path)
+    rows = rows_written(df.sparkSession, path, before)
     log.info("wrote %s rows to %s", rows, table.qualified)
     return rows
+
+
+def merge_table(
+    df: DataFrame, table: Table, lakehouse_dir: str, keys: tuple[str, ...], newer: str | None = None,
+    delete_missing: bool = False,
+) -> dict[str, int]:
+    """Upsert ``df`` into ``table`` with one Delta MERGE; create the table when absent.
+
+    Keys match null-safely. A matched row is updated only when a value differs (so a
+    re-run commits no changed rows) and, given ``newer``, only when that predicate on
+    ``t`` (target) and ``s`` (source) holds. ``df`` must hold at most one row per key.
+
+    Args:
+        df: the new rows, deduplicated on ``keys``.
+        table: the target table (scoped to ``all``).
+        lakehouse_dir: the lakehouse root.
+        keys: the columns that identify a row.
+        newer: SQL predicate that must hold to replace a matched row, e.g.
+            ``s.order_ts >= t.order_ts``.
+        delete_missing: delete target rows with no source row (the source is complete).
+
+    Returns:
+        ``inserted``, ``updated`` and ``deleted`` row counts.
+    """
+    path = table.path(lakehouse_dir)
+    if not DeltaTable.isDeltaTable(df.sparkSession, path):
+        return {"inserted": write_table(df, table, lakehouse_dir), "updated": 0, "deleted": 0}
+    matched = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
+    changed = " OR ".join(f"NOT (t.`{c}` <=> s.`{c}`)" for c in df.columns if c not in keys)
+    merge = (
+        DeltaTable.forPath(df.sparkSession, path).alias("t").merge(df.alias("s"), matched)
+        .whenMatchedUpdateAll(condition=f"({newer}) AND ({changed})" if newer else changed)
+        .whenNotMatchedInsertAll()
+    )
+    if delete_missing:
+        merge = merge.whenNotMatchedBySourceDelete()
+    before, _ = last_commit(df.sparkSession, path)
+    merge.execute()
+    version, metrics = last_commit(df.sparkSession, path)
+    metrics = metrics if version > before else {}
+    counts = {name: int(metrics.get(f"numTargetRows{name.capitalize()}", 0))
+              for name in ("inserted", "updated", "deleted")}
+    log.info("merged into %s: %s", table.qualified, counts)
+    return counts
 
 
 def write_dated(df: DataFrame, table: Table, lakehouse_dir: str, as_of_date: dt.date, run_id: str) -> int:
@@ -141,10 +191,24 @@ def write_dated(df: DataFrame, table: Table, lakehouse_dir: str, as_of_date: dt.
     return write_table(stamped, table, lakehouse_dir, as_of_date)
 
 
-def rows_written(spark: SparkSession, path: str) -> int:
-    """Return the output row count of the latest commit of the Delta table at ``path``."""
-    metrics = DeltaTable.forPath(spark, path).history(1).select("operationMetrics").first()[0]
-    return int((metrics or {}).get("numOutputRows", 0))
+def last_commit(spark: SparkSession, path: str) -> tuple[int, dict[str, str]]:
+    """Return the version and operation metrics of the latest commit of the Delta table at ``path``."""
+    if not DeltaTable.isDeltaTable(spark, path):
+        return -1, {}
+    commit = DeltaTable.forPath(spark, path).history(1).select("version", "operationMetrics").first()
+    return commit["version"], dict(commit["operationMetrics"] or {})
+
+
+def rows_written(spark: SparkSession, path: str, before: int = -1) -> int:
+    """Return the rows a write committed after version ``before`` added to the table at ``path``.
+
+    Rows a ``replaceWhere`` copied from rewritten files are not counted; a write that
+    committed nothing added 0.
+    """
+    version, metrics = last_commit(spark, path)
+    if version <= before:
+        return 0
+    return int(metrics.get("numOutputRows", 0)) - int(metrics.get("numCopiedRows", 0))
 
 
 def read_table(spark: SparkSession, table: Table, lakehouse_dir: str) -> DataFrame:

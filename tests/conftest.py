@@ -8,7 +8,15 @@ from pathlib import Path
 import pytest
 from pyspark.sql import SparkSession
 
-from crm_spark.config import Config, GenerateConfig, PathsConfig, PrivacyConfig, SparkConfig, TrainConfig
+from crm_spark.config import (
+    Config,
+    GenerateConfig,
+    PathsConfig,
+    PrivacyConfig,
+    RecommendConfig,
+    SparkConfig,
+    TrainConfig,
+)
 from crm_spark.session import build_spark
 
 AS_OF = dt.date(2025, 1, 1)
@@ -24,14 +32,16 @@ def make_config(root: Path, **sections) -> Config:
     sections.setdefault("train", TrainConfig(lr_reg_params=(0.001, 0.01), lr_elastic_nets=(0.0,), dt_max_depths=(4, 6),
                                              dt_min_instances=(20,), gbt_max_depths=(3,), gbt_max_iter=20,
                                              clv_gbt_max_iter=20, segment_k_max=4, segment_restarts=2))
+    sections.setdefault("recommend", RecommendConfig(tune_ranks=(8, 16), tune_reg_params=(0.05, 0.2),
+                                                     tune_alphas=(3.0,)))
     sections.setdefault("privacy", PrivacyConfig(secret_file=str(root / "secret.key"), create_secret=True,
                                                  vacuum_retention_hours=0, allow_short_retention=True))
     spark_cfg = SparkConfig(
         master="local[2]", shuffle_partitions=2, ui_enabled=False, log_level="ERROR",
         extra={"spark.driver.memory": "3g", "spark.sql.warehouse.dir": str(root / "warehouse")},
     )
-    return Config(as_of_date=AS_OF, paths=paths, spark=spark_cfg,
-                  generate=GenerateConfig(customers=2000, products=150, partitions=2), **sections)
+    sections.setdefault("generate", GenerateConfig(customers=2000, products=150, partitions=2))
+    return Config(as_of_date=AS_OF, paths=paths, spark=spark_cfg, **sections)
 
 
 @pytest.fixture(scope="session")

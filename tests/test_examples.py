@@ -18,15 +18,17 @@ REPO = Path(__file__).resolve().parents[1]
 
 def example(name: str, root: Path):
     """Load an example config with paths under ``root``, and logistic regression and a
-    decision tree over smaller grids than its defaults (the tests check behaviour, not the
-    breadth of the search; the pipeline test covers gradient-boosted trees)."""
+    decision tree, segment counts and ALS settings over smaller grids than its defaults
+    (the tests check behaviour, not the breadth of the search; the pipeline test covers
+    gradient-boosted trees, the MovieLens test the default ALS search)."""
     return load_config(REPO / "conf" / "examples" / f"{name}.yaml", [
         f"paths.raw_dir={REPO / 'examples' / name}", f"paths.lakehouse_dir={root / 'lakehouse'}",
         f"paths.checkpoint_dir={root / 'checkpoints'}", f"paths.allowed_roots=['{REPO}', '{root}']",
         f"privacy.secret_file={root / 'secret.key'}", "privacy.create_secret=true",
         "train.classifiers=[logistic_regression, decision_tree]", "train.lr_reg_params=[0.001, 0.01]",
         "train.lr_elastic_nets=[0.0]", "train.dt_max_depths=[3, 5]", "train.dt_min_instances=[20]",
-        "train.clv_gbt_max_iter=20", "train.segment_restarts=1"])
+        "train.clv_gbt_max_iter=20", "train.segment_restarts=1", "train.segment_k_max=4",
+        "recommend.tune_ranks=[8, 16]", "recommend.tune_reg_params=[0.05, 0.2]", "recommend.tune_alphas=[3.0]"])
 
 
 def run_row(spark, config, run_id):

@@ -51,9 +51,10 @@ def corpus(tmp_path_factory):
 def test_bad_inputs_reconcile_with_reason_codes(spark, corpus):
     counts = ingest.run(spark, corpus, "corpus-run")
     assert counts == {
-        "customers.read": len(CORPUS), "bronze.customers": 2, "quarantine.customers": len(CORPUS) - 2,
-        "products.read": 0, "bronze.products": 0, "quarantine.products": 0,
-        "orders.read": 3, "bronze.orders": 1, "quarantine.orders": 2,
+        "customers.files": 2, "customers.read": len(CORPUS), "bronze.customers": 2,
+        "quarantine.customers": len(CORPUS) - 2, "products.files": 1, "products.read": 0, "bronze.products": 0,
+        "quarantine.products": 0, "orders.files": 1, "orders.read": 3, "bronze.orders": 1, "quarantine.orders": 2,
+        "bronze.quarantine": len(CORPUS),
     }
     lake = corpus.paths.lakehouse_dir
     quarantine = tables.read_table(spark, tables.QUARANTINE, lake)

@@ -4,15 +4,26 @@ from __future__ import annotations
 
 import logging
 
+from delta.tables import DeltaTable
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from crm_spark import privacy, tables
+from crm_spark import ingest, privacy, tables
 from crm_spark.config import Config
-from crm_spark.ingest import empty_bronze
 from crm_spark.prepare import clean, dedup, quality
-from crm_spark.schemas import BIRTH_DATE, BRONZE_SCHEMAS, CUSTOMER_ID, CUSTOMER_KEY
+from crm_spark.schemas import (
+    BIRTH_DATE,
+    BRONZE_SCHEMAS,
+    CUSTOMER_ID,
+    CUSTOMER_KEY,
+    ORDER_LINE_ID,
+    ORDER_TS,
+    PRODUCT_ID,
+    RATED_TS,
+    RATING,
+    SOURCE_FILE,
+)
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +32,7 @@ def bronze_frames(spark: SparkSession, config: Config) -> dict[str, DataFrame]:
     """Return the bronze table of every configured source and an empty frame for the others."""
     lake = config.paths.lakehouse_dir
     return {
-        name: tables.read_table(spark, table, lake) if name in config.sources else empty_bronze(spark, name)
+        name: tables.read_table(spark, table, lake) if name in config.sources else ingest.empty_bronze(spark, name)
         for name, table in tables.BRONZE.items()
     }
 
@@ -72,8 +83,97 @@ def resolve(customers_df: DataFrame, config: Config) -> tuple[DataFrame, dict[st
     return dedup.xref(components, keyed), counts
 
 
+def rebuild_silver(spark: SparkSession, config: Config, bronze: dict[str, DataFrame], customers: DataFrame,
+                   xref_df: DataFrame) -> dict[str, int]:
+    """Overwrite every silver table from all of bronze.
+
+    Returns:
+        Rows written per silver table.
+    """
+    lake = config.paths.lakehouse_dir
+    counts = {tables.CUSTOMER_XREF.qualified: tables.write_table(xref_df, tables.CUSTOMER_XREF, lake)}
+    xref_df = tables.read_table(spark, tables.CUSTOMER_XREF, lake)
+    counts[tables.CUSTOMERS.qualified] = tables.write_table(
+        dedup.golden_records(customers, xref_df), tables.CUSTOMERS, lake)
+    counts[tables.PRODUCTS.qualified] = tables.write_table(
+        clean.with_clean_products(bronze["products"]), tables.PRODUCTS, lake)
+    orders = clean.with_customer_key(clean.with_clean_orders(bronze["orders"]), xref_df)
+    counts[tables.ORDERS.qualified] = tables.write_table(orders, tables.ORDERS, lake)
+    ratings = clean.with_latest_rating(clean.with_customer_key(bronze["ratings"], xref_df).drop(SOURCE_FILE))
+    counts[tables.RATINGS.qualified] = tables.write_table(ratings, tables.RATINGS, lake)
+    return counts
+
+
+def merge_silver(spark: SparkSession, config: Config, bronze: dict[str, DataFrame], customers: DataFrame,
+                 xref_df: DataFrame, pending: list[str]) -> dict[str, int]:
+    """Upsert silver from the bronze rows of ``pending`` files with Delta MERGE.
+
+    Customers are resolved over all of bronze (a new record may join an existing
+    person), then merged by ``customer_id`` (cross-reference) and ``customer_key``
+    (golden records); ids whose key changed are the *re-keyed* ids. Orders are merged
+    by ``order_line_id`` (the later ``order_ts`` wins) from the pending rows and every
+    row of a re-keyed id; ratings by customer and product (the later rating wins)
+    after the rows of re-keyed persons, and rows of unknown customers, are taken out
+    and derived again.
+
+    Returns:
+        Rows per silver table after the merge and ``merge.<table>.<inserted|updated|deleted>``.
+    """
+    lake = config.paths.lakehouse_dir
+    counts: dict[str, int] = {}
+
+    def merged(table: tables.Table, df: DataFrame, keys: tuple[str, ...], **options) -> None:
+        result = tables.merge_table(df, table, lake, keys, **options)
+        counts.update({f"merge.{table.qualified}.{k}": v for k, v in result.items()})
+
+    old_xref = tables.read_table(spark, tables.CUSTOMER_XREF, lake).select(
+        CUSTOMER_ID, F.col(CUSTOMER_KEY).alias("_old_key"))
+    xref_df = xref_df.persist(StorageLevel.MEMORY_AND_DISK)
+    # Checkpointed, not cached: a cached frame would be recomputed from the merged table.
+    rekeyed = (xref_df.join(old_xref, CUSTOMER_ID, "left")
+               .where(~F.col(CUSTOMER_KEY).eqNullSafe(F.col("_old_key")))
+               .select(CUSTOMER_ID, CUSTOMER_KEY, "_old_key")).checkpoint(eager=True)
+    counts["merge.rekeyed_ids"] = rekeyed.count()
+    merged(tables.CUSTOMER_XREF, xref_df, (CUSTOMER_ID,), delete_missing=True)
+    merged(tables.CUSTOMERS, dedup.golden_records(customers, xref_df), (CUSTOMER_KEY,), delete_missing=True)
+    merged(tables.PRODUCTS, clean.with_clean_products(bronze["products"]), (PRODUCT_ID,), delete_missing=True)
+
+    new_rows = spark.createDataFrame([(p,) for p in pending], f"{SOURCE_FILE} string")
+    rekeyed_ids = F.broadcast(rekeyed.select(CUSTOMER_ID))
+    orders = bronze["orders"].join(F.broadcast(new_rows), SOURCE_FILE, "left_semi").unionByName(
+        bronze["orders"].join(rekeyed_ids, CUSTOMER_ID, "left_semi"))
+    merged(tables.ORDERS, clean.with_customer_key(clean.with_clean_orders(orders.distinct()), xref_df),
+           (ORDER_LINE_ID,), newer=f"s.{ORDER_TS} >= t.{ORDER_TS}")
+
+    # Persons whose key changed: their rows (and rows under no key) are taken out and derived again.
+    persons = rekeyed.select(F.col(CUSTOMER_KEY).alias("_key")).unionByName(
+        rekeyed.select(F.col("_old_key").alias("_key"))).where(F.col("_key").isNotNull()).distinct()
+    ratings = bronze["ratings"].join(F.broadcast(new_rows), SOURCE_FILE, "left_semi")
+    if counts["merge.rekeyed_ids"]:
+        silver_ratings = DeltaTable.forPath(spark, tables.RATINGS.path(lake))
+        silver_ratings.alias("t").merge(F.broadcast(persons).alias("s"), f"t.{CUSTOMER_KEY} = s._key") \
+            .whenMatchedDelete().execute()
+        silver_ratings.delete(F.col(CUSTOMER_KEY).isNull())
+        person_ids = xref_df.select(CUSTOMER_ID, F.col(CUSTOMER_KEY).alias("_key")).join(
+            F.broadcast(persons), "_key", "left_semi").select(CUSTOMER_ID)
+        ratings = ratings.unionByName(bronze["ratings"].join(F.broadcast(person_ids), CUSTOMER_ID, "left_semi")) \
+            .unionByName(bronze["ratings"].join(xref_df.select(CUSTOMER_ID), CUSTOMER_ID, "left_anti"))
+    later = (f"s.{RATED_TS} > t.{RATED_TS} OR (t.{RATED_TS} IS NULL AND s.{RATED_TS} IS NOT NULL) "
+             f"OR (s.{RATED_TS} <=> t.{RATED_TS} AND s.{RATING} > t.{RATING})")
+    merged(tables.RATINGS, clean.with_latest_rating(clean.with_customer_key(ratings.distinct(), xref_df)
+                                                    .drop(SOURCE_FILE)), (CUSTOMER_KEY, PRODUCT_ID), newer=later)
+    for table in (tables.CUSTOMER_XREF, tables.CUSTOMERS, tables.PRODUCTS, tables.ORDERS, tables.RATINGS):
+        counts[table.qualified] = tables.read_table(spark, table, lake).count()
+    xref_df.unpersist()
+    return counts
+
+
 def run(spark: SparkSession, config: Config, run_id: str) -> dict[str, int]:
     """Write the silver tables and the run's ``data_quality`` rows from the bronze ones.
+
+    With ``ingest.incremental`` and silver already built, the rows of files ingested
+    since the last run are merged in (:func:`merge_silver`); otherwise silver is
+    rebuilt from all of bronze. Either way the files are then marked prepared.
 
     Args:
         spark: the session.
@@ -102,19 +202,15 @@ def run(spark: SparkSession, config: Config, run_id: str) -> dict[str, int]:
 
     xref_df, resolution = resolve(customers, config)
     counts.update(resolution)
-    counts[tables.CUSTOMER_XREF.qualified] = tables.write_table(xref_df, tables.CUSTOMER_XREF, lake)
-    xref_df = tables.read_table(spark, tables.CUSTOMER_XREF, lake)
-    counts[tables.CUSTOMERS.qualified] = tables.write_table(
-        dedup.golden_records(customers, xref_df), tables.CUSTOMERS, lake
-    )
-
-    counts[tables.PRODUCTS.qualified] = tables.write_table(
-        clean.with_clean_products(bronze["products"]), tables.PRODUCTS, lake
-    )
-    orders = clean.with_customer_key(clean.with_clean_orders(bronze["orders"]), xref_df)
-    counts[tables.ORDERS.qualified] = tables.write_table(orders, tables.ORDERS, lake)
-    ratings = clean.with_latest_rating(clean.with_customer_key(bronze["ratings"], xref_df).drop("_source_file"))
-    counts[tables.RATINGS.qualified] = tables.write_table(ratings, tables.RATINGS, lake)
+    incremental = config.ingest.incremental and tables.table_exists(spark, tables.CUSTOMER_XREF, lake)
+    pending = ingest.pending_files(spark, lake).select(SOURCE_FILE).collect() \
+        if tables.table_exists(spark, tables.INGESTED_FILES, lake) else []
+    if incremental:
+        counts.update(merge_silver(spark, config, bronze, customers, xref_df, [r[SOURCE_FILE] for r in pending]))
+    else:
+        counts.update(rebuild_silver(spark, config, bronze, customers, xref_df))
+    if pending:
+        ingest.mark_prepared(spark, lake, [r[SOURCE_FILE] for r in pending], run_id)
 
     silver_orders = tables.read_table(spark, tables.ORDERS, lake)
     order_stats = silver_orders.agg(F.count(F.when(F.col(CUSTOMER_KEY).isNull(), 1)).alias("unknown"),

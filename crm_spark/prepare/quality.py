@@ -15,12 +15,15 @@ import operator
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from crm_spark import tables
 from crm_spark.config import EXPECTATION_PATTERN, Config
 from crm_spark.schemas import (
+    AS_OF_DATE,
     DATA_QUALITY_SCHEMA,
     EMAIL,
     PHONE,
     PII_COLUMNS,
+    RUN_ID,
     SOURCE_FILE,
 )
 
@@ -123,3 +126,34 @@ def check(rows: list[Row], config: Config) -> None:
         log.warning("data-quality expectation not met: %s", failure)
     if failures and config.quality.on_failure == "fail":
         raise QualityError(f"{len(failures)} data-quality expectation(s) not met; first: {failures[0]}")
+
+
+def gate(spark: SparkSession, config: Config) -> dict[str, int]:
+    """Fail unless the newest ``prepare`` run for ``as_of_date`` met every expectation.
+
+    A scheduler runs this between ``prepare`` and ``train`` (whatever
+    ``quality.on_failure`` says), so models are never trained on data that failed.
+
+    Returns:
+        ``quality_gate.expectations``: how many expectations were checked.
+
+    Raises:
+        QualityError: no ``prepare`` run succeeded for ``as_of_date``, or one of its
+            expectations is not met.
+    """
+    lake = config.paths.lakehouse_dir
+    prepared = None
+    if tables.table_exists(spark, tables.RUNS, lake):
+        prepared = tables.read_table(spark, tables.RUNS, lake).where(
+            (F.col(AS_OF_DATE) == F.lit(config.as_of_date)) & (F.col("stage_status")["prepare"] == "succeeded")
+        ).orderBy(F.col("finished_at").desc()).select(RUN_ID).first()
+    if prepared is None:
+        raise QualityError(f"no prepare run succeeded for {config.as_of_date}: nothing to check")
+    quality_df = tables.read_table(spark, tables.DATA_QUALITY, lake).where(F.col(RUN_ID) == prepared[RUN_ID])
+    rows = [(r["dataset"], r["column"], r["metric"], r["value"], r["text"]) for r in quality_df.collect()]
+    failures = failed_expectations(rows, config.quality.expectations)
+    if failures:
+        raise QualityError(f"prepare run {prepared[RUN_ID]}: {len(failures)} data-quality expectation(s) not met; "
+                           f"first: {failures[0]}")
+    log.info("prepare run %s met all %d expectations", prepared[RUN_ID], len(config.quality.expectations))
+    return {"quality_gate.expectations": len(config.quality.expectations)}

@@ -9,6 +9,7 @@ and ``malformed``.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 
 from pyspark import StorageLevel
@@ -16,7 +17,29 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from crm_spark.config import Config
-from crm_spark.schemas import RAW_COLUMNS
+from crm_spark.schemas import (
+    BIRTH_DATE,
+    CITY,
+    COUNTRY,
+    CUSTOMER_ID,
+    EMAIL,
+    FIRST_NAME,
+    GENDER,
+    LAST_NAME,
+    ORDER_ID,
+    ORDER_TS,
+    PHONE,
+    PRICE,
+    PRODUCT_ID,
+    QUANTITY,
+    RATED_TS,
+    RATING,
+    RAW_COLUMNS,
+    SIGNUP_TS,
+    STATUS,
+    UNIT_PRICE,
+    UPDATED_TS,
+)
 from crm_spark.synth import activity, people
 from crm_spark.synth.random import pick, uniform
 
@@ -122,4 +145,80 @@ def run(spark: SparkSession, config: Config) -> dict[str, int]:
     for df in (persons_df, products_df, records_df, lines_df):
         df.unpersist()
     log.info("generated %s customers into %s (truth in %s)", cfg.customers, raw, truth)
+    return counts
+
+
+def next_day(spark: SparkSession, config: Config) -> dict[str, int]:
+    """Append one day of new activity, dated the day before ``as_of_date``, as new raw files.
+
+    Run after :func:`run` with the next ``as_of_date`` to get "day N+1" files beside
+    the existing ones: orders of about ``generate.next_day_share`` of the customers
+    (1-3 lines each), ratings of a third of those lines, new records moving about a
+    tenth as many customers to another city, and a fiftieth as many new customers,
+    each with an order. The day's rows have no ground truth; the existing files are
+    left as they are.
+
+    Returns:
+        Rows appended per raw source.
+    """
+    cfg, raw = config.generate, config.paths.raw_dir.rstrip("/")
+    day = config.as_of_date - dt.timedelta(days=1)
+    seed, salt = cfg.seed, f"next/{day.isoformat()}"
+    start = F.lit(dt.datetime.combine(day, dt.time()))
+
+    def moment(tag: str, key: Column) -> Column:
+        return F.timestamp_seconds(F.unix_timestamp(start) + F.floor(uniform(seed, f"{salt}/{tag}", key) * 86_399))
+
+    known = spark.read.option("header", True).csv(f"{raw}/customers").where(
+        F.col(CUSTOMER_ID).rlike("^C[0-9]+$")).dropDuplicates([CUSTOMER_ID])
+    share = F.lit(cfg.next_day_share)
+    movers = known.where(uniform(seed, f"{salt}/move", F.col(CUSTOMER_ID)) < share / 10).select(
+        *[F.lit("Springfield").alias(c) if c == CITY else
+          F.date_format(moment("move", F.col(CUSTOMER_ID)), "yyyy-MM-dd HH:mm:ss").alias(c) if c == UPDATED_TS
+          else F.col(c) for c in RAW_COLUMNS["customers"]])
+    n_new = max(1, round(cfg.customers * cfg.next_day_share / 50))
+    number = F.format_string("%06d", F.col("id"))
+    signed = F.date_format(moment("signup", number), "yyyy-MM-dd HH:mm:ss")
+    newcomers = spark.range(n_new, numPartitions=1).select(
+        F.concat(F.lit(f"C9{day:%Y%m%d}"), number).alias(CUSTOMER_ID),
+        F.lit("New").alias(FIRST_NAME), F.concat(F.lit("Customer"), number).alias(LAST_NAME),
+        F.concat(F.lit(f"new.{day:%Y%m%d}."), number, F.lit("@mail.test")).alias(EMAIL),
+        F.lit(None).cast("string").alias(PHONE),
+        pick(uniform(seed, f"{salt}/gender", number), ["f", "m"]).alias(GENDER),
+        F.date_format(F.date_add(F.lit(dt.date(1960, 1, 1)), F.floor(uniform(seed, f"{salt}/birth", number)
+                                                                      * 15_000).cast("int")), "yyyy-MM-dd")
+        .alias(BIRTH_DATE),
+        F.lit("Springfield").alias(CITY), F.lit("US").alias(COUNTRY), signed.alias(SIGNUP_TS), signed.alias(UPDATED_TS),
+    )
+    customers_df = movers.unionByName(newcomers).persist()
+    customers_df.write.mode("append").option("header", True).option("escape", '"').csv(f"{raw}/customers")
+
+    buyers = known.where(uniform(seed, f"{salt}/order", F.col(CUSTOMER_ID)) < share).select(CUSTOMER_ID) \
+        .unionByName(newcomers.select(CUSTOMER_ID))
+    who = F.col(CUSTOMER_ID)
+    lines = buyers.select(
+        CUSTOMER_ID, F.concat(F.lit(f"N{day:%Y%m%d}"), who).alias(ORDER_ID), moment("order", who).alias(ORDER_TS),
+        F.explode(F.sequence(F.lit(1), F.lit(1) + F.floor(uniform(seed, f"{salt}/lines", who) * 3).cast("int")))
+        .alias("line"))
+    line_key = F.concat_ws("/", ORDER_ID, "line")
+    lines = lines.withColumn("product_number", F.floor(uniform(seed, f"{salt}/product", line_key) * cfg.products))
+    lines_df = lines.join(F.broadcast(activity.products(spark, cfg)), "product_number").select(
+        ORDER_ID, CUSTOMER_ID, PRODUCT_ID,
+        (F.lit(1) + F.floor(uniform(seed, f"{salt}/quantity", line_key) * 3).cast("int")).alias(QUANTITY),
+        F.col(PRICE).alias(UNIT_PRICE), ORDER_TS, F.lit("completed").alias(STATUS),
+    ).dropDuplicates([ORDER_ID, PRODUCT_ID]).persist()
+    lines_df.withColumn(ORDER_TS, F.date_format(ORDER_TS, "yyyy-MM-dd'T'HH:mm:ss")).write.mode("append") \
+        .json(f"{raw}/orders")
+    key = F.concat_ws("/", ORDER_ID, PRODUCT_ID)
+    end = F.lit(dt.datetime.combine(config.as_of_date, dt.time())) - F.expr("INTERVAL 1 SECOND")
+    ratings_df = lines_df.where(uniform(seed, f"{salt}/rate?", key) < 1 / 3).select(
+        CUSTOMER_ID, PRODUCT_ID,
+        (F.lit(1) + F.floor(uniform(seed, f"{salt}/rating", key) * 5)).cast("int").alias(RATING),
+        F.least(F.col(ORDER_TS) + F.expr("INTERVAL 1 HOUR"), end).alias(RATED_TS))
+    ratings_df.write.mode("append").parquet(f"{raw}/ratings")
+    counts = {"raw.customers.next_day": customers_df.count(), "raw.orders.next_day": lines_df.count(),
+              "raw.ratings.next_day": ratings_df.count()}
+    customers_df.unpersist()
+    lines_df.unpersist()
+    log.info("appended the activity of %s to %s: %s", day, raw, counts)
     return counts

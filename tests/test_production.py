@@ -1,0 +1,268 @@
+"""Runs like production: incremental and idempotent, safe when killed, the same under spark-submit on a cluster.
+
+One module fixture runs day N twice, then day N+1 incrementally in local mode, and
+builds day N+1 from every file with ``spark-submit.sh pipeline`` on a standalone
+cluster; the incremental, crash and cluster tests compare with those two lakehouses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pyspark
+import pytest
+import yaml
+from delta.tables import DeltaTable
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.testing import assertDataFrameEqual
+
+from crm_spark import runs, tables
+from crm_spark.config import Config, GenerateConfig, as_dict
+from crm_spark.schemas import AS_OF_DATE, CUSTOMER_KEY, RUN_ID, SOURCE_FILE
+
+from .conftest import AS_OF, make_config
+
+REPO = Path(__file__).resolve().parents[1]
+STAGES = ["ingest", "prepare", "features"]
+LATE = "C000999999"
+# What a run writes besides run-scoped tables; compared without the writing run's id.
+DATA_TABLES = (*tables.BRONZE.values(), tables.QUARANTINE, tables.CUSTOMER_XREF, tables.CUSTOMERS, tables.PRODUCTS,
+               tables.ORDERS, tables.RATINGS, tables.CUSTOMER_FEATURES)
+
+
+def write_config(config: Config, path: Path) -> Path:
+    """Write ``config`` as the YAML file a job reads."""
+    path.write_text(yaml.safe_dump(json.loads(json.dumps(as_dict(config), default=str))))
+    return path
+
+
+def content(spark: SparkSession, config: Config, table: tables.Table) -> DataFrame:
+    """Return a table's rows without the id of the run that wrote them."""
+    df = tables.read_table(spark, table, config.paths.lakehouse_dir)
+    return df.drop(RUN_ID) if RUN_ID in df.columns else df
+
+
+def snapshot(spark: SparkSession, config: Config) -> dict[tables.Table, DataFrame]:
+    """Return every data table's current rows, materialized so later writes do not change them."""
+    return {t: content(spark, config, t).localCheckpoint(eager=True) for t in DATA_TABLES}
+
+
+def assert_same_data(spark: SparkSession, actual: Config, expected: Config) -> None:
+    """Assert that two lakehouses hold the same data tables (features: of ``expected``'s dates)."""
+    for table in DATA_TABLES:
+        rows = content(spark, actual, table)
+        if table == tables.CUSTOMER_FEATURES:
+            rows = rows.where(F.col(AS_OF_DATE).isin(expected.as_of_date, expected.training_cutoff))
+        assertDataFrameEqual(rows, content(spark, expected, table))
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that nothing listens on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for(check, what: str, seconds: float = 120) -> None:
+    """Poll ``check`` until it returns true; fail after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def master_state(ui_port: int) -> dict:
+    """Return the standalone master's state from its web UI's JSON."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{ui_port}/json/", timeout=5) as response:
+        return json.load(response)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """Start a standalone master and two 1-core workers on 127.0.0.1 from the installed
+    pyspark; yield the master URL and the master's UI port; stop every process started."""
+    spark_home = Path(pyspark.__file__).parent
+    root = tmp_path_factory.mktemp("cluster")
+    env = {**os.environ, "SPARK_HOME": str(spark_home), "SPARK_LOCAL_IP": "127.0.0.1",
+           "SPARK_LOG_DIR": str(root / "logs"), "SPARK_WORKER_DIR": str(root / "work")}
+    spark_class = str(spark_home / "bin" / "spark-class")
+    ui_port, started = free_port(), []
+
+    def start(name: str, *args: str) -> None:
+        log_file = (root / f"{name}.log").open("w")
+        started.append(subprocess.Popen([spark_class, *args], env=env, stdout=log_file, stderr=subprocess.STDOUT,
+                                        start_new_session=True))
+
+    try:
+        start("master", "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1", "--port", "7077",
+              "--webui-port", str(ui_port))
+        wait_for(lambda: master_state(ui_port)["status"] == "ALIVE", "the master")
+        for i in range(2):
+            start(f"worker{i}", "org.apache.spark.deploy.worker.Worker", "spark://127.0.0.1:7077", "--cores", "1",
+                  "--memory", "2g", "--host", "127.0.0.1", "--webui-port", str(free_port()),
+                  "--work-dir", str(root / f"work{i}"))
+        wait_for(lambda: master_state(ui_port)["aliveworkers"] == 2, "two workers")
+        yield "spark://127.0.0.1:7077", ui_port
+    finally:
+        for process in started:
+            os.killpg(process.pid, signal.SIGTERM)
+        for process in started:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        assert all(process.poll() is not None for process in started)
+
+
+@pytest.fixture(scope="module")
+def days(spark, cluster, tmp_path_factory):
+    """Day N twice and day N+1 incrementally in local mode, then day N+1 built from every
+    file by ``spark-submit.sh pipeline`` on the standalone cluster, in a second lakehouse."""
+    root = tmp_path_factory.mktemp("production")
+    day_n = make_config(root, generate=GenerateConfig(customers=400, products=60, partitions=2, next_day_share=0.1))
+    runs.execute(spark, day_n, ["generate"])
+    # A customer known on day N only by an order and a rating, whose record arrives on day N+1.
+    raw = Path(day_n.paths.raw_dir)
+    (raw / "orders" / "part-late.json").write_text(json.dumps(
+        {"order_id": "OLATE", "customer_id": LATE, "product_id": "P000001", "quantity": 1, "unit_price": 9.5,
+         "order_ts": "2024-11-02T10:00:00", "status": "completed"}) + "\n")
+    spark.createDataFrame([(LATE, "P000002", 4, dt.datetime(2024, 11, 3))], "customer_id string, product_id string, "
+                          "rating int, rated_ts timestamp").write.mode("append").parquet(str(raw / "ratings"))
+    first = runs.execute(spark, day_n, STAGES)
+    at_n = snapshot(spark, day_n)
+    repeat = runs.execute(spark, day_n, STAGES)
+    at_repeat = snapshot(spark, day_n)
+    day_n1 = dataclasses.replace(day_n, as_of_date=AS_OF + dt.timedelta(days=1))
+    (raw / "customers" / "part-late.csv").write_text(
+        "customer_id,first_name,last_name,email,phone,gender,birth_date,city,country,signup_ts,updated_ts\n"
+        f"{LATE},Lee,Late,lee.late@mail.test,,f,1980-01-01,Boston,US,2024-12-31 09:00:00,2024-12-31 09:00:00\n")
+    next_day = runs.execute(spark, day_n1, ["next_day", *STAGES])
+
+    master, ui_port = cluster
+    # One classifier and no ALS search: the cluster run checks that every stage runs there, not the models.
+    on_cluster = dataclasses.replace(
+        day_n1, paths=dataclasses.replace(day_n1.paths, lakehouse_dir=str(root / "cluster"),
+                                          checkpoint_dir=str(root / "cluster-checkpoints")),
+        train=dataclasses.replace(day_n1.train, classifiers=("logistic_regression",), segment_restarts=1),
+        recommend=dataclasses.replace(day_n1.recommend, tune=False),
+        spark=dataclasses.replace(day_n1.spark, extra={**day_n1.spark.extra, "spark.locality.wait": "0s"}))
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
+    began = time.monotonic()
+    submitted = subprocess.run([str(REPO / "spark-submit.sh"), "pipeline", "--master", master, "--config",
+                                str(write_config(on_cluster, root / "cluster.yaml"))],
+                               cwd=REPO, env=env, capture_output=True, text=True, timeout=1200, check=False)
+    return {"day_n": day_n, "at_n": at_n, "at_repeat": at_repeat, "first": first, "repeat": repeat,
+            "day_n1": day_n1, "next_day": next_day, "rebuilt": on_cluster, "submitted": submitted,
+            "cluster_seconds": time.monotonic() - began, "ui_port": ui_port, "master": master}
+
+
+def test_a_rerun_of_the_same_date_reads_no_file_and_leaves_every_table_as_it_was(days):
+    config = days["day_n"]
+    assert days["first"].row_counts["orders.files"] > 0
+    assert {k: v for k, v in days["repeat"].row_counts.items() if k.endswith(".files")} == {
+        f"{source}.files": 0 for source in config.sources}
+    assert not any(v for k, v in days["repeat"].row_counts.items() if k.startswith("merge.silver."))
+    for table, rows in days["at_n"].items():
+        assertDataFrameEqual(days["at_repeat"][table], rows)
+
+
+def test_day_n_plus_1_appends_exactly_the_new_files_to_bronze(spark, days):
+    config, result = days["day_n1"], days["next_day"]
+    files = tables.read_table(spark, tables.INGESTED_FILES, config.paths.lakehouse_dir)
+    for source in ("customers", "orders", "ratings"):
+        new_files = [r[SOURCE_FILE] for r in files.where((F.col("source") == source)
+                                                         & (F.col(RUN_ID) == result.run_id)).collect()]
+        assert len(new_files) == result.row_counts[f"{source}.files"] > 0
+        bronze = content(spark, config, tables.BRONZE[source])
+        assert bronze.where(F.col(SOURCE_FILE).isin(new_files)).count() == result.row_counts[f"raw.{source}.next_day"]
+        assertDataFrameEqual(bronze.where(~F.col(SOURCE_FILE).isin(new_files)), days["at_n"][tables.BRONZE[source]])
+
+
+def test_day_n_plus_1_merged_into_silver_equals_a_rebuild_from_every_file(spark, days):
+    assert days["submitted"].returncode == 0, days["submitted"].stderr[-5000:]
+    incremental, rebuilt, counts = days["day_n1"], days["rebuilt"], days["next_day"].row_counts
+    assert counts["merge.silver.orders.inserted"] == counts["raw.orders.next_day"]
+    assert counts["merge.silver.orders.updated"] == 0
+    assert counts["merge.silver.customers.updated"] > 0  # customers who moved
+    assert counts["merge.rekeyed_ids"] >= 1  # the late customer's order and rating move to its new key
+    assert_same_data(spark, incremental, rebuilt)
+    files = tables.read_table(spark, tables.INGESTED_FILES, incremental.paths.lakehouse_dir)
+    assert files.where(F.col("prepared_run_id").isNull()).count() == 0
+
+
+def test_a_run_killed_mid_write_leaves_committed_tables_and_a_rerun_matches(spark, days, tmp_path):
+    reference = days["rebuilt"]
+    root = Path(reference.paths.raw_dir).parent  # inside the config's allowed roots
+    config = dataclasses.replace(reference, paths=dataclasses.replace(reference.paths,
+                                                                      lakehouse_dir=str(root / "killed")))
+    config_file = write_config(config, tmp_path / "config.yaml")
+    lake = Path(config.paths.lakehouse_dir)
+    writing = lake / "silver" / "orders"
+    log_path = tmp_path / "killed.log"
+    with log_path.open("w") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "crm_spark.cli", "pipeline", "--config", str(config_file), "--run-id", "killed"],
+            cwd=REPO, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 600
+    while process.poll() is None and time.monotonic() < deadline and not list(writing.glob("*.parquet")):
+        time.sleep(0.002)
+    assert process.poll() is None, log_path.read_text()[-3000:]
+    os.killpg(process.pid, signal.SIGKILL)  # the Python driver and its JVM, mid-way through the write
+    assert process.wait() == -signal.SIGKILL
+
+    # The interrupted write left data files but no commit; every committed table reads as committed.
+    assert list(writing.glob("*.parquet")) and not DeltaTable.isDeltaTable(spark, str(writing))
+    committed = [t for t in tables.ALL_TABLES if DeltaTable.isDeltaTable(spark, t.path(str(lake)))]
+    assert tables.BRONZE["orders"] in committed and tables.CUSTOMER_XREF in committed
+    for table in committed:
+        assert spark.read.format("delta").load(table.path(str(lake))).count() >= 0
+    for table in tables.BRONZE.values():
+        assertDataFrameEqual(content(spark, config, table), content(spark, reference, table))
+    assert tables.read_table(spark, tables.RUNS, str(lake)).where(F.col(RUN_ID) == "killed").first()["status"] \
+        == "running"
+
+    runs.execute(spark, config, STAGES, run_id="rerun")
+    assert_same_data(spark, config, reference)
+    manifest = tables.read_table(spark, tables.RUNS, str(lake)).where(F.col(RUN_ID) == "killed").first()
+    assert (manifest["status"], manifest["error"]) == ("failed", runs.ABANDONED)
+
+
+def test_the_pipeline_under_spark_submit_on_a_standalone_cluster_matches_local_mode(spark, days):
+    done, config = days["submitted"], days["rebuilt"]
+    print(f"pipeline on the cluster: {days['cluster_seconds']:.1f} s")
+    assert done.returncode == 0, done.stderr[-5000:]
+    assert f"master {days['master']}" in done.stderr
+    assert len(master_state(days["ui_port"])["completedapps"]) == 1
+    manifest = tables.read_table(spark, tables.RUNS, config.paths.lakehouse_dir).first()
+    assert manifest["stages"] == list(runs.PIPELINE)
+    assert set(manifest["stage_status"].values()) == {"succeeded"}, manifest["stage_status"]
+
+    # The data tables are those of the local-mode run of the same files (day N+1 above).
+    assert_same_data(spark, days["day_n1"], config)
+    # The models scored every customer who has bought, and their held-out AUC beats chance.
+    features = content(spark, config, tables.CUSTOMER_FEATURES).where(
+        (F.col(AS_OF_DATE) == config.as_of_date) & (F.col("frequency") > 0))
+    scores = content(spark, config, tables.CHURN_SCORES)
+    assertDataFrameEqual(scores.select(CUSTOMER_KEY), features.select(CUSTOMER_KEY))
+    auc = tables.read_table(spark, tables.MODEL_METRICS, config.paths.lakehouse_dir).where(
+        (F.col("task") == "churn") & (F.col("metric") == "auc") & (F.col("split") == "test")
+        & (F.col("model") == "logistic_regression")).first()
+    assert auc["value"] > 0.6
+    assert content(spark, config, tables.RECOMMENDATIONS).count() > 0
