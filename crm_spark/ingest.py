@@ -440,7 +440,7 @@ def run(spark: SparkSession, config: Config, run_id: str) -> dict[str, int]:
     for source, spec in config.sources.items():
         path = source_path(config.paths.raw_dir, spec)
         fresh, seen_before = new_files(spark, config, source, source_files(spark, source, spec, path))
-        paths = [row[SOURCE_FILE] for row in fresh]
+        paths = sorted(row[SOURCE_FILE] for row in fresh)  # a stable order, so reads are reproducible
         files_read += [Row(source=source, **row.asDict()) for row in fresh]
         counts[f"{source}.files"] = len(paths)
         log.info("source %s: %d new or changed files at %s", source, len(paths), path)

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 
+from crm_spark import tables
+from crm_spark.config import QualityConfig
 from crm_spark.prepare import quality
+from crm_spark.schemas import RUNS_SCHEMA
+
+from .conftest import AS_OF, make_config
 
 
 def test_profile_counts_and_keeps_personal_values_out(spark):
@@ -25,3 +32,26 @@ def test_expectations_report_each_failure():
         "ratings.rating.null_share <= 0.0"))
     assert failures == ["customers.email.valid_share >= 0.95: measured 0.9300",
                         "ratings.rating.null_share <= 0.0: metric not measured in this run"]
+
+
+def test_gate_checks_the_newest_successful_prepare_of_the_date(spark, tmp_path):
+    config = make_config(tmp_path, quality=QualityConfig(expectations=("customers.email.valid_share >= 0.9",),
+                                                         on_failure="warn"))
+    lake = config.paths.lakehouse_dir
+    with pytest.raises(quality.QualityError, match="no prepare run succeeded"):
+        quality.gate(spark, config)
+
+    def prepared(run_id: str, finished: dt.datetime, status: str, valid_share: float) -> None:
+        run = (run_id, AS_OF, "hash", ["prepare"], finished, finished, status, None, {}, {}, {},
+               {"prepare": status}, {}, {})
+        tables.write_table(spark.createDataFrame([run], RUNS_SCHEMA), tables.RUNS, lake, run_id)
+        tables.write_table(quality.report(spark, config, run_id, [("customers", "email", "valid_share", valid_share,
+                                                                   None)]), tables.DATA_QUALITY, lake, run_id)
+
+    prepared("old-good", dt.datetime(2025, 1, 1, 1), "succeeded", 0.95)
+    assert quality.gate(spark, config) == {"quality_gate.expectations": 1}
+    prepared("new-bad", dt.datetime(2025, 1, 1, 2), "succeeded", 0.5)
+    prepared("newest-failed", dt.datetime(2025, 1, 1, 3), "failed", 0.99)
+    with pytest.raises(quality.QualityError, match=r"^prepare run new-bad: 1 data-quality expectation\(s\) not met; "
+                                                   r"first: customers.email.valid_share >= 0.9: measured 0.5000"):
+        quality.gate(spark, config)
