@@ -203,14 +203,14 @@ def run(spark: SparkSession, config: Config, run_id: str) -> dict[str, int]:
     xref_df, resolution = resolve(customers, config)
     counts.update(resolution)
     incremental = config.ingest.incremental and tables.table_exists(spark, tables.CUSTOMER_XREF, lake)
-    pending = ingest.pending_files(spark, lake).select(SOURCE_FILE).collect() \
+    pending = [r[SOURCE_FILE] for r in ingest.pending_files(spark, lake).select(SOURCE_FILE).collect()] \
         if tables.table_exists(spark, tables.INGESTED_FILES, lake) else []
     if incremental:
-        counts.update(merge_silver(spark, config, bronze, customers, xref_df, [r[SOURCE_FILE] for r in pending]))
+        counts.update(merge_silver(spark, config, bronze, customers, xref_df, pending))
     else:
         counts.update(rebuild_silver(spark, config, bronze, customers, xref_df))
     if pending:
-        ingest.mark_prepared(spark, lake, [r[SOURCE_FILE] for r in pending], run_id)
+        ingest.mark_prepared(spark, lake, pending, run_id)
 
     silver_orders = tables.read_table(spark, tables.ORDERS, lake)
     order_stats = silver_orders.agg(F.count(F.when(F.col(CUSTOMER_KEY).isNull(), 1)).alias("unknown"),
