@@ -9,26 +9,29 @@ import pytest
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from crm_spark import prepare, runs, tables
+from crm_spark import runs, tables
 from crm_spark.config import QualityConfig, load_config
+from crm_spark.prepare import quality
 from crm_spark.prepare.quality import QualityError
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def example(name: str, root: Path):
-    """Load an example config with paths under ``root``, and logistic regression and a
-    decision tree, segment counts and ALS settings over smaller grids than its defaults
-    (the tests check behaviour, not the breadth of the search; the pipeline test covers
-    gradient-boosted trees, the MovieLens test the default ALS search)."""
+    """Load an example config with paths under ``root``, and lighter models than its
+    defaults: logistic regression and a decision tree over small grids, k-means with one
+    k, fewer boosting and ALS iterations and no ALS search (the tests check behaviour,
+    not the breadth of the search; the pipeline test covers gradient-boosted trees and
+    both segmentation algorithms, the MovieLens and pipeline tests the ALS search)."""
     return load_config(REPO / "conf" / "examples" / f"{name}.yaml", [
         f"paths.raw_dir={REPO / 'examples' / name}", f"paths.lakehouse_dir={root / 'lakehouse'}",
         f"paths.checkpoint_dir={root / 'checkpoints'}", f"paths.allowed_roots=['{REPO}', '{root}']",
         f"privacy.secret_file={root / 'secret.key'}", "privacy.create_secret=true",
         "train.classifiers=[logistic_regression, decision_tree]", "train.lr_reg_params=[0.001, 0.01]",
         "train.lr_elastic_nets=[0.0]", "train.dt_max_depths=[3, 5]", "train.dt_min_instances=[20]",
-        "train.clv_gbt_max_iter=20", "train.segment_restarts=1", "train.segment_k_max=4",
-        "recommend.tune_ranks=[8, 16]", "recommend.tune_reg_params=[0.05, 0.2]", "recommend.tune_alphas=[3.0]"])
+        "train.clv_gbt_max_iter=5", "train.segment_restarts=1", "train.segment_algorithms=[kmeans]",
+        "train.segment_k_min=3", "train.segment_k_max=3", "recommend.max_iter=5",
+        "recommend.tune=false"])
 
 
 def run_row(spark, config, run_id):
@@ -57,8 +60,6 @@ def test_orders_only_export(spark, tmp_path):
 
 def test_ratings_and_users_without_orders(spark, tmp_path):
     config = example("ratings_users", tmp_path)
-    # Tuning is covered by the MovieLens and pipeline tests; the configured settings keep this one quick.
-    config = dataclasses.replace(config, recommend=dataclasses.replace(config.recommend, tune=False))
     runs.execute(spark, config, list(runs.PIPELINE), "ratings-users")
     row = run_row(spark, config, "ratings-users")
     assert (row["status"], sorted(row["skipped"])) == ("succeeded", ["score", "select", "train"])
@@ -66,9 +67,10 @@ def test_ratings_and_users_without_orders(spark, tmp_path):
     customers = tables.read_table(spark, tables.CUSTOMERS, lake)
     assert customers.count() == 201
     assert customers.where("age is null").count() == 1
-    quality = tables.read_table(spark, tables.DATA_QUALITY, lake).where(
-        (F.col("dataset") == "customers") & (F.col("column") == "age") & (F.col("metric") == "valid_share"))
-    assert quality.first()["value"] == pytest.approx(200 / 201)
+    measured = tables.read_table(spark, tables.DATA_QUALITY, lake).where(F.col("run_id") == "ratings-users")
+    age = measured.where((F.col("dataset") == "customers") & (F.col("column") == "age")
+                         & (F.col("metric") == "valid_share"))
+    assert age.first()["value"] == pytest.approx(200 / 201)
     quarantine = tables.read_table(spark, tables.QUARANTINE, lake).select("source", "reason")
     assertDataFrameEqual(quarantine, spark.createDataFrame([("ratings", "rating_out_of_range")],
                                                            "source string, reason string"))
@@ -89,10 +91,11 @@ def test_ratings_and_users_without_orders(spark, tmp_path):
     assert served.count() == 200 * config.recommend.top_k
     assert served.join(rated, ["customer_key", "product_id"]).count() == 0
 
+    # The profile prepare measured fails a stricter expectation with its measured value.
     strict = dataclasses.replace(config, quality=QualityConfig(
         expectations=("customers.age.valid_share >= 0.999",), on_failure="fail"))
     with pytest.raises(QualityError, match=r"customers.age.valid_share >= 0.999: measured 0.995"):
-        prepare.run(spark, strict, "strict")
+        quality.check(measured.select("dataset", "column", "metric", "value", "text").collect(), strict)
 
 
 def test_customer_table_with_a_churn_flag_and_nothing_else(spark, tmp_path):

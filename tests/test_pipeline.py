@@ -4,7 +4,6 @@ recommendation exclusions and churn model quality."""
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import logging
 import re
 from pathlib import Path
@@ -226,15 +225,6 @@ def test_held_out_splits_do_not_overlap_training(spark, run):
     holdout = read(spark, config, tables.CHURN_HOLDOUT)
     assert sorted(r[0] for r in holdout.select("split").distinct().collect()) == ["test", "validation"]
     assert holdout.groupBy("model", "customer_key").count().where("count > 1").count() == 0
-
-
-def test_as_of_date_rerun_replaces_rows(spark, run):
-    config, _ = run
-    before = read(spark, config, tables.CUSTOMER_FEATURES).count()
-    runs.execute(spark, config, ["features"], run_id="test-rerun")
-    assert read(spark, config, tables.CUSTOMER_FEATURES).count() == before
-    assert read(spark, config, tables.CUSTOMER_FEATURES).where(
-        F.col("as_of_date") == dt.date(2025, 1, 1)).select("run_id").distinct().collect() == [("test-rerun",)]
 
 
 def test_registry_records_saved_models_and_one_champion_per_task(spark, run):

@@ -25,7 +25,7 @@ def test_k_is_chosen_by_silhouette_for_each_algorithm(spark):
     rows = [(f"c{i}", float(x + rng.normal(0, 0.5)), float(y + rng.normal(0, 0.5)))
             for i, (x, y) in enumerate(centres * 30)]
     df = spark.createDataFrame(rows, "customer_key string, a double, b double")
-    config = TrainConfig(segment_k_min=2, segment_k_max=5, segment_restarts=2, seed=3)
+    config = TrainConfig(segment_k_min=2, segment_k_max=4, segment_restarts=1, seed=3)
     fitted = segments.fit_best(df, ["a", "b"], config)
     assert sorted((s.algorithm, s.k) for s in fitted) == [("bisecting_kmeans", 3), ("kmeans", 3)]
     assert fitted[0].silhouette >= fitted[1].silhouette > 0.8

@@ -20,7 +20,7 @@ def records(spark, cfg):
 
 
 def test_same_seed_same_data_for_any_partitioning(spark):
-    cfg = GenerateConfig(customers=400, products=60, partitions=1, seed=5)
+    cfg = GenerateConfig(customers=150, products=40, partitions=1, seed=5)
     persons_a, records_a = records(spark, cfg)
     persons_b, records_b = records(spark, dataclasses.replace(cfg, partitions=3))
     assertDataFrameEqual(persons_a, persons_b)
