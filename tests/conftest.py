@@ -47,6 +47,18 @@ def make_config(root: Path, **sections) -> Config:
     return Config(as_of_date=AS_OF, paths=paths, spark=spark_cfg, **sections)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _fixed_key_secret():
+    """Key customers with one fixed secret in every test and in the processes tests start.
+
+    Customer keys decide the hash-based held-out splits, so a new random secret per
+    lakehouse would give every run different test customers and different metrics.
+    """
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(PrivacyConfig.secret_env, "crm-spark-tests-fixed-key-secret")
+        yield
+
+
 @pytest.fixture(scope="session")
 def session_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Return a temporary folder that lives for the whole test session."""
