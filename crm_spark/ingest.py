@@ -375,7 +375,7 @@ def new_files(spark: SparkSession, config: Config, source: str, files_df: DataFr
         return files_df.collect(), False
     seen = tables.read_table(spark, tables.INGESTED_FILES, lake).where(F.col("source") == source)
     fresh = files_df.join(seen, [SOURCE_FILE, "file_size", "modified_at", "source_hash"], "left_anti").collect()
-    return fresh, bool(seen.limit(1).count())
+    return fresh, not seen.isEmpty()
 
 
 def _in_files(paths: list[str]) -> str:
@@ -495,13 +495,13 @@ def run(spark: SparkSession, config: Config, run_id: str) -> dict[str, int]:
         if written != expected:
             raise IngestError(f"quarantine wrote {written} rows, expected {expected}")
         counts[tables.QUARANTINE.qualified] = written
-    record_files(spark, config, files_read, run_id, incremental)
+    record_files(spark, config, files_read, run_id)
     for frame in checked_frames:
         frame.unpersist()
     return counts
 
 
-def record_files(spark: SparkSession, config: Config, files: list[Row], run_id: str, incremental: bool) -> None:
+def record_files(spark: SparkSession, config: Config, files: list[Row], run_id: str) -> None:
     """Record the files read in ``bronze.ingested_files``, each waiting for ``prepare``.
 
     Written last, so a run that stops before this point reads the same files again.
@@ -510,7 +510,7 @@ def record_files(spark: SparkSession, config: Config, files: list[Row], run_id: 
             for f in files]
     files_df = spark.createDataFrame(rows, INGESTED_FILES_SCHEMA)
     lake = config.paths.lakehouse_dir
-    if incremental:
+    if config.ingest.incremental:
         tables.merge_table(files_df, tables.INGESTED_FILES, lake, ("source", SOURCE_FILE))
     else:
         tables.write_table(files_df, tables.INGESTED_FILES, lake)

@@ -186,9 +186,10 @@ def _mark_abandoned(spark: SparkSession, config: Config) -> None:
     """Mark runs still recorded as ``running`` (their process ended without a word) as failed."""
     if not tables.table_exists(spark, tables.RUNS, config.paths.lakehouse_dir):
         return
-    path = tables.RUNS.path(config.paths.lakehouse_dir)
     stale = F.col("status") == "running"
-    lost = [r[RUN_ID] for r in spark.read.format("delta").load(path).where(stale).select(RUN_ID).collect()]
+    lost = [r[RUN_ID] for r in tables.read_table(spark, tables.RUNS, config.paths.lakehouse_dir).where(stale)
+            .select(RUN_ID).collect()]
     if lost:
-        DeltaTable.forPath(spark, path).update(stale, {"status": F.lit("failed"), "error": F.lit(ABANDONED)})
+        DeltaTable.forPath(spark, tables.RUNS.path(config.paths.lakehouse_dir)).update(
+            stale, {"status": F.lit("failed"), "error": F.lit(ABANDONED)})
         log.warning("runs %s were still marked running: marked failed", ", ".join(lost))
