@@ -3,7 +3,8 @@
 #
 # Zips crm_spark/ for --py-files, adds the Delta package, and runs jobs/JOB.py.
 # --master defaults to $SPARK_MASTER or local[2]. Extra spark-submit options can be
-# given in $SPARK_SUBMIT_OPTS (e.g. "--driver-memory 8g --executor-memory 8g").
+# given in $CRM_SPARK_SUBMIT_ARGS (e.g. "--driver-memory 8g --executor-memory 8g");
+# not in $SPARK_SUBMIT_OPTS, which Spark hands to the Java virtual machine itself.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -43,5 +44,5 @@ exec "$submit" \
   --py-files "$build/crm_spark.zip" \
   --conf spark.sql.extensions=io.delta.sql.DeltaSparkSessionExtension \
   --conf spark.sql.catalog.spark_catalog=org.apache.spark.sql.delta.catalog.DeltaCatalog \
-  ${SPARK_SUBMIT_OPTS:-} \
+  ${CRM_SPARK_SUBMIT_ARGS:-} \
   "$here/jobs/$job.py" "$@"

@@ -15,8 +15,10 @@ END = dt.date(2025, 1, 1)
 
 
 def records(spark, cfg):
-    persons = people.persons(spark, cfg, END, 90)
-    return persons, people.customer_records(persons, cfg, END)
+    """Return the generated persons and their customer records, each computed once and kept
+    with its partitioning (the tests build further frames on them)."""
+    persons = people.persons(spark, cfg, END, 90).localCheckpoint()
+    return persons, people.customer_records(persons, cfg, END).localCheckpoint()
 
 
 def test_same_seed_same_data_for_any_partitioning(spark):
