@@ -40,7 +40,8 @@ def run_row(spark, config, run_id):
 
 
 def test_orders_only_export(spark, tmp_path):
-    config = example("orders_only", tmp_path)
+    # One setting per classifier: this example checks the source settings, the flags example the models.
+    config = example("orders_only", tmp_path, "train.lr_reg_params=[0.01]", "train.dt_max_depths=[5]")
     result = runs.execute(spark, config, list(runs.PIPELINE), "orders-only")
     row = run_row(spark, config, "orders-only")
     assert (row["status"], sorted(row["skipped"])) == ("succeeded", ["recommend"])
