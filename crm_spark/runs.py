@@ -184,12 +184,12 @@ def _rows_in(spark: SparkSession, config: Config, stage: str, counts: dict[str, 
 
 def _mark_abandoned(spark: SparkSession, config: Config) -> None:
     """Mark runs still recorded as ``running`` (their process ended without a word) as failed."""
-    if not tables.table_exists(spark, tables.RUNS, config.paths.lakehouse_dir):
+    lake = config.paths.lakehouse_dir
+    if not tables.table_exists(spark, tables.RUNS, lake):
         return
     stale = F.col("status") == "running"
-    lost = [r[RUN_ID] for r in tables.read_table(spark, tables.RUNS, config.paths.lakehouse_dir).where(stale)
-            .select(RUN_ID).collect()]
+    lost = [r[RUN_ID] for r in tables.read_table(spark, tables.RUNS, lake).where(stale).select(RUN_ID).collect()]
     if lost:
-        DeltaTable.forPath(spark, tables.RUNS.path(config.paths.lakehouse_dir)).update(
+        DeltaTable.forPath(spark, tables.RUNS.path(lake)).update(
             stale, {"status": F.lit("failed"), "error": F.lit(ABANDONED)})
         log.warning("runs %s were still marked running: marked failed", ", ".join(lost))

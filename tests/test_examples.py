@@ -22,7 +22,8 @@ def example(name: str, root: Path, *overrides: str):
     defaults: logistic regression and a decision tree over small grids, k-means with one
     k, fewer boosting and ALS iterations and no ALS search (the tests check behaviour,
     not the breadth of the search; the pipeline test covers gradient-boosted trees and
-    both segmentation algorithms, the MovieLens and pipeline tests the ALS search)."""
+    both segmentation algorithms, the MovieLens and pipeline tests the ALS search).
+    ``overrides`` (``key=value``) are applied last."""
     return load_config(REPO / "conf" / "examples" / f"{name}.yaml", [
         f"paths.raw_dir={REPO / 'examples' / name}", f"paths.lakehouse_dir={root / 'lakehouse'}",
         f"paths.checkpoint_dir={root / 'checkpoints'}", f"paths.allowed_roots=['{REPO}', '{root}']",

@@ -167,7 +167,8 @@ def days(spark, cluster, tmp_path_factory):
         recommend=dataclasses.replace(day_n1.recommend, tune=False, max_iter=5),
         spark=dataclasses.replace(day_n1.spark, extra={
             **day_n1.spark.extra, "spark.locality.wait": "0s",
-            "spark.executor.extraJavaOptions": "-XX:+UseParallelGC -XX:TieredStopAtLevel=1"}))
+            "spark.executor.extraJavaOptions":
+                f"{day_n1.spark.extra['spark.executor.extraJavaOptions']} -XX:TieredStopAtLevel=1"}))
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable,
            "CRM_SPARK_SUBMIT_ARGS": "--driver-memory 2g --executor-memory 1536m"}
     began = time.monotonic()
