@@ -1,4 +1,5 @@
 # The two commands of the README: `make run` and `make test`. Both set everything up.
+# `make lint` checks style (ruff) and the layers of code (import-linter); CI runs it before the tests.
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
@@ -6,7 +7,7 @@ STAMP := $(VENV)/.installed
 CONFIG ?= conf/local.yaml
 ARGS ?=
 
-.PHONY: run test setup clean
+.PHONY: run test lint setup clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +19,10 @@ setup: $(STAMP)
 
 run: $(STAMP)
 	$(BIN)/crm-spark pipeline --config $(CONFIG) --generate $(ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports pyproject.toml
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(ARGS); rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc

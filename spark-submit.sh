@@ -28,7 +28,9 @@ if [[ -x "$venv/bin/spark-submit" ]]; then
 else
   submit="$(command -v spark-submit)"; python="$(command -v python3)"
 fi
-delta_package="${DELTA_PACKAGE:-io.delta:delta-spark_4.2_2.13:4.4.0}"
+# The Delta jar is declared once, as the default of spark.delta_package; $DELTA_PACKAGE overrides it.
+delta_package="${DELTA_PACKAGE:-$(cd "$here" && "$python" -c \
+  'from crm_spark.config import SparkConfig; print(SparkConfig.delta_package)')}"
 
 build="$(mktemp -d)"
 trap 'rm -rf "$build"' EXIT

@@ -1,5 +1,5 @@
 """Benchmark: top-N unseen products for every customer, ALS's recommendForUserSubset against
-the project's blocked top-k (``crm_spark.recommend.als.top_k_unseen``).
+the project's blocked top-k (``crm_spark.recommend.top_k.top_k_unseen``).
 
 Runs on a lakehouse the pipeline has filled (silver tables), fits ALS once with the
 configured settings, then times each way of producing ``top_k`` unseen products for every
@@ -19,20 +19,22 @@ from pyspark.sql import functions as F
 
 from crm_spark import tables
 from crm_spark.config import load_config
-from crm_spark.recommend import PURCHASES, index_pairs, interaction_kind, to_pairs
-from crm_spark.recommend.als import (
+from crm_spark.recommend.als import configured, fit
+from crm_spark.recommend.interactions import (
+    EXPLICIT,
     ITEM,
-    RANK,
-    SCORE,
+    PURCHASES,
     USER,
-    AlsParams,
     catalogue,
     dense_index,
-    fit,
+    index_pairs,
+    interaction_kind,
     purchase_events,
     rating_events,
-    top_k_unseen,
+    to_pairs,
 )
+from crm_spark.recommend.top_k import RANK, top_k_unseen
+from crm_spark.schemas import PRODUCT_ID, SCORE
 from crm_spark.session import build_spark
 
 
@@ -63,17 +65,17 @@ def main() -> None:
     spark = build_spark(config)
     lake, cfg = config.paths.lakehouse_dir, config.recommend
     orders, ratings = (tables.read_table(spark, t, lake) for t in (tables.ORDERS, tables.RATINGS))
-    kind = interaction_kind(config, orders, ratings)
+    kind = interaction_kind(cfg, orders, ratings)
     events = purchase_events(orders, config.as_of_date) if kind == PURCHASES else rating_events(
         ratings, config.as_of_date)
-    items = dense_index(catalogue(tables.read_table(spark, tables.PRODUCTS, lake), orders, ratings), "product_id",
+    items = dense_index(catalogue(tables.read_table(spark, tables.PRODUCTS, lake), orders, ratings), PRODUCT_ID,
                         ITEM).cache()
-    users, indexed = index_pairs(to_pairs(events, config, kind), items)
+    users, indexed = index_pairs(to_pairs(events, cfg, kind), items)
     users, indexed = users.cache(), indexed.cache()
     targets = users.select(USER)
     started = time.monotonic()
-    model = fit(indexed, AlsParams(cfg.rank, cfg.reg_param, cfg.alpha, cfg.max_iter), cfg.feedback == "explicit",
-                max(2, spark.sparkContext.defaultParallelism), cfg.seed)
+    model = fit(indexed, configured(cfg), cfg.feedback == EXPLICIT, max(2, spark.sparkContext.defaultParallelism),
+                cfg.seed)
     print(f"customers {users.count()}, items {items.count()}, pairs {indexed.count()}; "
           f"ALS rank {cfg.rank} fit {time.monotonic() - started:.1f} s")
     for _ in range(2):  # the first round warms the JVM and Python workers

@@ -13,9 +13,11 @@ from typing import Sequence
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from crm_spark import erase, logcontext, runs, tables
+from crm_spark import logcontext, runs, tables
 from crm_spark.config import Config, ConfigError, as_dict, flatten, load_config
+from crm_spark.schemas import MODEL, SPLIT, TEST
 from crm_spark.session import build_spark
+from crm_spark.stages import erase
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +93,8 @@ def summary(spark: SparkSession, config: Config, run_id: str) -> str:
     if tables.table_exists(spark, tables.MODEL_METRICS, lake):
         metrics = tables.read_table(spark, tables.MODEL_METRICS, lake).where(
             (F.col("run_id") == run_id) & F.col("metric").rlike(HEADLINE_METRICS)
-            & F.col("split").isin("test", "all", "serving"))
-        for row in metrics.orderBy("task", "model", "metric").collect():
+            & F.col(SPLIT).isin(TEST, "all", "serving"))
+        for row in metrics.orderBy("task", MODEL, "metric").collect():
             value = "n/a" if row["value"] is None else f"{row['value']:.4f}"
             lines.append(f"  {row['task']:<15} {row['model']:<20} {row['metric']:<20} {value}")
     return "\n".join(lines)

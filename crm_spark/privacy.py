@@ -59,12 +59,17 @@ def load_secret(cfg: PrivacyConfig) -> bytes:
     return value.encode()
 
 
+def id_hash(secret: bytes, value: str) -> str:
+    """Return the HMAC-SHA256 hex digest of one text under ``secret``, as :func:`keyed_hash` computes it."""
+    return hmac.new(secret, value.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
 def keyed_hash(secret: bytes) -> Callable[[Column], Column]:
     """Return a function mapping a string column to its HMAC-SHA256 hex digest under ``secret``."""
 
     @F.pandas_udf(StringType())
     def hmac_sha256(values: pd.Series) -> pd.Series:
         return values.map(
-            lambda v: None if v is None else hmac.new(secret, v.encode("utf-8"), hashlib.sha256).hexdigest())
+            lambda v: None if v is None else id_hash(secret, v))
 
     return hmac_sha256

@@ -13,6 +13,12 @@ from crm_spark import tables
 from crm_spark.config import Config
 from crm_spark.schemas import AS_OF_DATE, MODEL_REGISTRY_SCHEMA
 
+# The tasks models are registered for.
+CHURN_TASK = "churn"
+CLV_TASK = "clv"
+SEGMENT_TASK = "segmentation"
+RECOMMEND_TASK = "recommendation"
+
 
 @dataclass(frozen=True)
 class ModelEntry:

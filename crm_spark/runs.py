@@ -13,41 +13,42 @@ from delta.tables import DeltaTable
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from crm_spark import (
+from crm_spark import logcontext, session, tables
+from crm_spark.config import Config
+from crm_spark.errors import StageSkipped
+from crm_spark.schemas import AS_OF_DATE, RUN_ID, RUNS_SCHEMA
+from crm_spark.stages import (
     evaluate,
     features,
+    generate,
     ingest,
-    logcontext,
-    maintenance,
+    maintain,
+    next_day,
     prepare,
+    quality_gate,
     recommend,
     score,
     select,
-    tables,
     train,
 )
-from crm_spark.config import Config
-from crm_spark.schemas import AS_OF_DATE, RUN_ID, RUNS_SCHEMA
-from crm_spark.stage import StageSkipped
-from crm_spark.synth import generate
 
 log = logging.getLogger(__name__)
 
 Stage = Callable[[SparkSession, Config, str], dict[str, int]]
 
 STAGES: dict[str, Stage] = {
-    "generate": lambda spark, config, run_id: generate.run(spark, config),
-    "next_day": lambda spark, config, run_id: generate.next_day(spark, config),
+    "generate": generate.run,
+    "next_day": next_day.run,
     "ingest": ingest.run,
     "prepare": prepare.run,
-    "quality_gate": lambda spark, config, run_id: prepare.quality.gate(spark, config),
+    "quality_gate": quality_gate.run,
     "features": features.run,
     "select": select.run,
     "train": train.run,
     "score": score.run,
     "recommend": recommend.run,
     "evaluate": evaluate.run,
-    "maintain": maintenance.run,
+    "maintain": maintain.run,
 }
 PIPELINE = ("ingest", "prepare", "features", "select", "train", "score", "recommend", "evaluate")
 # The tables each stage reads; their rows (of the run's dates, for dated tables) are its rows in.
@@ -92,7 +93,8 @@ def execute(spark: SparkSession, config: Config, stages: list[str], run_id: str 
     since only one run at a time may use a lakehouse. A stage whose inputs are absent
     raises :class:`StageSkipped`; the run logs one line, records the stage and reason
     under ``skipped`` and goes on. A failing stage stops the run; the manifest records
-    it as failed and the error is raised again.
+    it as failed and the error is raised again. Either way the run's checkpoint files
+    are removed at its end (stages pass data on in tables, never in checkpoints).
 
     Args:
         spark: the session.
@@ -127,6 +129,7 @@ def execute(spark: SparkSession, config: Config, stages: list[str], run_id: str 
     finally:
         with logcontext.stage(result.run_id, "runs"):
             _record(spark, config, stages, result, started)
+            session.clean_checkpoints(spark)
     return result
 
 

@@ -1,7 +1,9 @@
 """Schemas and column names, declared once.
 
 Raw columns are the canonical input the generator writes; canonical columns are what
-any source may map onto; bronze schemas are the typed tables ingest writes.
+any source may map onto; bronze schemas are the typed tables ingest writes. Feature
+names are the columns of ``gold.customer_features``; output columns and schemas are
+those of the gold and model tables the stages write.
 """
 
 from __future__ import annotations
@@ -51,6 +53,46 @@ ORDER_LINE_ID = "order_line_id"
 AS_OF_DATE = "as_of_date"
 RUN_ID = "run_id"
 SOURCE_FILE = "_source_file"
+
+# Columns of model inputs and outputs shared by several stages.
+SPLIT = "split"  # train, validation or test, by a hash of the customer key
+TRAIN, VALIDATION, TEST = "train", "validation", "test"
+SCORE = "score"
+MODEL = "model"
+MODEL_RUN_ID = "model_run_id"
+SEGMENT = "segment"
+ALGORITHM = "algorithm"
+CHURN_PROBABILITY = "churn_probability"
+CHURN_PREDICTED = "churn_predicted"
+PREDICTED_SPEND = "predicted_spend"
+POPULARITY = "popularity"  # a recommended product's share of the training customers who interacted with it
+FEATURES_VECTOR = "features"  # the scaled feature vector of a model pipeline
+RAW_FEATURES_VECTOR = "features_raw"  # ... before scaling (trees split it, in the features' own units)
+
+# Customer features (gold.customer_features), as of a date.
+RECENCY_DAYS = "recency_days"
+FREQUENCY = "frequency"  # distinct completed orders
+MONETARY = "monetary"
+AVG_BASKET = "avg_basket"
+BASKET_LINES = "basket_lines"
+TENURE_DAYS = "tenure_days"
+ORDERS_PER_30D = "orders_per_30d"
+INTERPURCHASE_DAYS = "interpurchase_days"
+FREQUENCY_RECENT = "frequency_recent"
+FREQUENCY_TREND = "frequency_trend"
+MONETARY_RECENT = "monetary_recent"
+RETURN_RATE = "return_rate"
+N_RATINGS = "n_ratings"
+AVG_RATING = "avg_rating"
+RATING_DEVIATION = "rating_deviation"
+AGE_BAND = "age_band"
+NUMERIC_FEATURES = (
+    RECENCY_DAYS, FREQUENCY, MONETARY, AVG_BASKET, BASKET_LINES, TENURE_DAYS, ORDERS_PER_30D, INTERPURCHASE_DAYS,
+    FREQUENCY_RECENT, FREQUENCY_TREND, MONETARY_RECENT, RETURN_RATE, N_RATINGS, AVG_RATING, RATING_DEVIATION,
+    AGE_BAND,
+)
+CATEGORICAL_FEATURES = (GENDER,)
+CATEGORY_SHARE_PREFIX = "share_"  # share_<category>: the share of a customer's order lines in a category
 
 # Personal data: kept in bronze and silver only, never in gold tables, logs or reports.
 PII_COLUMNS = (FIRST_NAME, LAST_NAME, EMAIL, PHONE, BIRTH_DATE)
@@ -136,6 +178,13 @@ BRONZE_SCHEMAS: dict[str, StructType] = {
         ]
     ),
 }
+
+
+
+def bronze_table_schema(source: str) -> StructType:
+    """Return the schema of a bronze table: the source's typed columns and the file each row came from."""
+    return StructType([*BRONZE_SCHEMAS[source].fields, StructField(SOURCE_FILE, StringType())])
+
 
 QUARANTINE_SCHEMA = StructType(
     [
@@ -251,6 +300,26 @@ MODEL_EXPLANATIONS_SCHEMA = StructType(
         StructField("feature", StringType(), False),
         StructField("value", DoubleType()),
         StructField("detail", StringType()),
+    ]
+)
+
+# One row per candidate feature and date: its chi-square test, correlations and whether it was kept.
+FEATURE_SELECTION_SCHEMA = StructType(
+    [
+        StructField(AS_OF_DATE, DateType(), False),
+        StructField(RUN_ID, StringType(), False),
+        StructField("feature", StringType(), False),
+        StructField("position", IntegerType(), False),
+        StructField("kind", StringType(), False),
+        StructField("chi2_statistic", DoubleType()),
+        StructField("p_value", DoubleType()),
+        StructField("degrees_of_freedom", DoubleType()),
+        StructField("selected", BooleanType(), False),
+        StructField("max_abs_correlation", DoubleType()),
+        StructField("correlated_with", StringType()),
+        StructField("correlations", MapType(StringType(), DoubleType())),
+        StructField("kept", BooleanType(), False),
+        StructField("reason", StringType(), False),
     ]
 )
 

@@ -34,6 +34,8 @@ def session_settings(config: Config) -> dict[str, str]:
         "spark.sql.session.timeZone": "UTC",
         "spark.databricks.delta.snapshotPartitions": str(config.spark.shuffle_partitions),
         "spark.sql.adaptive.enabled": "true",
+        # Checkpoint files of frames no longer referenced are deleted as the run goes.
+        "spark.cleaner.referenceTracking.cleanCheckpoints": "true",
     }
     settings.update(config.spark.extra)
     return settings
@@ -71,3 +73,27 @@ def build_spark(config: Config) -> SparkSession:
     spark.sparkContext.setCheckpointDir(config.paths.checkpoint_dir)
     log.info("spark %s, master %s", spark.version, spark.sparkContext.master)
     return spark
+
+
+def clean_checkpoints(spark: SparkSession) -> int:
+    """Delete what the session has checkpointed so far; its checkpoint folder stays for the next run.
+
+    Stages hand data on in tables, so no checkpoint outlives the run that wrote it. The
+    folder is removed through Hadoop's file system, so it may be local, HDFS or an
+    object store, as the checkpoint directory is.
+
+    Returns:
+        How many checkpoint folders were deleted.
+    """
+    folder = spark.sparkContext.getCheckpointDir()
+    if not folder:
+        return 0
+    path = spark.sparkContext._jvm.org.apache.hadoop.fs.Path(folder)
+    file_system = path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    if not file_system.exists(path):
+        return 0
+    entries = file_system.listStatus(path)
+    for entry in entries:
+        file_system.delete(entry.getPath(), True)
+    log.info("deleted %d checkpoint folders under %s", len(entries), folder)
+    return len(entries)

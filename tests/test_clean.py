@@ -46,7 +46,7 @@ def test_clean_customers_standardizes_and_flags(spark):
         "birth_date date, city string, country string, signup_ts timestamp, updated_ts timestamp, age int, "
         "label double, " + FLAG_COLUMNS,
     )
-    assertDataFrameEqual(clean.with_clean_customers(raw, dt.date(2025, 1, 1)), expected)
+    assertDataFrameEqual(clean.clean_customers(raw, dt.date(2025, 1, 1)), expected)
 
 
 def test_phones_become_canonical_for_the_configured_country(spark):
@@ -92,4 +92,4 @@ def test_orders_keep_latest_line_and_normalize_status(spark):
         "order_id string, customer_id string, product_id string, quantity int, unit_price double, "
         "order_ts timestamp, status string, is_return_quantity boolean, order_line_id string",
     )
-    assertDataFrameEqual(clean.with_clean_orders(orders), expected)
+    assertDataFrameEqual(clean.clean_orders(orders), expected)

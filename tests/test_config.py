@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -79,10 +82,24 @@ def test_shipped_configs_load():
         assert load_config(root / name).recommend.top_k == 10
 
 
-def test_config_hash_changes_with_any_value(tmp_path):
+def test_config_hash_is_the_same_for_the_same_values_and_changes_with_any_value(tmp_path):
     path = write(tmp_path, MINIMAL)
-    assert load_config(path).config_hash() == load_config(path).config_hash()
-    assert load_config(path).config_hash() != load_config(path, ["train.seed=8"]).config_hash()
+    reference = load_config(path).config_hash()
+    # The same values written in another order, with a default spelled out, hash the same...
+    (tmp_path / "same.yaml").write_text("train:\n  seed: 7\npaths:\n  checkpoint_dir: data/checkpoints\n"
+                                        "  raw_dir: data/raw\n  lakehouse_dir: lakehouse\nas_of_date: 2025-01-01\n")
+    assert load_config(tmp_path / "same.yaml").config_hash() == reference
+    # ... and in another interpreter, whatever its string hash seed.
+    other = subprocess.run(
+        [sys.executable, "-c", "import sys; from crm_spark.config import load_config; "
+                               "print(load_config(sys.argv[1]).config_hash())", str(path)],
+        env={**os.environ, "PYTHONHASHSEED": "12345"}, capture_output=True, text=True, check=True, timeout=120)
+    assert other.stdout.strip() == reference
+    # One changed value anywhere, nested and in lists and mappings too, gives another hash.
+    changes = ["train.seed=8", "as_of_date=2025-01-02", "recommend.tune_ranks=[4, 8]", "paths.truth_dir=data/truth",
+               "spark.extra={spark.driver.memory: 2g}", "prepare.phone_trunk_prefix='0'", "quality.expectations=[]"]
+    hashes = {load_config(path, [change]).config_hash() for change in changes}
+    assert len(hashes) == len(changes) and reference not in hashes
 
 
 @pytest.mark.parametrize(

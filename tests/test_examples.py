@@ -12,7 +12,7 @@ from pyspark.testing import assertDataFrameEqual
 from crm_spark import runs, tables
 from crm_spark.config import QualityConfig, load_config
 from crm_spark.prepare import quality
-from crm_spark.prepare.quality import QualityError
+from crm_spark.prepare.quality import Measure, QualityError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -92,7 +92,7 @@ def test_ratings_and_users_without_orders(spark, tmp_path):
     strict = dataclasses.replace(config, quality=QualityConfig(
         expectations=("customers.age.valid_share >= 0.999",), on_failure="fail"))
     with pytest.raises(QualityError, match=r"customers.age.valid_share >= 0.999: measured 0.995"):
-        quality.check(measured.select("dataset", "column", "metric", "value", "text").collect(), strict)
+        quality.check([Measure.of_row(r) for r in measured.collect()], strict)
 
 
 def test_customer_table_with_a_churn_flag_and_nothing_else(spark, tmp_path):

@@ -8,8 +8,8 @@ import pytest
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from crm_spark.features import customer_features
-from crm_spark.labels import with_churn_label, with_split
+from crm_spark.features.customer import buyers, customer_features
+from crm_spark.features.labels import with_churn_label, with_split
 
 AS_OF = dt.date(2024, 7, 1)
 ORDER_SCHEMA = ("order_id string, customer_key string, product_id string, quantity int, unit_price double, "
@@ -95,19 +95,33 @@ def test_churn_label_comes_from_the_horizon_after_cutoff(spark):
     customers, orders, ratings, products = frames(spark)
     cutoff = dt.date(2024, 3, 1)
     features = customer_features(customers, orders, ratings, products, cutoff, ["books", "home"])
-    labelled = with_churn_label(features, orders, cutoff, horizon_days=60)
+    labelled = features.transform(buyers).transform(with_churn_label, orders, cutoff, horizon_days=60)
     # k1 bought before the cutoff and not in [Mar 1, Apr 30): churned. k2 and k3 had no
     # purchase before the cutoff (k2 signed up later) and are not in the training population.
     assertDataFrameEqual(labelled.select("customer_key", "label"),
                          spark.createDataFrame([("k1", 1.0)], "customer_key string, label double"))
-    kept = with_churn_label(features, orders, cutoff, horizon_days=100)
+    kept = features.transform(buyers).transform(with_churn_label, orders, cutoff, horizon_days=100)
     assertDataFrameEqual(kept.select("customer_key", "label"),
                          spark.createDataFrame([("k1", 0.0)], "customer_key string, label double"))
 
 
-def test_split_is_stable_and_proportional(spark):
+def test_split_is_pinned_by_key_and_seed(spark):
+    keys = spark.createDataFrame([(f"ck_{i:02d}",) for i in range(20)], "customer_key string")
+    # A customer's split depends on its key and the seed alone, in every session and stage: these are pinned.
+    held_out = {"ck_02": "validation", "ck_03": "test", "ck_12": "test", "ck_13": "validation", "ck_15": "test",
+                "ck_16": "validation", "ck_19": "test"}
+    expected = spark.createDataFrame([(f"ck_{i:02d}", held_out.get(f"ck_{i:02d}", "train")) for i in range(20)],
+                                     "customer_key string, split string")
+    assertDataFrameEqual(with_split(keys, 0.2, 0.2, seed=7), expected)
+    # Another seed holds out other customers.
+    reseeded = with_split(keys, 0.2, 0.2, seed=8).where("split = 'test'")
+    assertDataFrameEqual(reseeded, spark.createDataFrame(
+        [(k, "test") for k in ("ck_00", "ck_05", "ck_07", "ck_12", "ck_15", "ck_18")],
+        "customer_key string, split string"))
+
+
+def test_split_shares_follow_the_configured_shares(spark):
     keys = spark.range(20000).select(F.concat(F.lit("ck_"), F.col("id").cast("string")).alias("customer_key"))
-    first = with_split(keys, 0.15, 0.15, seed=7)
-    shares = {r["split"]: r["count"] / 20000 for r in first.groupBy("split").count().collect()}
+    shares = {r["split"]: r["count"] / 20000 for r in with_split(keys, 0.15, 0.15, seed=7).groupBy("split")
+              .count().collect()}
     assert abs(shares["train"] - 0.70) < 0.02 and abs(shares["test"] - 0.15) < 0.02
-    assertDataFrameEqual(with_split(keys, 0.15, 0.15, seed=7), first)

@@ -8,8 +8,8 @@ import pytest
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from crm_spark import ingest
 from crm_spark.config import SourceConfig
+from crm_spark.ingest import canonical, parse
 
 HEADER = "order_id,customer_id,product_id,quantity,unit_price,order_ts,status"
 
@@ -24,8 +24,8 @@ def lines(spark, *texts):
 
 def checked_csv(raw, source="orders", fields=ORDER_FIELDS, spec=None):
     spec = spec or SourceConfig("f.csv", "csv")
-    canonical = ingest.canonical_columns(ingest.parse_csv_lines(raw, len(fields), ",", HEADER), source, spec, fields)
-    return ingest.with_typed_columns(canonical, source)
+    mapped = canonical.canonical_columns(parse.parse_csv_lines(raw, len(fields), ",", HEADER), source, spec, fields)
+    return canonical.typed_columns(mapped, source)
 
 
 def test_csv_lines_are_typed_or_given_a_reason(spark):
@@ -69,8 +69,8 @@ def test_json_lines_and_rating_range(spark):
     )
     keys = ["customer_id", "product_id", "rating", "rated_ts"]
     spec = SourceConfig("r.json", "json")
-    checked = ingest.with_typed_columns(
-        ingest.canonical_columns(ingest.parse_json_lines(raw, keys), "ratings", spec, keys), "ratings")
+    checked = canonical.typed_columns(
+        canonical.canonical_columns(parse.parse_json_lines(raw, keys), "ratings", spec, keys), "ratings")
     expected = spark.createDataFrame(
         [("P1", 5, None), ("P2", 7, "rating_out_of_range"), (None, None, "malformed_json"),
          ("P3", None, "missing_rating")],
@@ -86,15 +86,15 @@ def test_quarantine_keeps_original_text(spark):
         [("r1", "orders", "f.csv", "too_few_fields", "expected 7 fields, found 5", "O5,C1,P1,1,9.5")],
         "run_id string, source string, _source_file string, reason string, message string, raw string",
     )
-    assertDataFrameEqual(ingest.quarantine_rows(checked, "orders", "r1"), expected)
-    assert ingest.accepted_rows(checked, "orders").select("order_id").collect() == [("O1",)]
+    assertDataFrameEqual(canonical.quarantine_rows(checked, "orders", "r1"), expected)
+    assert canonical.accepted_rows(checked, "orders").select("order_id").collect() == [("O1",)]
 
 
 def test_missing_required_column_is_one_clear_error(spark):
     frame = spark.range(1).select(F.lit("C1").alias("customer_id"), F.lit("P1").alias("product_id"))
-    parsed = ingest.parse_table(frame, F.lit("r.parquet"))
-    with pytest.raises(ingest.IngestError) as caught:
-        ingest.canonical_columns(parsed, "ratings", SourceConfig("r", "parquet"), frame.columns)
+    parsed = parse.parse_table(frame, F.lit("r.parquet"))
+    with pytest.raises(canonical.IngestError) as caught:
+        canonical.canonical_columns(parsed, "ratings", SourceConfig("r", "parquet"), frame.columns)
     assert str(caught.value) == (
         "source 'ratings' lacks required column 'rating' (source field 'rating' not found; map it under "
         "sources.ratings.columns or set sources.ratings.constants.rating)")
@@ -106,9 +106,9 @@ def test_mapping_constants_formats_and_derived_order_id(spark):
                                                                  "unit_price": "Betrag"},
                         formats={"order_ts": ("dd.MM.yyyy",)}, constants={"quantity": "1", "status": "completed"})
     fields = ["Kunde", "Datum", "Betrag"]
-    parsed = ingest.parse_csv_lines(raw, 3, ";", "Kunde;Datum;Betrag")
-    checked = ingest.with_typed_columns(ingest.canonical_columns(parsed, "orders", spec, fields), "orders",
-                                        dict(spec.formats))
+    parsed = parse.parse_csv_lines(raw, 3, ";", "Kunde;Datum;Betrag")
+    checked = canonical.typed_columns(canonical.canonical_columns(parsed, "orders", spec, fields), "orders",
+                                      dict(spec.formats))
     result = checked.select("customer_id", "product_id", "quantity", "unit_price", "order_ts", "status", "_reason")
     expected = spark.createDataFrame(
         [("K1", None, 1, 12.5, dt.datetime(2024, 12, 31), "completed", None)] * 2
@@ -122,6 +122,6 @@ def test_mapping_constants_formats_and_derived_order_id(spark):
 
 def test_epoch_timestamps(spark):
     text = spark.createDataFrame([("881250949",), ("x",)], "t string")
-    result = text.select(ingest.parse_timestamp_text(F.col("t"), ("epoch",)).alias("ts"))
+    result = text.select(canonical.parse_timestamp_text(F.col("t"), ("epoch",)).alias("ts"))
     assertDataFrameEqual(result, spark.createDataFrame([(dt.datetime(1997, 12, 4, 15, 55, 49),), (None,)],
                                                        "ts timestamp"))

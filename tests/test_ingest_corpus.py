@@ -8,8 +8,10 @@ import pytest
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from crm_spark import ingest, tables
+from crm_spark import tables
 from crm_spark.config import SourceConfig
+from crm_spark.ingest.canonical import IngestError
+from crm_spark.stages import ingest
 from tests.conftest import make_config
 
 HEADER = b"customer_id,first_name,last_name,email,phone,gender,birth_date,city,country,signup_ts,updated_ts"
@@ -75,9 +77,9 @@ def test_bad_inputs_reconcile_with_reason_codes(spark, corpus):
 
 def test_unreadable_path_and_missing_column_stop_with_one_line(spark, corpus):
     missing_path = dataclasses.replace(corpus, sources={"products": SourceConfig("nowhere/*.csv", "csv")})
-    with pytest.raises(ingest.IngestError, match=r"^source 'products': cannot read .*nowhere"):
+    with pytest.raises(IngestError, match=r"^source 'products': cannot read .*nowhere"):
         ingest.run(spark, missing_path, "r")
     renamed = SourceConfig("customers", "csv", columns={"customer_id": "client_no"})
-    with pytest.raises(ingest.IngestError, match=r"^source 'customers' lacks required column 'customer_id' "
+    with pytest.raises(IngestError, match=r"^source 'customers' lacks required column 'customer_id' "
                                                  r"\(source field 'client_no' not found"):
         ingest.run(spark, dataclasses.replace(corpus, sources={"customers": renamed}), "r")

@@ -6,10 +6,11 @@ import pytest
 from pyspark.sql import functions as F
 
 from crm_spark.config import TrainConfig
-from crm_spark.evaluate import classification, regression
-from crm_spark.labels import with_split
-from crm_spark.select import selection_rows
-from crm_spark.train import churn
+from crm_spark.features.labels import with_split
+from crm_spark.features.selection import selection_rows
+from crm_spark.metrics import classification, lift, regression
+from crm_spark.metrics.regression import DecileCalibration
+from crm_spark.models import churn
 
 
 def score(feature, chi2, p_value, selected=True):
@@ -47,12 +48,12 @@ def test_threshold_maximizes_f1_or_accuracy_on_the_given_rows(spark):
     relabelled = scored.withColumn("label", F.when(F.col("score") == 0.7, 1.0).otherwise(F.col("label")))
     assert churn.choose_threshold(relabelled, "accuracy") == 0.6
     # The top decile is the one row above the 90th percentile (0.8): positive, against a 40% base rate.
-    lifted = classification.top_decile(scored)
+    lifted = lift.top_decile(scored)
     assert lifted == {"lift_top_decile": pytest.approx(1.0 / 0.4), "capture_top_decile": pytest.approx(0.25)}
     # Ten rows tied on one score, 4 positive: 1 place in the top decile, worth 0.4 of a positive.
     tied = scored.withColumn("score", F.lit(0.5))
-    assert classification.top_decile(tied) == {"lift_top_decile": pytest.approx(1.0),
-                                               "capture_top_decile": pytest.approx(0.1)}
+    assert lift.top_decile(tied) == {"lift_top_decile": pytest.approx(1.0),
+                                     "capture_top_decile": pytest.approx(0.1)}
 
 
 def test_classifiers_are_tuned_weighted_and_explained(spark):
@@ -76,17 +77,17 @@ def test_classifiers_are_tuned_weighted_and_explained(spark):
         fitted = churn.fit(train_df, kept, name, cfg)
         assert classification.auc(churn.score(fitted.model, test_df)) > 0.9, name
         rows = churn.explanations(fitted, train_df)
-        kinds = {kind for kind, *_ in rows}
+        kinds = {row.kind for row in rows}
         if name == churn.DECISION_TREE:
             assert fitted.params["maxDepth"] == 4.0
             assert kinds == {"parameter", "importance", "rules"}
-            importance = {feature: value for kind, feature, value, _ in rows if kind == "importance"}
+            importance = {row.feature: row.value for row in rows if row.kind == "importance"}
             assert max(importance, key=importance.get) == "recency_days"
-            rules = next(detail for kind, _, _, detail in rows if kind == "rules")
+            rules = next(row.detail for row in rows if row.kind == "rules")
             assert "If (recency_days <= " in rules and "feature " not in rules
         else:
             assert kinds == {"parameter", "coefficient", "intercept"}
-            coefficients = {feature for kind, feature, *_ in rows if kind == "coefficient"}
+            coefficients = {row.feature for row in rows if row.kind == "coefficient"}
             assert coefficients == {"recency_days", "log1p(frequency)", "gender=M", "gender=F", "gender=__unknown"}
 
 
@@ -98,4 +99,5 @@ def test_regression_metrics_and_decile_calibration_by_hand(spark):
     mean = sum(r[0] for r in rows) / 20
     r2 = 1 - 20 * 0.25 / sum((r[0] - mean) ** 2 for r in rows)
     assert values == {"rmse": pytest.approx(0.5), "mae": pytest.approx(0.5), "r2": pytest.approx(r2)}
-    assert regression.calibration(frame) == [(d, 2.0 * d - 1.5, 2.0 * d - 1.5, 2) for d in range(1, 11)]
+    assert regression.calibration(frame) == [DecileCalibration(d, 2.0 * d - 1.5, 2.0 * d - 1.5, 2)
+                                             for d in range(1, 11)]

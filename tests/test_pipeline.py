@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -13,9 +14,10 @@ from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from crm_spark import cli, erase, runs, tables
+from crm_spark import cli, runs, tables
 from crm_spark.config import GenerateConfig
-from crm_spark.features import completed_before, customer_features, read_features
+from crm_spark.features.customer import completed_before, customer_features, read_features
+from crm_spark.stages import erase
 
 from .conftest import make_config
 
@@ -302,10 +304,12 @@ def test_logs_of_a_run_hold_no_emails_or_phones(spark, run, session_root):
     assert EMAIL.search(text) is None
 
 
-def test_erasure_removes_a_person_everywhere_and_keeps_them_out(spark, run):
-    """Runs last: it deletes a person's rows from the tables the other tests read."""
-    config, _ = run
-    lake = config.paths.lakehouse_dir
+def test_erasure_removes_a_person_everywhere_and_keeps_them_out(spark, run, tmp_path):
+    # On a copy of the pipeline's lakehouse, so the tables the other tests read keep every person.
+    shared, _ = run
+    lake = str(tmp_path / "lakehouse")
+    shutil.copytree(shared.paths.lakehouse_dir, lake)
+    config = dataclasses.replace(shared, paths=dataclasses.replace(shared.paths, lakehouse_dir=lake))
     xref = read(spark, config, tables.CUSTOMER_XREF)
     pair = xref.groupBy("customer_key").agg(F.sort_array(F.collect_list("customer_id")).alias("ids")).where(
         F.size("ids") == 2).orderBy("customer_key").first()

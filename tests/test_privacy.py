@@ -10,8 +10,9 @@ import pytest
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from crm_spark import erase, privacy
+from crm_spark import privacy
 from crm_spark.config import ConfigError, PrivacyConfig, load_config
+from crm_spark.stages import erase
 
 from .test_config import MINIMAL
 
@@ -41,6 +42,8 @@ def test_keyed_hash_is_hmac_sha256(spark):
         [(v, None if v is None else hmac.new(secret, v.encode(), hashlib.sha256).hexdigest())
          for v in ("C1", "Ünïcode", None)], "id string, h string")
     assertDataFrameEqual(result, expected)
+    # The hash the erasure log keeps of an id is the same keyed hash.
+    assert privacy.id_hash(secret, "Ünïcode") == hmac.new(secret, "Ünïcode".encode(), hashlib.sha256).hexdigest()
 
 
 def test_erasure_request_ids(tmp_path):

@@ -9,7 +9,9 @@ import pytest
 from crm_spark import tables
 from crm_spark.config import QualityConfig
 from crm_spark.prepare import quality
+from crm_spark.prepare.quality import Measure
 from crm_spark.schemas import RUNS_SCHEMA
+from crm_spark.stages import quality_gate
 
 from .conftest import AS_OF, make_config
 
@@ -17,7 +19,7 @@ from .conftest import AS_OF, make_config
 def test_profile_counts_and_keeps_personal_values_out(spark):
     frame = spark.createDataFrame([("C1", "ann@x.com", 3.0), ("C2", None, 5.0), ("C3", None, None)],
                                   "customer_id string, email string, price double")
-    rows = {(c, m): (v, t) for _, c, m, v, t in quality.profile(frame, "customers")}
+    rows = {(m.column, m.metric): (m.value, m.text) for m in quality.profile(frame, "customers")}
     assert rows[("*", "rows")] == (3.0, None)
     assert rows[("email", "null_share")][0] == pytest.approx(2 / 3)
     assert rows[("price", "min")] == (None, "3.0") and rows[("price", "max")] == (None, "5.0")
@@ -26,8 +28,8 @@ def test_profile_counts_and_keeps_personal_values_out(spark):
 
 
 def test_expectations_report_each_failure():
-    rows = [("customers", "email", "valid_share", 0.93, None), ("orders", "unit_price", "null_share", 0.0, None)]
-    failures = quality.failed_expectations(rows, (
+    measures = [Measure("customers", "email", "valid_share", 0.93), Measure("orders", "unit_price", "null_share", 0.0)]
+    failures = quality.failed_expectations(measures, (
         "customers.email.valid_share >= 0.95", "orders.unit_price.null_share <= 0.0",
         "ratings.rating.null_share <= 0.0"))
     assert failures == ["customers.email.valid_share >= 0.95: measured 0.9300",
@@ -39,19 +41,19 @@ def test_gate_checks_the_newest_successful_prepare_of_the_date(spark, tmp_path):
                                                          on_failure="warn"))
     lake = config.paths.lakehouse_dir
     with pytest.raises(quality.QualityError, match="no prepare run succeeded"):
-        quality.gate(spark, config)
+        quality_gate.run(spark, config, "gate")
 
     def prepared(run_id: str, finished: dt.datetime, status: str, valid_share: float) -> None:
         run = (run_id, AS_OF, "hash", ["prepare"], finished, finished, status, None, {}, {}, {},
                {"prepare": status}, {}, {})
         tables.write_table(spark.createDataFrame([run], RUNS_SCHEMA), tables.RUNS, lake, run_id)
-        tables.write_table(quality.report(spark, config, run_id, [("customers", "email", "valid_share", valid_share,
-                                                                   None)]), tables.DATA_QUALITY, lake, run_id)
+        measured = [Measure("customers", "email", "valid_share", valid_share)]
+        tables.write_table(quality.report(spark, config, run_id, measured), tables.DATA_QUALITY, lake, run_id)
 
     prepared("old-good", dt.datetime(2025, 1, 1, 1), "succeeded", 0.95)
-    assert quality.gate(spark, config) == {"quality_gate.expectations": 1}
+    assert quality_gate.run(spark, config, "gate") == {"quality_gate.expectations": 1}
     prepared("new-bad", dt.datetime(2025, 1, 1, 2), "succeeded", 0.5)
     prepared("newest-failed", dt.datetime(2025, 1, 1, 3), "failed", 0.99)
     with pytest.raises(quality.QualityError, match=r"^prepare run new-bad: 1 data-quality expectation\(s\) not met; "
                                                    r"first: customers.email.valid_share >= 0.9: measured 0.5000"):
-        quality.gate(spark, config)
+        quality_gate.run(spark, config, "gate")

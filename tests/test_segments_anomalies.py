@@ -8,8 +8,8 @@ from pyspark.ml.linalg import Vectors
 from pyspark.testing import assertDataFrameEqual
 
 from crm_spark.config import TrainConfig
-from crm_spark.evaluate.clustering import adjusted_rand_index
-from crm_spark.train import anomalies, segments
+from crm_spark.metrics.clustering import adjusted_rand_index
+from crm_spark.models import anomalies, segments
 
 
 def test_adjusted_rand_index_matches_hand_computation(spark):

@@ -11,6 +11,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StringType
 
 from crm_spark.config import PrepareConfig
+from crm_spark.dates import age_on
 from crm_spark.schemas import (
     AGE,
     BIRTH_DATE,
@@ -33,9 +34,11 @@ from crm_spark.schemas import (
     PRODUCT_ID,
     QUANTITY,
     RATED_TS,
+    RATING,
     SIGNUP_TS,
     SOURCE_FILE,
     STATUS,
+    STATUS_RETURNED,
     UNIT_PRICE,
     UPDATED_TS,
 )
@@ -132,11 +135,6 @@ def parse_timestamp(column: Column) -> Column:
     return F.coalesce(*[F.try_to_timestamp(text, F.lit(fmt)) for fmt in TIMESTAMP_FORMATS])
 
 
-def age_on(birth_date: Column, on: dt.date) -> Column:
-    """Return whole years between ``birth_date`` and ``on``."""
-    return F.floor(F.months_between(F.lit(on), birth_date) / 12).cast("int")
-
-
 def clean_country(column: Column) -> Column:
     """Return an ISO-like upper-case country code, mapping common spellings."""
     text = F.lower(blank_to_null(column))
@@ -160,7 +158,7 @@ CUSTOMER_FLAGS = ("text_normalized", "name_invalid", "email_invalid", "phone_inv
                   "birth_date_invalid", "age_invalid", "label_invalid")
 
 
-def with_clean_customers(
+def clean_customers(
     customers_df: DataFrame, as_of_date: dt.date, rules: PrepareConfig = DEFAULT_RULES,
     date_formats: tuple[str, ...] = (),
 ) -> DataFrame:
@@ -220,7 +218,7 @@ def with_clean_customers(
     )
 
 
-def with_clean_products(products_df: DataFrame) -> DataFrame:
+def clean_products(products_df: DataFrame) -> DataFrame:
     """Trim product fields, lower-case categories, null non-positive prices; one row per id."""
     latest = Window.partitionBy(PRODUCT_ID).orderBy(F.col(SOURCE_FILE).desc())
     return (
@@ -242,7 +240,7 @@ def with_customer_key(df: DataFrame, xref_df: DataFrame) -> DataFrame:
     return df.join(xref_df.select(CUSTOMER_ID, CUSTOMER_KEY), CUSTOMER_ID, "left")
 
 
-def with_clean_orders(orders_df: DataFrame) -> DataFrame:
+def clean_orders(orders_df: DataFrame) -> DataFrame:
     """Standardize order lines and keep one row per (order, product), the latest.
 
     A negative quantity is a return: the line gets status ``returned`` and the
@@ -257,7 +255,7 @@ def with_clean_orders(orders_df: DataFrame) -> DataFrame:
     status = F.coalesce(F.lower(blank_to_null(F.col(STATUS))), F.lit("unknown"))
     return (
         orders_df.withColumn("is_return_quantity", negative)
-        .withColumn(STATUS, F.when(negative, F.lit("returned")).otherwise(status))
+        .withColumn(STATUS, F.when(negative, F.lit(STATUS_RETURNED)).otherwise(status))
         .withColumn(QUANTITY, F.abs(QUANTITY))
         .withColumn(UNIT_PRICE, F.round(UNIT_PRICE, 2))
         .withColumn(ORDER_LINE_ID, F.concat_ws(":", ORDER_ID, F.coalesce(PRODUCT_ID, F.lit(""))))
@@ -267,8 +265,8 @@ def with_clean_orders(orders_df: DataFrame) -> DataFrame:
     )
 
 
-def with_latest_rating(ratings_df: DataFrame) -> DataFrame:
+def latest_ratings(ratings_df: DataFrame) -> DataFrame:
     """Keep each customer's latest rating of each product."""
     latest = Window.partitionBy(CUSTOMER_KEY, PRODUCT_ID).orderBy(
-        F.col(RATED_TS).desc_nulls_last(), F.col("rating").desc())
+        F.col(RATED_TS).desc_nulls_last(), F.col(RATING).desc())
     return ratings_df.withColumn("_nth", F.row_number().over(latest)).where(F.col("_nth") == 1).drop("_nth")

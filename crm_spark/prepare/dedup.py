@@ -4,13 +4,16 @@ with a golden record per key."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Callable
 
+from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from crm_spark.config import PrepareConfig
+from crm_spark.frames import persisted
 from crm_spark.prepare.clean import CUSTOMER_FLAGS
 from crm_spark.schemas import (
     AGE,
@@ -213,3 +216,40 @@ def golden_records(customers_df: DataFrame, xref_df: DataFrame) -> DataFrame:
         F.count(F.lit(1)).alias("n_records"),
         *[F.max(F.col(flag)).alias(flag) for flag in CUSTOMER_FLAGS],
     )
+
+
+def resolve(customers_df: DataFrame, rules: PrepareConfig, keyed_hash: Callable[[Column], Column]
+            ) -> tuple[DataFrame, dict[str, int]]:
+    """Cluster cleaned customer records into persons: exact edges plus blocked fuzzy edges.
+
+    Args:
+        customers_df: cleaned customer records.
+        rules: fuzzy matching settings.
+        keyed_hash: the secret-keyed hash that derives customer keys.
+
+    Returns:
+        The cross-reference (``customer_id``, ``customer_key``, ``cluster_id``) and
+        counts: ``dedup.exact_edges``, ``dedup.blocks``, ``dedup.blocks_skipped``,
+        ``dedup.comparisons`` and ``dedup.fuzzy_edges``.
+    """
+    counts: dict[str, int] = {}
+    with contextlib.ExitStack() as scope:
+        exact = scope.enter_context(persisted(match_edges(customers_df), StorageLevel.MEMORY_AND_DISK))
+        counts["dedup.exact_edges"] = exact.count()
+        edges = exact
+        if rules.fuzzy_matching:
+            pairs, sizes = candidate_pairs(blocks(customers_df), rules.max_block_size)
+            pairs = scope.enter_context(persisted(pairs, StorageLevel.MEMORY_AND_DISK))
+            block_stats = sizes.agg(F.count(F.lit(1)).alias("blocks"),
+                                    F.count(F.when(F.col("size") > rules.max_block_size, 1)).alias("skipped")).first()
+            fuzzy = scope.enter_context(persisted(fuzzy_edges(customers_df, pairs, rules).select("src", "dst"),
+                                                  StorageLevel.MEMORY_AND_DISK))
+            counts.update({"dedup.blocks": block_stats["blocks"], "dedup.blocks_skipped": block_stats["skipped"],
+                           "dedup.comparisons": pairs.count(), "dedup.fuzzy_edges": fuzzy.count()})
+            if block_stats["skipped"]:
+                log.warning("entity resolution skipped %d blocks larger than %d records", block_stats["skipped"],
+                            rules.max_block_size)
+            edges = exact.unionByName(fuzzy)
+        vertices = customers_df.select(F.col(CUSTOMER_ID).alias("id")).distinct()
+        components = connected_components(vertices, edges)  # checkpointed: no longer needs the edges
+    return xref(components, keyed_hash), counts

@@ -9,6 +9,7 @@ and ``malformed``.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 
@@ -16,7 +17,8 @@ from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from crm_spark.config import Config
+from crm_spark.config import Config, GenerateConfig
+from crm_spark.frames import persisted
 from crm_spark.schemas import (
     BIRTH_DATE,
     CITY,
@@ -37,6 +39,7 @@ from crm_spark.schemas import (
     RAW_COLUMNS,
     SIGNUP_TS,
     STATUS,
+    STATUS_COMPLETED,
     UNIT_PRICE,
     UPDATED_TS,
 )
@@ -88,7 +91,7 @@ def _append_lines(df: DataFrame, header: str | None, path: str) -> None:
     lines.repartition(1).sortWithinPartitions("ord", "line").select("line").write.mode("append").text(path)
 
 
-def run(spark: SparkSession, config: Config) -> dict[str, int]:
+def write_shop(spark: SparkSession, config: Config) -> dict[str, int]:
     """Generate the synthetic data set of ``config.generate`` ending at ``as_of_date``.
 
     Args:
@@ -106,16 +109,28 @@ def run(spark: SparkSession, config: Config) -> dict[str, int]:
         raise ValueError("generate needs paths.truth_dir for the ground truth")
     cfg, raw, truth = config.generate, config.paths.raw_dir.rstrip("/"), config.paths.truth_dir.rstrip("/")
     end = config.as_of_date
-    persons_df = people.persons(spark, cfg, end, config.churn_horizon_days).persist(StorageLevel.MEMORY_AND_DISK)
-    products_df = activity.products(spark, cfg).persist()
-    records_df = with_malformed_csv_line(people.customer_records(persons_df, cfg, end), "customers",
-                                         cfg.malformed_share, cfg.seed).persist(StorageLevel.MEMORY_AND_DISK)
-    pools_df = activity.pools(persons_df, products_df, cfg)
-    lines_df = with_malformed_json_line(
-        activity.order_lines(persons_df, records_df, pools_df, products_df, cfg), cfg.malformed_share, cfg.seed
-    ).persist(StorageLevel.DISK_ONLY)
+    with contextlib.ExitStack() as scope:
+        persons_df = scope.enter_context(persisted(people.persons(spark, cfg, end, config.churn_horizon_days),
+                                                   StorageLevel.MEMORY_AND_DISK))
+        products_df = scope.enter_context(persisted(activity.products(spark, cfg)))
+        records_df = scope.enter_context(persisted(with_malformed_csv_line(
+            people.customer_records(persons_df, cfg, end), "customers", cfg.malformed_share, cfg.seed),
+            StorageLevel.MEMORY_AND_DISK))
+        pools_df = activity.pools(persons_df, products_df, cfg)
+        lines_df = scope.enter_context(persisted(with_malformed_json_line(
+            activity.order_lines(persons_df, records_df, pools_df, products_df, cfg), cfg.malformed_share, cfg.seed
+        ), StorageLevel.DISK_ONLY))
+        _write_raw(records_df, products_df, lines_df, cfg, end, raw)
+        _write_truth(persons_df, records_df, lines_df, truth)
+    formats = {"customers": "text", "products": "text", "orders": "text", "ratings": "parquet"}
+    counts = {f"raw.{name}": spark.read.format(fmt).load(f"{raw}/{name}").count() for name, fmt in formats.items()}
+    log.info("generated %s customers into %s (truth in %s)", cfg.customers, raw, truth)
+    return counts
 
-    counts: dict[str, int] = {}
+
+def _write_raw(records_df: DataFrame, products_df: DataFrame, lines_df: DataFrame, cfg: GenerateConfig,
+               end: dt.date, raw: str) -> None:
+    """Write the raw sources: customers and products as CSV, orders as JSON lines, ratings as Parquet."""
     customers_csv = records_df.where(F.col("malformed").isNull()).select(*RAW_COLUMNS["customers"])
     customers_csv.write.mode("overwrite").option("header", True).option("escape", '"').csv(f"{raw}/customers")
     _append_lines(records_df.where(F.col("malformed").isNotNull()), ",".join(RAW_COLUMNS["customers"]),
@@ -129,6 +144,9 @@ def run(spark: SparkSession, config: Config) -> dict[str, int]:
     activity.ratings(lines_df.where(F.col("malformed").isNull()), cfg, end).write.mode("overwrite").parquet(
         f"{raw}/ratings")
 
+
+def _write_truth(persons_df: DataFrame, records_df: DataFrame, lines_df: DataFrame, truth: str) -> None:
+    """Write the ground truth: persons, customer records, anomalous orders and malformed lines."""
     persons_df.drop("basket_extra_lines").write.mode("overwrite").parquet(f"{truth}/persons")
     records_df.select("customer_id", "person_id", "is_duplicate", "variation", "dirt", "malformed") \
         .write.mode("overwrite").parquet(f"{truth}/customers")
@@ -140,18 +158,11 @@ def run(spark: SparkSession, config: Config) -> dict[str, int]:
         F.lit("customers").alias("source"), F.col("customer_id").alias("key"), "malformed"
     )).write.mode("overwrite").parquet(f"{truth}/malformed")
 
-    for name, fmt in (("customers", "text"), ("products", "text"), ("orders", "text"), ("ratings", "parquet")):
-        counts[f"raw.{name}"] = spark.read.format(fmt).load(f"{raw}/{name}").count()
-    for df in (persons_df, products_df, records_df, lines_df):
-        df.unpersist()
-    log.info("generated %s customers into %s (truth in %s)", cfg.customers, raw, truth)
-    return counts
 
-
-def next_day(spark: SparkSession, config: Config) -> dict[str, int]:
+def append_next_day(spark: SparkSession, config: Config) -> dict[str, int]:
     """Append one day of new activity, dated the day before ``as_of_date``, as new raw files.
 
-    Run after :func:`run` with the next ``as_of_date`` to get "day N+1" files beside
+    Run after :func:`write_shop` with the next ``as_of_date`` to get "day N+1" files beside
     the existing ones: orders of about ``generate.next_day_share`` of the customers
     (1-3 lines each), ratings of a third of those lines, new records moving about a
     tenth as many customers to another city, and a fiftieth as many new customers,
@@ -190,35 +201,35 @@ def next_day(spark: SparkSession, config: Config) -> dict[str, int]:
         .alias(BIRTH_DATE),
         F.lit("Springfield").alias(CITY), F.lit("US").alias(COUNTRY), signed.alias(SIGNUP_TS), signed.alias(UPDATED_TS),
     )
-    customers_df = movers.unionByName(newcomers).persist()
-    customers_df.write.mode("append").option("header", True).option("escape", '"').csv(f"{raw}/customers")
+    with contextlib.ExitStack() as scope:
+        customers_df = scope.enter_context(persisted(movers.unionByName(newcomers)))
+        customers_df.write.mode("append").option("header", True).option("escape", '"').csv(f"{raw}/customers")
 
-    buyers = known.where(uniform(seed, f"{salt}/order", F.col(CUSTOMER_ID)) < share).select(CUSTOMER_ID) \
-        .unionByName(newcomers.select(CUSTOMER_ID))
-    who = F.col(CUSTOMER_ID)
-    lines = buyers.select(
-        CUSTOMER_ID, F.concat(F.lit(f"N{day:%Y%m%d}"), who).alias(ORDER_ID), moment("order", who).alias(ORDER_TS),
-        F.explode(F.sequence(F.lit(1), F.lit(1) + F.floor(uniform(seed, f"{salt}/lines", who) * 3).cast("int")))
-        .alias("line"))
-    line_key = F.concat_ws("/", ORDER_ID, "line")
-    lines = lines.withColumn("product_number", F.floor(uniform(seed, f"{salt}/product", line_key) * cfg.products))
-    lines_df = lines.join(F.broadcast(activity.products(spark, cfg)), "product_number").select(
-        ORDER_ID, CUSTOMER_ID, PRODUCT_ID,
-        (F.lit(1) + F.floor(uniform(seed, f"{salt}/quantity", line_key) * 3).cast("int")).alias(QUANTITY),
-        F.col(PRICE).alias(UNIT_PRICE), ORDER_TS, F.lit("completed").alias(STATUS),
-    ).dropDuplicates([ORDER_ID, PRODUCT_ID]).persist()
-    lines_df.withColumn(ORDER_TS, F.date_format(ORDER_TS, "yyyy-MM-dd'T'HH:mm:ss")).write.mode("append") \
-        .json(f"{raw}/orders")
-    key = F.concat_ws("/", ORDER_ID, PRODUCT_ID)
-    end = F.lit(dt.datetime.combine(config.as_of_date, dt.time())) - F.expr("INTERVAL 1 SECOND")
-    ratings_df = lines_df.where(uniform(seed, f"{salt}/rate?", key) < 1 / 3).select(
-        CUSTOMER_ID, PRODUCT_ID,
-        (F.lit(1) + F.floor(uniform(seed, f"{salt}/rating", key) * 5)).cast("int").alias(RATING),
-        F.least(F.col(ORDER_TS) + F.expr("INTERVAL 1 HOUR"), end).alias(RATED_TS))
-    ratings_df.write.mode("append").parquet(f"{raw}/ratings")
-    counts = {"raw.customers.next_day": customers_df.count(), "raw.orders.next_day": lines_df.count(),
-              "raw.ratings.next_day": ratings_df.count()}
-    customers_df.unpersist()
-    lines_df.unpersist()
+        buyers = known.where(uniform(seed, f"{salt}/order", F.col(CUSTOMER_ID)) < share).select(CUSTOMER_ID) \
+            .unionByName(newcomers.select(CUSTOMER_ID))
+        who = F.col(CUSTOMER_ID)
+        lines = buyers.select(
+            CUSTOMER_ID, F.concat(F.lit(f"N{day:%Y%m%d}"), who).alias(ORDER_ID), moment("order", who).alias(ORDER_TS),
+            F.explode(F.sequence(F.lit(1), F.lit(1) + F.floor(uniform(seed, f"{salt}/lines", who) * 3).cast("int")))
+            .alias("line"))
+        line_key = F.concat_ws("/", ORDER_ID, "line")
+        lines = lines.withColumn("product_number", F.floor(uniform(seed, f"{salt}/product", line_key) * cfg.products))
+        day_lines = lines.join(F.broadcast(activity.products(spark, cfg)), "product_number").select(
+            ORDER_ID, CUSTOMER_ID, PRODUCT_ID,
+            (F.lit(1) + F.floor(uniform(seed, f"{salt}/quantity", line_key) * 3).cast("int")).alias(QUANTITY),
+            F.col(PRICE).alias(UNIT_PRICE), ORDER_TS, F.lit(STATUS_COMPLETED).alias(STATUS),
+        ).dropDuplicates([ORDER_ID, PRODUCT_ID])
+        lines_df = scope.enter_context(persisted(day_lines))
+        lines_df.withColumn(ORDER_TS, F.date_format(ORDER_TS, "yyyy-MM-dd'T'HH:mm:ss")).write.mode("append") \
+            .json(f"{raw}/orders")
+        key = F.concat_ws("/", ORDER_ID, PRODUCT_ID)
+        end = F.lit(dt.datetime.combine(config.as_of_date, dt.time())) - F.expr("INTERVAL 1 SECOND")
+        ratings_df = lines_df.where(uniform(seed, f"{salt}/rate?", key) < 1 / 3).select(
+            CUSTOMER_ID, PRODUCT_ID,
+            (F.lit(1) + F.floor(uniform(seed, f"{salt}/rating", key) * 5)).cast("int").alias(RATING),
+            F.least(F.col(ORDER_TS) + F.expr("INTERVAL 1 HOUR"), end).alias(RATED_TS))
+        ratings_df.write.mode("append").parquet(f"{raw}/ratings")
+        counts = {"raw.customers.next_day": customers_df.count(), "raw.orders.next_day": lines_df.count(),
+                  "raw.ratings.next_day": ratings_df.count()}
     log.info("appended the activity of %s to %s: %s", day, raw, counts)
     return counts

@@ -1,0 +1,203 @@
+"""Checks that types alone cannot express: value ranges, choices, grids, sources and paths."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from crm_spark.config.coerce import ConfigError, as_dict, flatten
+from crm_spark.config.sections import (
+    DELTA_SAFE_RETENTION_HOURS,
+    EXPECTATION_PATTERN,
+    Config,
+    RecommendConfig,
+    SourceConfig,
+)
+
+SOURCE_FORMATS = ("csv", "json", "parquet", "delta")
+ENCODINGS = ("UTF-8", "ISO-8859-1", "US-ASCII")
+QUALITY_ACTIONS = ("warn", "fail")
+
+# Inclusive lower and upper bounds of numeric settings; None leaves a side open.
+_BOUNDS: dict[str, tuple[float | None, float | None]] = {
+    "churn_horizon_days": (1, 3650),
+    "spark.shuffle_partitions": (1, None),
+    "generate.customers": (10, None),
+    "generate.products": (20, None),
+    "generate.history_days": (180, None),
+    "generate.duplicate_share": (0.0, 0.5),
+    "generate.invalid_share": (0.0, 0.5),
+    "generate.malformed_share": (0.0, 0.5),
+    "generate.anomaly_share": (0.0, 0.5),
+    "generate.next_day_share": (0.0, 1.0),
+    "generate.partitions": (1, None),
+    "ingest.max_field_chars": (16, None),
+    "privacy.vacuum_retention_hours": (0, None),
+    "prepare.name_similarity": (0.0, 1.0),
+    "prepare.max_block_size": (2, None),
+    "select.buckets": (2, 100),
+    "select.fpr": (0.0, 1.0),
+    "select.max_correlation": (0.0, 1.0),
+    "train.validation_share": (0.01, 0.5),
+    "train.test_share": (0.01, 0.5),
+    "train.tvs_train_ratio": (0.5, 0.95),
+    "train.gbt_max_iter": (1, 1000),
+    "train.clv_label_cap_quantile": (0.5, 1.0),
+    "train.clv_gbt_max_iter": (1, 1000),
+    "train.clv_gbt_max_depth": (1, 30),
+    "train.segment_k_min": (2, 100),
+    "train.segment_k_max": (2, 100),
+    "train.segment_sample": (100, None),
+    "train.segment_restarts": (1, 20),
+    "train.anomaly_z": (1.0, None),
+    "train.customer_anomaly_z": (1.0, None),
+    "train.anomaly_scale_floor": (0.01, None),
+    "recommend.top_k": (1, 1000),
+    "recommend.rank": (1, 1000),
+    "recommend.reg_param": (0.0, None),
+    "recommend.alpha": (0.0, None),
+    "recommend.max_iter": (1, 1000),
+    "recommend.rating_rank": (1, 1000),
+    "recommend.rating_reg_param": (0.0, None),
+    "recommend.holdout_share": (0.05, 0.9),
+    "recommend.tune_max_customers": (10, None),
+    "recommend.cold_start_min_customers": (1, None),
+}
+SEGMENT_ALGORITHMS = ("kmeans", "bisecting_kmeans")
+CLASSIFIERS = ("logistic_regression", "decision_tree", "gradient_boosted_trees")
+# The allowed values of settings that name a choice.
+CHOICES = {
+    "select.correlation_method": ("pearson", "spearman"),
+    "train.label": ("auto", "horizon", "column"),
+    "train.class_weights": ("balanced", "none"),
+    "train.threshold_objective": ("f1", "accuracy"),
+    "recommend.interactions": ("auto", "purchases", "ratings"),
+    "recommend.feedback": ("implicit", "explicit"),
+    "recommend.holdout": ("time", "random"),
+    "recommend.tune_metric": ("ndcg", "precision"),
+    "quality.on_failure": QUALITY_ACTIONS,
+}
+# Grids that must list at least one value, each within the bounds given.
+GRIDS: dict[str, tuple[float, float | None]] = {
+    "train.lr_reg_params": (0.0, None),
+    "train.lr_elastic_nets": (0.0, 1.0),
+    "train.dt_max_depths": (1, 30),
+    "train.dt_min_instances": (1, None),
+    "train.gbt_max_depths": (1, 30),
+}
+
+
+def validate(config: Config) -> None:
+    """Check value ranges that types alone cannot express.
+
+    Args:
+        config: a built configuration.
+
+    Raises:
+        ConfigError: naming the first out-of-range key.
+    """
+    values = flatten(as_dict(config))
+    for key, (low, high) in _BOUNDS.items():
+        value = values[key]
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise ConfigError(
+                f"config key '{key}' must be within [{low}, {high if high is not None else 'inf'}], "
+                f"got {value!r}"
+            )
+    for key, choices in CHOICES.items():
+        if values[key] not in choices:
+            raise ConfigError(f"config key '{key}' must be one of {choices}, got {values[key]!r}")
+    for key, (low, high) in GRIDS.items():
+        grid = values[key]
+        if not grid or min(grid) < low or (high is not None and max(grid) > high):
+            upper = high if high is not None else "inf"
+            raise ConfigError(f"config key '{key}' must list values within [{low}, {upper}], got {list(grid)}")
+    if config.train.validation_share + config.train.test_share >= 0.8:
+        raise ConfigError("config keys 'train.validation_share' + 'train.test_share' must be < 0.8")
+    _validate_sources(config.sources)
+    _validate_paths(config)
+    retention = config.privacy.vacuum_retention_hours
+    if retention < DELTA_SAFE_RETENTION_HOURS and not config.privacy.allow_short_retention:
+        raise ConfigError(f"config key 'privacy.vacuum_retention_hours' is below Delta's "
+                          f"{DELTA_SAFE_RETENTION_HOURS}-hour safety limit; set privacy.allow_short_retention: true "
+                          "to allow it")
+    for expectation in config.quality.expectations:
+        if not EXPECTATION_PATTERN.match(expectation):
+            raise ConfigError(f"config key 'quality.expectations' has '{expectation}', expected "
+                              "'dataset.column.metric >= number' (or <=)")
+    _validate_recommend(config.recommend)
+    if config.train.segment_k_min > config.train.segment_k_max:
+        raise ConfigError("config key 'train.segment_k_min' must not exceed 'train.segment_k_max'")
+    for key, known in (("segment_algorithms", SEGMENT_ALGORITHMS), ("classifiers", CLASSIFIERS)):
+        listed = getattr(config.train, key)
+        if not listed or set(listed) - set(known):
+            raise ConfigError(f"config key 'train.{key}' must list some of {known}, got {list(listed)}")
+
+
+def _validate_recommend(cfg: RecommendConfig) -> None:
+    """Check the recommendation grids and serving rules."""
+    for name in ("tune_ranks", "tune_reg_params", "tune_alphas"):
+        values = getattr(cfg, name)
+        if not values or min(values) <= 0:
+            raise ConfigError(f"config key 'recommend.{name}' must list positive values, got {list(values)}")
+    for name in ("recency_half_life_days", "max_per_category", "inactive_after_days"):
+        value = getattr(cfg, name)
+        if value is not None and value <= 0:
+            raise ConfigError(f"config key 'recommend.{name}' must be positive or null, got {value!r}")
+    if cfg.feedback == "explicit" and cfg.interactions == "purchases":
+        raise ConfigError("config key 'recommend.feedback' is explicit, which needs ratings: "
+                          "set recommend.interactions to ratings or auto")
+
+
+def _under(path: str, roots: Sequence[str]) -> bool:
+    """Return whether ``path`` (a local path or URL) lies under one of ``roots``."""
+    if "://" in path:
+        if ".." in path.split("/"):
+            return False
+        return any("://" in root and path.rstrip("/").startswith(root.rstrip("/")) for root in roots)
+    resolved = Path(path).expanduser().resolve()
+    return any("://" not in root and resolved.is_relative_to(Path(root).expanduser().resolve()) for root in roots)
+
+
+def _validate_paths(config: Config) -> None:
+    """Refuse paths outside ``paths.allowed_roots`` and source paths that leave ``raw_dir``."""
+    paths, roots = config.paths, config.paths.allowed_roots
+    for name in ("raw_dir", "lakehouse_dir", "checkpoint_dir", "truth_dir"):
+        value = getattr(paths, name)
+        if value is not None and not _under(value, roots):
+            raise ConfigError(f"config key 'paths.{name}' ({value}) is outside the allowed roots "
+                              f"{list(roots)} (paths.allowed_roots)")
+    for source, spec in config.sources.items():
+        local_relative = "://" not in spec.path and not Path(spec.path).is_absolute()
+        full = f"{paths.raw_dir.rstrip('/')}/{spec.path}" if local_relative else spec.path
+        inside = _under(full, [paths.raw_dir]) if local_relative else _under(full, roots)
+        if not inside:
+            raise ConfigError(f"config key 'sources.{source}.path' ({spec.path}) leaves "
+                              f"{'paths.raw_dir' if local_relative else 'the allowed roots'}")
+
+
+def _validate_sources(sources: Mapping[str, SourceConfig]) -> None:
+    """Check source names, formats, encodings and that mapped columns are canonical."""
+    from crm_spark.schemas import (
+        CANONICAL_COLUMNS,  # schemas imports pyspark; keep config light
+    )
+
+    if not sources:
+        raise ConfigError(f"config key 'sources' must name at least one of {', '.join(CANONICAL_COLUMNS)}")
+    for name, source in sources.items():
+        key = f"sources.{name}"
+        if name not in CANONICAL_COLUMNS:
+            raise ConfigError(f"unknown source '{key}' (known: {', '.join(CANONICAL_COLUMNS)})")
+        if source.format not in SOURCE_FORMATS:
+            raise ConfigError(f"config key '{key}.format' must be one of {SOURCE_FORMATS}, got {source.format!r}")
+        if source.encoding not in ENCODINGS:
+            raise ConfigError(f"config key '{key}.encoding' must be one of {ENCODINGS}, got {source.encoding!r}")
+        if len(source.delimiter) != 1:
+            raise ConfigError(f"config key '{key}.delimiter' must be one character, got {source.delimiter!r}")
+        if source.format == "csv" and not source.header and not source.fields:
+            raise ConfigError(f"config key '{key}.fields' must list the columns of a CSV without a header")
+        for section in ("columns", "formats", "constants"):
+            unknown = sorted(set(getattr(source, section)) - set(CANONICAL_COLUMNS[name]))
+            if unknown:
+                raise ConfigError(f"config key '{key}.{section}.{unknown[0]}' is not a canonical column of "
+                                  f"{name} (known: {', '.join(CANONICAL_COLUMNS[name])})")

@@ -1,0 +1,1 @@
+"""Customer features as of a date, classification labels and feature selection."""

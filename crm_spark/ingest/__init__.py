@@ -1,0 +1,1 @@
+"""Ingest: reading raw sources into typed canonical rows, and the ledger of files read."""

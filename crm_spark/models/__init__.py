@@ -1,0 +1,1 @@
+"""Customer models: churn classifiers, customer value regressors, segmentations and anomaly scores."""

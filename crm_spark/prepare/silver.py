@@ -1,0 +1,132 @@
+"""Silver tables from bronze: rebuilt from every row, or merged with the rows of new files."""
+
+from __future__ import annotations
+
+from delta.tables import DeltaTable
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from crm_spark import tables
+from crm_spark.config import Config
+from crm_spark.frames import persisted
+from crm_spark.prepare.clean import clean_orders, clean_products, latest_ratings, with_customer_key
+from crm_spark.prepare.dedup import golden_records
+from crm_spark.schemas import (
+    BRONZE_SCHEMAS,
+    CUSTOMER_ID,
+    CUSTOMER_KEY,
+    ORDER_LINE_ID,
+    ORDER_TS,
+    PRODUCT_ID,
+    RATED_TS,
+    RATING,
+    SOURCE_FILE,
+    bronze_table_schema,
+)
+
+
+def bronze_frames(spark: SparkSession, config: Config) -> dict[str, DataFrame]:
+    """Return the bronze table of every configured source and an empty frame for the others."""
+    lake = config.paths.lakehouse_dir
+    return {
+        name: tables.read_table(spark, table, lake) if name in config.sources
+        else spark.createDataFrame([], bronze_table_schema(name))
+        for name, table in tables.BRONZE.items()
+    }
+
+
+def customers_from_activity(orders_df: DataFrame, ratings_df: DataFrame) -> DataFrame:
+    """Return bronze-shaped customer rows for every customer id seen in orders or ratings.
+
+    Used when no customer source is configured: each id becomes a customer with
+    nothing but its id.
+    """
+    ids = orders_df.select(CUSTOMER_ID).unionByName(ratings_df.select(CUSTOMER_ID)).distinct()
+    schema = BRONZE_SCHEMAS["customers"]
+    return ids.select(*[F.col(f.name) if f.name == CUSTOMER_ID else F.lit(None).cast(f.dataType).alias(f.name)
+                        for f in schema.fields])
+
+
+def rebuild_silver(spark: SparkSession, config: Config, bronze: dict[str, DataFrame], customers: DataFrame,
+                   xref_df: DataFrame) -> dict[str, int]:
+    """Overwrite every silver table from all of bronze.
+
+    Returns:
+        Rows written per silver table.
+    """
+    lake = config.paths.lakehouse_dir
+    counts = {tables.CUSTOMER_XREF.qualified: tables.write_table(xref_df, tables.CUSTOMER_XREF, lake)}
+    xref_df = tables.read_table(spark, tables.CUSTOMER_XREF, lake)
+    counts[tables.CUSTOMERS.qualified] = tables.write_table(
+        golden_records(customers, xref_df), tables.CUSTOMERS, lake)
+    counts[tables.PRODUCTS.qualified] = tables.write_table(
+        clean_products(bronze["products"]), tables.PRODUCTS, lake)
+    orders = bronze["orders"].transform(clean_orders).transform(with_customer_key, xref_df)
+    counts[tables.ORDERS.qualified] = tables.write_table(orders, tables.ORDERS, lake)
+    ratings = bronze["ratings"].transform(with_customer_key, xref_df).drop(SOURCE_FILE).transform(latest_ratings)
+    counts[tables.RATINGS.qualified] = tables.write_table(ratings, tables.RATINGS, lake)
+    return counts
+
+
+def merge_silver(spark: SparkSession, config: Config, bronze: dict[str, DataFrame], customers: DataFrame,
+                 xref_df: DataFrame, pending: list[str]) -> dict[str, int]:
+    """Upsert silver from the bronze rows of ``pending`` files with Delta MERGE.
+
+    Customers are resolved over all of bronze (a new record may join an existing
+    person), then merged by ``customer_id`` (cross-reference) and ``customer_key``
+    (golden records); ids whose key changed are the *re-keyed* ids. Orders are merged
+    by ``order_line_id`` (the later ``order_ts`` wins) from the pending rows and every
+    row of a re-keyed id; ratings by customer and product (the later rating wins)
+    after the rows of re-keyed persons, and rows of unknown customers, are taken out
+    and derived again.
+
+    Returns:
+        Rows per silver table after the merge and ``merge.<table>.<inserted|updated|deleted>``.
+    """
+    lake = config.paths.lakehouse_dir
+    counts: dict[str, int] = {}
+
+    def merged(table: tables.Table, df: DataFrame, keys: tuple[str, ...], **options) -> None:
+        result = tables.merge_table(df, table, lake, keys, **options)
+        counts.update({f"merge.{table.qualified}.{k}": v for k, v in result.items()})
+
+    with persisted(xref_df, StorageLevel.MEMORY_AND_DISK) as xref_df:
+        old_xref = tables.read_table(spark, tables.CUSTOMER_XREF, lake).select(
+            CUSTOMER_ID, F.col(CUSTOMER_KEY).alias("_old_key"))
+        # Checkpointed, not cached: a cached frame would be recomputed from the merged table.
+        rekeyed = (xref_df.join(old_xref, CUSTOMER_ID, "left")
+                   .where(~F.col(CUSTOMER_KEY).eqNullSafe(F.col("_old_key")))
+                   .select(CUSTOMER_ID, CUSTOMER_KEY, "_old_key")).checkpoint(eager=True)
+        counts["merge.rekeyed_ids"] = rekeyed.count()
+        merged(tables.CUSTOMER_XREF, xref_df, (CUSTOMER_ID,), delete_missing=True)
+        merged(tables.CUSTOMERS, golden_records(customers, xref_df), (CUSTOMER_KEY,), delete_missing=True)
+        merged(tables.PRODUCTS, clean_products(bronze["products"]), (PRODUCT_ID,), delete_missing=True)
+
+        new_rows = spark.createDataFrame([(p,) for p in pending], f"{SOURCE_FILE} string")
+        rekeyed_ids = F.broadcast(rekeyed.select(CUSTOMER_ID))
+        orders = bronze["orders"].join(F.broadcast(new_rows), SOURCE_FILE, "left_semi").unionByName(
+            bronze["orders"].join(rekeyed_ids, CUSTOMER_ID, "left_semi"))
+        merged(tables.ORDERS, orders.distinct().transform(clean_orders).transform(with_customer_key, xref_df),
+               (ORDER_LINE_ID,), newer=f"s.{ORDER_TS} >= t.{ORDER_TS}")
+
+        # Persons whose key changed: their rows (and rows under no key) are taken out and derived again.
+        persons = rekeyed.select(F.col(CUSTOMER_KEY).alias("_key")).unionByName(
+            rekeyed.select(F.col("_old_key").alias("_key"))).where(F.col("_key").isNotNull()).distinct()
+        ratings = bronze["ratings"].join(F.broadcast(new_rows), SOURCE_FILE, "left_semi")
+        if counts["merge.rekeyed_ids"]:
+            silver_ratings = DeltaTable.forPath(spark, tables.RATINGS.path(lake))
+            silver_ratings.alias("t").merge(F.broadcast(persons).alias("s"), f"t.{CUSTOMER_KEY} = s._key") \
+                .whenMatchedDelete().execute()
+            silver_ratings.delete(F.col(CUSTOMER_KEY).isNull())
+            person_ids = xref_df.select(CUSTOMER_ID, F.col(CUSTOMER_KEY).alias("_key")).join(
+                F.broadcast(persons), "_key", "left_semi").select(CUSTOMER_ID)
+            ratings = ratings.unionByName(bronze["ratings"].join(F.broadcast(person_ids), CUSTOMER_ID, "left_semi")) \
+                .unionByName(bronze["ratings"].join(xref_df.select(CUSTOMER_ID), CUSTOMER_ID, "left_anti"))
+        later = (f"s.{RATED_TS} > t.{RATED_TS} OR (t.{RATED_TS} IS NULL AND s.{RATED_TS} IS NOT NULL) "
+                 f"OR (s.{RATED_TS} <=> t.{RATED_TS} AND s.{RATING} > t.{RATING})")
+        merged(tables.RATINGS, ratings.distinct().transform(with_customer_key, xref_df).drop(SOURCE_FILE)
+               .transform(latest_ratings), (CUSTOMER_KEY, PRODUCT_ID), newer=later)
+        for table in (tables.CUSTOMER_XREF, tables.CUSTOMERS, tables.PRODUCTS, tables.ORDERS, tables.RATINGS):
+            counts[table.qualified] = tables.read_table(spark, table, lake).count()
+    return counts

@@ -1,0 +1,96 @@
+"""Prepare: bronze -> silver (clean, standardize, resolve entities, report quality)."""
+
+from __future__ import annotations
+
+import logging
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from crm_spark import privacy, tables
+from crm_spark.config import Config
+from crm_spark.frames import persisted
+from crm_spark.ingest import ledger
+from crm_spark.prepare import quality
+from crm_spark.prepare.clean import CUSTOMER_FLAGS, clean_customers
+from crm_spark.prepare.dedup import resolve
+from crm_spark.prepare.silver import bronze_frames, customers_from_activity, merge_silver, rebuild_silver
+from crm_spark.schemas import BIRTH_DATE, CUSTOMER_KEY
+
+log = logging.getLogger(__name__)
+
+
+def run(spark: SparkSession, config: Config, run_id: str) -> dict[str, int]:
+    """Write the silver tables and the run's ``data_quality`` rows from the bronze ones.
+
+    With ``ingest.incremental`` and silver already built, the rows of files ingested
+    since the last run are merged in (:func:`~crm_spark.prepare.silver.merge_silver`);
+    otherwise silver is rebuilt from all of bronze. Either way the files are then
+    marked prepared.
+
+    Args:
+        spark: the session.
+        config: run configuration (``sources``, ``prepare``, ``quality``).
+        run_id: the run's id, stamped on the quality rows.
+
+    Returns:
+        Rows written per silver table, entity-resolution counts and the count of each
+        cleaning rule's hits (``rule.<name>``).
+
+    Raises:
+        quality.QualityError: an expectation failed and ``quality.on_failure`` is ``fail``.
+    """
+    lake = config.paths.lakehouse_dir
+    bronze = bronze_frames(spark, config)
+    if "customers" not in config.sources:
+        log.info("no customer source configured: customers are the ids seen in orders and ratings")
+        bronze["customers"] = customers_from_activity(bronze["orders"], bronze["ratings"])
+    customer_source = config.sources.get("customers")
+    birth_formats = tuple(customer_source.formats.get(BIRTH_DATE, ())) if customer_source else ()
+    cleaned = clean_customers(bronze["customers"], config.as_of_date, config.prepare, birth_formats)
+    with persisted(cleaned, StorageLevel.MEMORY_AND_DISK) as customers:
+        counts: dict[str, int] = {}
+        rule_hits = customers.agg(*[F.sum(F.col(f).cast("int")).alias(f) for f in CUSTOMER_FLAGS]).first()
+        counts.update({f"rule.{name}": int(value or 0) for name, value in rule_hits.asDict().items()})
+        xref_df, resolution = resolve(customers, config.prepare,
+                                      privacy.keyed_hash(privacy.load_secret(config.privacy)))
+        counts.update(resolution)
+        incremental = config.ingest.incremental and tables.table_exists(spark, tables.CUSTOMER_XREF, lake)
+        pending = ledger.pending_files(spark, lake)
+        if incremental:
+            counts.update(merge_silver(spark, config, bronze, customers, xref_df, pending))
+        else:
+            counts.update(rebuild_silver(spark, config, bronze, customers, xref_df))
+        if pending:
+            ledger.mark_prepared(spark, lake, pending, run_id)
+        counts.update(_order_rule_hits(tables.read_table(spark, tables.ORDERS, lake)))
+        measures = _measures(spark, config, bronze, customers, counts)
+        counts[tables.DATA_QUALITY.qualified] = tables.write_table(
+            quality.report(spark, config, run_id, measures), tables.DATA_QUALITY, lake, run_id)
+    for name, value in sorted(counts.items()):
+        log.info("prepare %s = %d", name, value)
+    quality.check(measures, config)
+    return counts
+
+
+def _order_rule_hits(orders_df: DataFrame) -> dict[str, int]:
+    """Return the hits of the order rules seen in silver: lines of unknown customers and negative quantities."""
+    stats = orders_df.agg(F.count(F.when(F.col(CUSTOMER_KEY).isNull(), 1)).alias("unknown"),
+                          F.count(F.when(F.col("is_return_quantity"), 1)).alias("returns")).first()
+    return {"rule.order_unknown_customer": stats["unknown"], "rule.order_negative_quantity_as_return": stats["returns"]}
+
+
+def _measures(spark: SparkSession, config: Config, bronze: dict[str, DataFrame], customers: DataFrame,
+              counts: dict[str, int]) -> list[quality.Measure]:
+    """Return the data-quality measures of the run; add the duplicate-line and superseded-rating hits to ``counts``."""
+    measures: list[quality.Measure] = []
+    for name in config.sources:
+        measures += quality.profile(bronze[name], name)
+    bronze_rows = {m.dataset: int(m.value) for m in measures if m.metric == "rows"}
+    counts["rule.order_duplicate_line"] = bronze_rows.get("orders", 0) - counts[tables.ORDERS.qualified]
+    counts["rule.rating_superseded"] = bronze_rows.get("ratings", 0) - counts[tables.RATINGS.qualified]
+    if "customers" in config.sources:
+        measures += quality.validity(bronze["customers"], customers, "customers")
+    measures += quality.quarantine_counts(tables.read_table(spark, tables.QUARANTINE, config.paths.lakehouse_dir))
+    return measures + quality.rule_counts(counts)

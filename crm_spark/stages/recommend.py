@@ -1,0 +1,170 @@
+"""Recommend: ALS tuned for the ranking objective on validation data, evaluated on a held-out
+split beside a popularity baseline, then served to every customer.
+
+Interactions come from purchases (implicit confidence, weighted by recency) or from
+ratings (binary implicit feedback, or explicit values). Customers without history get the
+popular products of their demographic group, or of everyone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from crm_spark import registry, tables
+from crm_spark.config import Config
+from crm_spark.features.customer import registered_before
+from crm_spark.frames import persisted
+from crm_spark.recommend.als import ALS_MODEL, AlsParams, als_blocks, configured, recommend_for
+from crm_spark.recommend.cold_start import SOURCE, cold_start, customer_groups
+from crm_spark.recommend.holdout import split
+from crm_spark.recommend.interactions import (
+    ITEM,
+    PURCHASES,
+    catalogue,
+    dense_index,
+    index_pairs,
+    interaction_kind,
+    purchase_events,
+    rating_events,
+    to_pairs,
+)
+from crm_spark.recommend.popularity import POPULAR_MODEL, popular_unseen, popularity
+from crm_spark.recommend.rating_model import rating_holdout
+from crm_spark.recommend.top_k import candidates_for_cap, cap_per_category, inactive_items
+from crm_spark.recommend.tuning import TuningTrial, tune
+from crm_spark.registry import RECOMMEND_TASK
+from crm_spark.schemas import (
+    AS_OF_DATE,
+    CATEGORY,
+    CUSTOMER_KEY,
+    MODEL,
+    POPULARITY,
+    PRODUCT_ID,
+    RECOMMENDATION_TUNING_SCHEMA,
+    SCORE,
+)
+
+log = logging.getLogger(__name__)
+
+
+def run(spark: SparkSession, config: Config, run_id: str) -> dict[str, int]:
+    """Tune, evaluate and serve recommendations; write holdout lists, rating predictions and served lists.
+
+    Holdout: the test split is made first (time: products first met in the horizon
+    after the training cutoff; random: a share of each customer's products). Tuning sees
+    only the training part. The tuned ALS and a popularity baseline then recommend to the
+    held-out customers. Serving: ALS is refitted on every interaction before ``as_of_date``.
+
+    Returns:
+        Rows written per table.
+
+    Raises:
+        StageSkipped: there are no interactions to learn from.
+    """
+    lake = config.paths.lakehouse_dir
+    cfg = config.recommend
+    orders = tables.read_table(spark, tables.ORDERS, lake)
+    ratings = tables.read_table(spark, tables.RATINGS, lake)
+    products = tables.read_table(spark, tables.PRODUCTS, lake)
+    kind = interaction_kind(cfg, orders, ratings)
+    log.info("recommendations from %s (%s feedback, %s holdout)", kind, cfg.feedback, cfg.holdout)
+    write = tables.DatedWriter(lake, config.as_of_date, run_id)
+    with contextlib.ExitStack() as scope:
+        events = scope.enter_context(persisted(
+            purchase_events(orders, config.as_of_date) if kind == PURCHASES
+            else rating_events(ratings, config.as_of_date), StorageLevel.MEMORY_AND_DISK))
+        items = scope.enter_context(persisted(dense_index(catalogue(products, orders, ratings), PRODUCT_ID, ITEM)))
+        blocks = als_blocks(events.count(), spark.sparkContext.defaultParallelism)
+        params, trials = _evaluate(spark, config, events, items, kind, blocks, write)
+        rated = rating_events(ratings, config.as_of_date)
+        if not rated.isEmpty():
+            write(rating_holdout(rated, items, cfg, config.training_cutoff, config.as_of_date,
+                                 (config.ingest.rating_min, config.ingest.rating_max), blocks), tables.RATING_HOLDOUT)
+        path = _serve(spark, config, run_id, events, items, products, kind, params, blocks, write)
+    chosen = next((t for t in trials if t.params == params), None)
+    write.counts[tables.MODEL_REGISTRY.qualified] = registry.record(spark, config, run_id, [registry.ModelEntry(
+        RECOMMEND_TASK, ALS_MODEL, path, chosen.metric if chosen else "none", chosen.value if chosen else None,
+        True, [])])
+    return write.counts
+
+
+def _evaluate(spark: SparkSession, config: Config, events: DataFrame, items: DataFrame, kind: str, blocks: int,
+              write: tables.DatedWriter) -> tuple[AlsParams, list[TuningTrial]]:
+    """Split off the test data, tune ALS on the rest, and write the held-out lists of ALS and popularity.
+
+    Returns:
+        The chosen ALS settings and the tuning trials.
+    """
+    cfg = config.recommend
+    train_events, relevant = split(events, cfg, config.training_cutoff, config.as_of_date, cfg.seed)
+    with contextlib.ExitStack() as scope:
+        train_events = scope.enter_context(persisted(train_events, StorageLevel.MEMORY_AND_DISK))
+        relevant = scope.enter_context(persisted(relevant))
+        started = time.monotonic()
+        params, trials = (tune(train_events, items, cfg, kind, blocks, config.training_cutoff,
+                               config.as_of_date - config.training_cutoff) if cfg.tune else (configured(cfg), []))
+        log.info("tuning took %.1f s", time.monotonic() - started)
+        write(spark.createDataFrame([t.row(t.params == params) for t in trials], RECOMMENDATION_TUNING_SCHEMA),
+              tables.RECOMMENDATION_TUNING)
+
+        train_pairs = scope.enter_context(persisted(to_pairs(train_events, cfg, kind), StorageLevel.MEMORY_AND_DISK))
+        users, indexed = _indexed(train_pairs, items, scope)
+        targets = relevant.select(CUSTOMER_KEY).distinct()
+        _, als_holdout = recommend_for(indexed, users, items, targets, params, cfg, blocks, cfg.top_k)
+        max_seen = int(train_pairs.groupBy(CUSTOMER_KEY).count().agg(F.max("count")).first()[0] or 0)
+        popular = popularity(train_pairs)
+        popular_holdout = popular_unseen(targets, train_pairs, popular, cfg.top_k, max_seen)
+        trained_customers = train_pairs.select(CUSTOMER_KEY).distinct().count()
+        shares = popular.select(PRODUCT_ID, (F.col(SCORE) / F.lit(max(trained_customers, 1))).alias(POPULARITY))
+        holdout = als_holdout.withColumn(MODEL, F.lit(ALS_MODEL)).unionByName(
+            popular_holdout.withColumn(MODEL, F.lit(POPULAR_MODEL))).join(shares, PRODUCT_ID, "left")
+        write(holdout, tables.RECOMMENDATION_HOLDOUT)
+        write(relevant, tables.RECOMMENDATION_RELEVANCE)
+    return params, trials
+
+
+def _serve(spark: SparkSession, config: Config, run_id: str, events: DataFrame, items: DataFrame,
+           products: DataFrame, kind: str, params: AlsParams, blocks: int, write: tables.DatedWriter) -> str:
+    """Refit ALS on every interaction, save it, and write top-k lists for every registered customer.
+
+    Returns:
+        Where the refitted model is saved.
+    """
+    cfg, lake = config.recommend, config.paths.lakehouse_dir
+    with contextlib.ExitStack() as scope:
+        pairs = scope.enter_context(persisted(to_pairs(events, cfg, kind), StorageLevel.MEMORY_AND_DISK))
+        users, indexed = _indexed(pairs, items, scope)
+        known = users.select(CUSTOMER_KEY)
+        model, served = recommend_for(indexed, users, items, known, params, cfg, blocks,
+                                      candidates_for_cap(cfg.top_k, cfg.max_per_category),
+                                      inactive_items(events, items, config.as_of_date, cfg.inactive_after_days))
+        if cfg.max_per_category is not None:
+            served = cap_per_category(served, products.select(PRODUCT_ID, CATEGORY), cfg.max_per_category,
+                                      cfg.top_k)
+        path = registry.model_path(lake, run_id, RECOMMEND_TASK, ALS_MODEL)
+        model.write().overwrite().save(path)
+        customers = registered_before(tables.read_table(spark, tables.CUSTOMERS, lake), config.as_of_date)
+        cold = customers.select(CUSTOMER_KEY).join(known, CUSTOMER_KEY, "left_anti")
+        groups = None
+        if tables.table_exists(spark, tables.CUSTOMER_FEATURES, lake):
+            features = tables.read_table(spark, tables.CUSTOMER_FEATURES, lake).where(
+                F.col(AS_OF_DATE) == F.lit(config.as_of_date))
+            groups = customer_groups(features, cfg.cold_start_by)
+        started = time.monotonic()
+        write(served.withColumn(SOURCE, F.lit(ALS_MODEL)).unionByName(
+            cold_start(pairs, cold, groups, cfg.top_k, cfg.cold_start_min_customers)), tables.RECOMMENDATIONS)
+        log.info("top-%d for every customer written in %.1f s", cfg.top_k, time.monotonic() - started)
+    return path
+
+
+def _indexed(pairs_df: DataFrame, items_df: DataFrame, scope: contextlib.ExitStack) -> tuple[DataFrame, DataFrame]:
+    """Return :func:`~crm_spark.recommend.interactions.index_pairs`, both frames persisted until ``scope`` ends."""
+    users, indexed = index_pairs(pairs_df, items_df)
+    return (scope.enter_context(persisted(users)),
+            scope.enter_context(persisted(indexed, StorageLevel.MEMORY_AND_DISK)))
