@@ -129,7 +129,7 @@ def execute(spark: SparkSession, config: Config, stages: list[str], run_id: str 
     finally:
         with logcontext.stage(result.run_id, "runs"):
             _record(spark, config, stages, result, started)
-            session.clean_checkpoints(spark)
+            _clean_checkpoints(spark)
     return result
 
 
@@ -169,6 +169,14 @@ def _record(spark: SparkSession, config: Config, stages: list[str], result: RunR
                            result.run_id)
     except Exception:  # noqa: BLE001 - the run's own outcome must not be masked
         log.exception("could not record run %s in the runs table", result.run_id)
+
+
+def _clean_checkpoints(spark: SparkSession) -> None:
+    """Delete the run's checkpoint files; a failure to is logged, not raised over the run's outcome."""
+    try:
+        session.clean_checkpoints(spark)
+    except Exception:  # noqa: BLE001 - leftover checkpoint files must not fail or mask the run
+        log.exception("could not delete the run's checkpoint files")
 
 
 def _rows_in(spark: SparkSession, config: Config, stage: str, counts: dict[str, int]) -> int:

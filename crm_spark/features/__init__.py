@@ -1,1 +1,1 @@
-"""Customer features as of a date, classification labels and feature selection."""
+"""Customer features as of a date, the labels models learn from, and feature selection."""
