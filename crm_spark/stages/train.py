@@ -134,8 +134,9 @@ def run(spark: SparkSession, config: Config, run_id: str) -> dict[str, int]:
     lake = config.paths.lakehouse_dir
     write = tables.DatedWriter(lake, config.as_of_date, run_id)
     source = label_source(spark, config)
+    labelled_df = labelled_customers(spark, config, source)  # raises StageSkipped when there is nothing to label
     kept = kept_features(spark, config)
-    with persisted(labelled_customers(spark, config, source), StorageLevel.MEMORY_AND_DISK) as labelled:
+    with persisted(labelled_df, StorageLevel.MEMORY_AND_DISK) as labelled:
         entries, holdout, explained = train_classifiers(config, run_id, labelled, kept, source == HORIZON)
         write(holdout, tables.CHURN_HOLDOUT)
 
