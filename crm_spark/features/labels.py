@@ -47,12 +47,7 @@ def with_churn_label(features_df: DataFrame, orders_df: DataFrame, cutoff: dt.da
 def with_spend_label(features_df: DataFrame, orders_df: DataFrame, cutoff: dt.date, horizon_days: int) -> DataFrame:
     """Add ``label``: the customer's completed spend in ``[cutoff, cutoff + horizon_days)``, 0.0 without any.
 
-    Args:
-        features_df: features as of ``cutoff``, usually of the customers who had bought
-            before it (:func:`~crm_spark.features.customer.buyers`).
-        orders_df: silver order lines.
-        cutoff: the training cutoff; features saw only events before it.
-        horizon_days: length of the label window starting at ``cutoff``.
+    The arguments are those of :func:`with_churn_label`.
     """
     spend = in_horizon(orders_df, cutoff, horizon_days).groupBy(CUSTOMER_KEY).agg(
         F.sum(F.col(QUANTITY) * F.col(UNIT_PRICE)).alias("_spend"))
