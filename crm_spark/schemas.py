@@ -8,6 +8,8 @@ those of the gold and model tables the stages write.
 
 from __future__ import annotations
 
+import re
+
 from pyspark.sql.types import (
     ArrayType,
     BooleanType,
@@ -96,6 +98,57 @@ CATEGORY_SHARE_PREFIX = "share_"  # share_<category>: the share of a customer's 
 
 # Personal data: kept in bronze and silver only, never in gold tables, logs or reports.
 PII_COLUMNS = (FIRST_NAME, LAST_NAME, EMAIL, PHONE, BIRTH_DATE)
+# A column named only by these words (with qualifiers such as "number" or "home") holds personal data and
+# cannot be an attribute; "phone_service" or "email_opt_in" name something else and can.
+PERSONAL_NAME_WORDS = frozenset({
+    "firstname", "lastname", "surname", "fullname", "email", "mail", "phone", "telephone", "mobile", "cell", "tel",
+    "fax", "address", "street", "birth", "birthday", "birthdate", "dob", "ssn", "passport", "iban", "password",
+})
+PERSONAL_NAME_QUALIFIERS = frozenset({"e", "number", "no", "nr", "num", "date", "of", "home", "work", "private",
+                                      "primary", "contact", "customer", "billing", "shipping", "postal"})
+# "name" alone, or after one of these words, is a person's name (a plan's name is not).
+PERSON_NAME_QUALIFIERS = frozenset({"first", "last", "full", "given", "family", "middle", "maiden", "customer",
+                                    "contact", "user", "person", "account", "holder"})
+
+# Customer attributes: extra columns of a customer source (sources.customers.attributes) that become
+# features under their snake_case name. Each has a type; "auto" infers numeric or categorical from the data.
+NUMERIC, CATEGORICAL, BOOLEAN, DATE, AUTO = "numeric", "categorical", "boolean", "date", "auto"
+ATTRIBUTE_TYPES = (NUMERIC, CATEGORICAL, BOOLEAN, DATE, AUTO)
+INVALID_ATTRIBUTES = "_invalid_attributes"  # bronze: the attributes of a row whose value did not cast
+# The type each attribute has in bronze, silver and gold (dates become days before as_of_date in gold).
+ATTRIBUTE_SQL_TYPES = {NUMERIC: DoubleType(), CATEGORICAL: StringType(), BOOLEAN: BooleanType(), DATE: DateType()}
+# How yes/no flags are written (lower case), for boolean attributes and label columns.
+BOOLEAN_CODES = {True: ("1", "1.0", "true", "yes", "y", "t"), False: ("0", "0.0", "false", "no", "n", "f")}
+
+
+def attribute_column(source_column: str) -> str:
+    """Return the snake_case column an attribute gets: ``MonthlyCharges`` -> ``monthly_charges``."""
+    spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", source_column.strip())
+    name = re.sub(r"[^0-9a-z]+", "_", spaced.lower()).strip("_")
+    return f"a_{name}" if not name or name[0].isdigit() else name
+
+
+def reserved_columns() -> frozenset[str]:
+    """Return the names an attribute cannot take: the columns the pipeline computes or keys rows by."""
+    return frozenset({*NUMERIC_FEATURES, *CATEGORICAL_FEATURES, *CUSTOMER_FLAGS, N_RECORDS, CUSTOMER_KEY, AS_OF_DATE,
+                      RUN_ID, LABEL, SPLIT, SCORE, PREDICTION, MODEL, MODEL_RUN_ID, SEGMENT, FEATURES_VECTOR,
+                      RAW_FEATURES_VECTOR, SOURCE_FILE, INVALID_ATTRIBUTES})
+
+
+def looks_personal(column: str) -> bool:
+    """Return whether a column's name marks it as personal data (a name, contact, birth date or identity number)."""
+    words = attribute_column(column).split("_")
+    person_name = "name" in words and (words.index("name") == 0 or words[words.index("name") - 1]
+                                       in PERSON_NAME_QUALIFIERS)
+    core = [w for w in words if w not in PERSONAL_NAME_QUALIFIERS]
+    return person_name or "".join(words) in PERSONAL_NAME_WORDS or bool(core) and set(core) <= PERSONAL_NAME_WORDS
+
+
+# Silver customers: flags of what cleaning nulled or changed (each counts as a rule hit per run), and
+# how many source records a golden record merges.
+CUSTOMER_FLAGS = ("text_normalized", "name_invalid", "email_invalid", "phone_invalid", "gender_unknown",
+                  "birth_date_invalid", "age_invalid", "label_invalid")
+N_RECORDS = "n_records"
 
 STATUS_COMPLETED = "completed"
 STATUS_RETURNED = "returned"

@@ -121,7 +121,8 @@ def write_table(df: DataFrame, table: Table, lakehouse_dir: str, key: object = N
     path = table.path(lakehouse_dir)
     before, _ = last_commit(df.sparkSession, path)
     if table.scope == "all" and where and before >= 0:
-        writer = writer.option("replaceWhere", where)
+        # New columns (a customer attribute added to the config) join the table's schema.
+        writer = writer.option("replaceWhere", where).option("mergeSchema", "true")
     elif table.scope == "all":
         writer = writer.option("overwriteSchema", "true")
     else:
@@ -164,12 +165,17 @@ def merge_table(
     path = table.path(lakehouse_dir)
     if not DeltaTable.isDeltaTable(df.sparkSession, path):
         return {"inserted": write_table(df, table, lakehouse_dir), "updated": 0, "deleted": 0}
+    target = DeltaTable.forPath(df.sparkSession, path)
     matched = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
-    changed = " OR ".join(f"NOT (t.`{c}` <=> s.`{c}`)" for c in df.columns if c not in keys)
+    compared = [c for c in df.columns if c not in keys]
+    # A column the table does not have yet (a new customer attribute) changes every matched row.
+    changed = " OR ".join(f"NOT (t.`{c}` <=> s.`{c}`)" for c in compared) \
+        if set(compared) <= set(target.toDF().columns) else "TRUE"
     merge = (
-        DeltaTable.forPath(df.sparkSession, path).alias("t").merge(df.alias("s"), matched)
+        target.alias("t").merge(df.alias("s"), matched)
         .whenMatchedUpdateAll(condition=f"({newer}) AND ({changed})" if newer else changed)
         .whenNotMatchedInsertAll()
+        .withSchemaEvolution()  # columns the rows bring (a new customer attribute) join the table
     )
     if delete_missing:
         merge = merge.whenNotMatchedBySourceDelete()

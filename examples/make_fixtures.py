@@ -10,6 +10,12 @@ u.data (user, item, rating, Unix time; tab-separated) and u.user
 
 customer_flags/: a CRM export of customers carrying a churn flag and nothing else (no
 orders, products or ratings). Churn is planted on age, tenure and sex.
+
+subscription/: a subscription business's customer export with its own attributes
+(contract, tenure in months, services, payment method, charges, flags) and a Yes/No
+churn flag, in the layout of the public telecom churn exports. Planted: month-to-month
+contracts churn more, long tenure churns less, fibre-optic internet and electronic
+checks raise churn, charges grow with tenure, total charges are blank for new customers.
 """
 
 from __future__ import annotations
@@ -81,7 +87,40 @@ def customer_flags(rng: random.Random) -> None:
     (folder / "customers.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
+def subscription(rng: random.Random, customers: int = 2000) -> None:
+    header = ("customerID,gender,SeniorCitizen,Partner,Dependents,tenure,PhoneService,InternetService,Contract,"
+              "PaperlessBilling,PaymentMethod,MonthlyCharges,TotalCharges,Churn")
+    payments = ("Electronic check", "Mailed check", "Bank transfer (automatic)", "Credit card (automatic)")
+    lines = [header]
+    for number in range(1, customers + 1):
+        contract = rng.choices(("Month-to-month", "One year", "Two year"), (0.55, 0.21, 0.24))[0]
+        tenure = min(72, int(rng.expovariate(1 / (12 if contract == "Month-to-month" else 36))))
+        internet = rng.choices(("DSL", "Fiber optic", "No"), (0.34, 0.44, 0.22))[0]
+        phone = rng.random() < 0.9
+        payment = rng.choice(payments)
+        senior, partner, dependents = rng.random() < 0.16, rng.random() < 0.48, rng.random() < 0.3
+        monthly = round({"No": 20.0, "DSL": 55.0, "Fiber optic": 85.0}[internet] + 5.0 * phone + rng.gauss(0, 6), 2)
+        total = "" if tenure == 0 else f"{monthly * tenure * rng.uniform(0.95, 1.05):.2f}"
+        logit = (-1.1 + {"Month-to-month": 1.3, "One year": 0.0, "Two year": -1.3}[contract] - 0.035 * tenure
+                 + {"Fiber optic": 0.8, "DSL": 0.0, "No": -0.6}[internet] + 0.7 * (payment == "Electronic check")
+                 + 0.3 * senior - 0.2 * partner)
+        churned = rng.random() < 1 / (1 + math.exp(-logit))
+
+        def yes(flag: bool) -> str:
+            return "Yes" if flag else "No"
+
+        payment_field = f'"{payment}"' if "," in payment else payment
+        customer_id = f"{number:04d}-{rng.choice('ABCDEFGHJK')}{rng.randint(1000, 9999)}"
+        lines.append(f"{customer_id},{rng.choice(('Male', 'Female'))},{int(senior)},{yes(partner)},"
+                     f"{yes(dependents)},{tenure},{yes(phone)},{internet},{contract},"
+                     f"{yes(rng.random() < 0.6)},{payment_field},{monthly:.2f},{total or ' '},{yes(churned)}")
+    folder = ROOT / "subscription"
+    folder.mkdir(exist_ok=True)
+    (folder / "customers.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
 if __name__ == "__main__":
     orders_only(random.Random(3))
     ratings_users(random.Random(5))
     customer_flags(random.Random(7))
+    subscription(random.Random(11))

@@ -116,6 +116,23 @@ def test_config_hash_is_the_same_for_the_same_values_and_changes_with_any_value(
          "config key 'sources.ratings.fields' must list the columns"),
         (["quality.expectations=[email valid >= 0.9]"], "config key 'quality.expectations' has 'email valid >= 0.9'"),
         (["quality.on_failure=explode"], "config key 'quality.on_failure' must be one of"),
+        (["sources.orders.attributes={Store: categorical}"],
+         "config key 'sources.orders.attributes': only the customers source has attributes"),
+        (["sources.customers={path: c.csv, format: csv, attributes: {Plan: text}}"],
+         "config key 'sources.customers.attributes.Plan' must be one of ('numeric', 'categorical', 'boolean', "
+         "'date', 'auto') or empty, got 'text'"),
+        (["sources.customers={path: c.csv, format: csv, attributes: {E-Mail: }}"],
+         "config key 'sources.customers.attributes.E-Mail' names personal data"),
+        (["sources.customers={path: c.csv, format: csv, attributes: {Customer Name: categorical}}"],
+         "config key 'sources.customers.attributes.Customer Name' names personal data"),
+        (["sources.customers={path: c.csv, format: csv, columns: {gender: Sex}, attributes: {Sex: }}"],
+         "config key 'sources.customers.attributes.Sex' is already a canonical column of customers"),
+        (["sources.customers={path: c.csv, format: csv, attributes: {Frequency: numeric}}"],
+         "config key 'sources.customers.attributes.Frequency' would become the feature 'frequency', which the "
+         "pipeline computes itself"),
+        (["sources.customers={path: c.csv, format: csv, attributes: {Plan Type: , plan_type: }}"],
+         "config key 'sources.customers.attributes.plan_type' and 'Plan Type' would both become the feature "
+         "'plan_type'"),
     ],
 )
 def test_bad_sources_and_expectations_name_the_key(tmp_path, overrides, message):
@@ -123,6 +140,15 @@ def test_bad_sources_and_expectations_name_the_key(tmp_path, overrides, message)
     with pytest.raises(ConfigError) as caught:
         load_config(write(tmp_path, text), overrides)
     assert str(caught.value).startswith(message)
+
+
+def test_attributes_need_no_type_and_keep_business_words(tmp_path):
+    config = load_config(write(tmp_path, MINIMAL), [
+        "sources={customers: {path: c.csv, format: csv, attributes: {PhoneService: boolean, MonthlyCharges: , "
+        "Plan name: categorical, Opened: date}, formats: {Opened: [dd.MM.yyyy]}}}"])
+    assert dict(config.sources["customers"].attributes) == {"PhoneService": "boolean", "MonthlyCharges": None,
+                                                            "Plan name": "categorical", "Opened": "date"}
+    assert config.attribute_columns == ["phone_service", "monthly_charges", "plan_name", "opened"]
 
 
 def test_sources_parse_lists_and_mappings(tmp_path):

@@ -11,6 +11,8 @@ from pyspark.testing import assertDataFrameEqual
 
 from crm_spark import runs, tables
 from crm_spark.config import QualityConfig, load_config
+from crm_spark.features.labels import labelled_customers
+from crm_spark.features.selection import kept_features
 from crm_spark.prepare import quality
 from crm_spark.prepare.quality import Measure, QualityError
 
@@ -117,3 +119,64 @@ def test_customer_table_with_a_churn_flag_and_nothing_else(spark, tmp_path):
             "true_positives"} <= {metric for _, metric in metrics}
     scores = tables.read_table(spark, tables.CHURN_SCORES, lake)
     assert scores.count() == customers.count()
+
+
+def test_subscription_export_learns_from_its_own_attributes(spark, tmp_path):
+    """Planted: month-to-month contracts, fibre-optic internet and electronic checks raise churn, tenure lowers it."""
+    config = example("subscription", tmp_path, "train.classifiers=[logistic_regression, decision_tree]")
+    runs.execute(spark, config, list(runs.PIPELINE), "subscription")
+    row = run_row(spark, config, "subscription")
+    assert (row["status"], sorted(row["skipped"])) == ("succeeded", ["recommend"])
+    lake = config.paths.lakehouse_dir
+    bronze = dict(tables.read_table(spark, tables.BRONZE["customers"], lake).dtypes)
+    assert {c: bronze[c] for c in ("tenure", "senior_citizen", "contract", "total_charges")} == {
+        "tenure": "double", "senior_citizen": "boolean", "contract": "string", "total_charges": "double"}
+    quality = {(r["column"], r["metric"]): r["value"] for r in tables.read_table(spark, tables.DATA_QUALITY, lake)
+               .where("dataset = 'customers'").collect()}
+    new_customers = sum(1 for line in (REPO / "examples" / "subscription" / "customers.csv").read_text().splitlines()
+                        if line.split(",")[5] == "0")
+    assert quality[("total_charges", "null_share")] == pytest.approx(new_customers / 2000)  # blank " " is missing
+    assert quality[("total_charges", "invalid_count")] == 0.0 and quality[("contract", "valid_share")] == 1.0
+
+    kept = {r["feature"] for r in tables.read_table(spark, tables.FEATURE_SELECTION, lake).where("kept").collect()}
+    assert {"tenure", "contract", "internet_service", "payment_method"} <= kept and "gender" not in kept
+    explained = tables.read_table(spark, tables.MODEL_EXPLANATIONS, lake)
+    weight = {r["feature"]: r["value"] for r in explained.where(
+        "model = 'logistic_regression' AND kind = 'coefficient'").collect()}
+    assert weight["tenure"] < 0
+    assert weight["contract=Month-to-month"] > weight["contract=One year"] > weight["contract=Two year"]
+    assert weight["internet_service=Fiber optic"] > weight["internet_service=DSL"]
+    assert weight["payment_method=Electronic check"] == max(v for k, v in weight.items()
+                                                            if k.startswith("payment_method="))
+    rules = explained.where("kind = 'rules'").first()["detail"]
+    assert "If (tenure <= " in rules and "contract=" in rules
+
+    metrics = {r["model"]: r["value"] for r in tables.read_table(spark, tables.MODEL_METRICS, lake).where(
+        "task = 'churn' AND metric = 'auc' AND split = 'test'").collect()}
+    assert metrics["logistic_regression"] == pytest.approx(scikit_learn_auc(spark, config), abs=0.01), metrics
+    assert metrics["decision_tree"] > 0.7, metrics
+    assert tables.read_table(spark, tables.CHURN_SCORES, lake).count() == 2000
+
+
+def scikit_learn_auc(spark, config) -> float:
+    """Return the test AUC of scikit-learn's logistic regression on the same customers, split and kept features,
+    encoded the same way (median imputation with missing indicators, standard scaling, one-hot categories)."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    kept = kept_features(spark, config)
+    labelled = labelled_customers(spark, config).select("label", "split", *kept)
+    text = [c for c, kind in labelled.dtypes if c in kept and kind == "string"]
+    numbers = [c for c in kept if c not in text]
+    frame = labelled.toPandas()
+    train, test = frame[frame["split"] == "train"], frame[frame["split"] == "test"]
+    encode = ColumnTransformer([
+        ("numbers", make_pipeline(SimpleImputer(strategy="median", add_indicator=True), StandardScaler()), numbers),
+        ("text", OneHotEncoder(handle_unknown="ignore"), text)])
+    model = make_pipeline(encode, LogisticRegression(class_weight="balanced", max_iter=5000))
+    model.fit(train[kept], train["label"])
+    return float(roc_auc_score(test["label"], model.predict_proba(test[kept])[:, 1]))

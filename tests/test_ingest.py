@@ -87,7 +87,7 @@ def test_quarantine_keeps_original_text(spark):
         "run_id string, source string, _source_file string, reason string, message string, raw string",
     )
     assertDataFrameEqual(canonical.quarantine_rows(checked, "orders", "r1"), expected)
-    assert canonical.accepted_rows(checked, "orders").select("order_id").collect() == [("O1",)]
+    assert canonical.accepted_rows(checked).select("order_id").collect() == [("O1",)]
 
 
 def test_missing_required_column_is_one_clear_error(spark):
@@ -125,3 +125,50 @@ def test_epoch_timestamps(spark):
     result = text.select(canonical.parse_timestamp_text(F.col("t"), ("epoch",)).alias("ts"))
     assertDataFrameEqual(result, spark.createDataFrame([(dt.datetime(1997, 12, 4, 15, 55, 49),), (None,)],
                                                        "ts timestamp"))
+
+
+ATTRIBUTE_HEADER = "customer_id,Plan Type,MonthlyFee,Since,HasPartner,Visits"
+
+
+def checked_customers(spark, *rows, attributes=None, existing=None):
+    """Return typed customer rows with attributes, their types resolved from the rows (or ``existing``)."""
+    spec = SourceConfig("c.csv", "csv", attributes=attributes or {
+        "Plan Type": None, "MonthlyFee": None, "Since": "date", "HasPartner": "boolean", "Visits": "numeric"})
+    fields = ATTRIBUTE_HEADER.split(",")
+    mapped = canonical.canonical_columns(parse.parse_csv_lines(lines(spark, *rows), len(fields), ",", None),
+                                         "customers", spec, fields)
+    resolved = canonical.resolved_attributes(mapped, canonical.declared_attributes(spec), existing)
+    return resolved, canonical.typed_columns(mapped, "customers", attributes=resolved)
+
+
+def test_attributes_are_typed_inferred_and_invalid_values_nulled_not_rejected(spark):
+    resolved, checked = checked_customers(
+        spark, "C1,Gold,19.5,2020-03-01,yes,3", "C2,basic, ,01.02.2021,No,x", "C3,,12,not a date,maybe,7")
+    assert [(a.column, a.kind) for a in resolved] == [
+        ("plan_type", "categorical"), ("monthly_fee", "numeric"), ("since", "date"), ("has_partner", "boolean"),
+        ("visits", "numeric")]
+    expected = spark.createDataFrame(
+        [("C1", "Gold", 19.5, dt.date(2020, 3, 1), True, 3.0, None, None),
+         ("C2", "basic", None, dt.date(2021, 2, 1), False, None, ["visits"], None),  # " " is missing, "x" invalid
+         ("C3", None, 12.0, None, None, 7.0, ["since", "has_partner"], None)],
+        "customer_id string, plan_type string, monthly_fee double, since date, has_partner boolean, visits double, "
+        "_invalid_attributes array<string>, _reason string")
+    assertDataFrameEqual(checked.select(*expected.columns), expected)
+
+
+def test_an_attribute_keeps_the_type_bronze_already_has(spark):
+    existing = spark.createDataFrame([], "customer_id string, monthly_fee string").schema
+    resolved, _ = checked_customers(spark, "C1,Gold,19.5,2020-03-01,yes,3", existing=existing)
+    assert {a.column: a.kind for a in resolved}["monthly_fee"] == "categorical"  # numbers, but text in bronze
+
+
+def test_attributes_holding_contacts_are_refused_and_a_missing_one_is_named(spark):
+    spec = SourceConfig("c.csv", "csv", attributes={"Contact": None, "Hotline": None, "Opened": None})
+    fields = ["customer_id", "Contact", "Hotline", "Opened"]
+    raw = lines(spark, "C1,ann@x.com,+1 415 555 0100,2024-01-05", "C2,bo@y.org,(415) 555-0199,2024-02-01")
+    mapped = canonical.canonical_columns(parse.parse_csv_lines(raw, 4, ",", None), "customers", spec, fields)
+    # E-mail addresses and phone numbers are personal data; dates are not phone numbers.
+    assert canonical.personal_attributes(mapped, canonical.declared_attributes(spec)) == ["Contact", "Hotline"]
+    with pytest.raises(canonical.IngestError, match=r"^source 'customers' lacks the attribute column 'Tier' "):
+        canonical.canonical_columns(parse.parse_csv_lines(raw, 4, ",", None), "customers",
+                                    SourceConfig("c.csv", "csv", attributes={"Tier": None}), fields)

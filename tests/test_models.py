@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from pyspark.ml import Pipeline
 from pyspark.sql import functions as F
 
 from crm_spark.config import TrainConfig
@@ -11,6 +12,7 @@ from crm_spark.features.selection import selection_rows
 from crm_spark.metrics import classification, lift, regression
 from crm_spark.metrics.regression import DecileCalibration
 from crm_spark.models import churn
+from crm_spark.models.preprocessing import ModelInputs, model_inputs, preprocessing
 
 
 def score(feature, chi2, p_value, selected=True):
@@ -72,9 +74,10 @@ def test_classifiers_are_tuned_weighted_and_explained(spark):
     assert [round(r["w"], 6) for r in weighted] == [round(total / 2, 6)] * 2
     cfg = TrainConfig(lr_reg_params=(0.001, 0.1), lr_elastic_nets=(0.0,), dt_max_depths=(2, 4),
                       dt_min_instances=(1,))
-    kept = ["recency_days", "frequency", "gender"]
+    inputs = model_inputs(["recency_days", "frequency", "gender"], train_df)
+    assert inputs == ModelInputs(("recency_days", "frequency"), ("gender",))  # no rare level, no attribute
     for name in (churn.LOGISTIC_REGRESSION, churn.DECISION_TREE):
-        fitted = churn.fit(train_df, kept, name, cfg)
+        fitted = churn.fit(train_df, inputs, name, cfg)
         assert classification.auc(churn.score(fitted.model, test_df)) > 0.9, name
         rows = churn.explanations(fitted, train_df)
         kinds = {row.kind for row in rows}
@@ -101,3 +104,21 @@ def test_regression_metrics_and_decile_calibration_by_hand(spark):
     assert values == {"rmse": pytest.approx(0.5), "mae": pytest.approx(0.5), "r2": pytest.approx(r2)}
     assert regression.calibration(frame) == [DecileCalibration(d, 2.0 * d - 1.5, 2.0 * d - 1.5, 2)
                                              for d in range(1, 11)]
+
+
+def test_rare_levels_are_grouped_and_missing_attributes_indicated_on_training_rows_only(spark):
+    # 300 training customers: plan "gold" is seen on 2 (rare: under 1% of them), "platinum" only when scoring.
+    rows = [(f"k{i}", "gold" if i < 2 else ("basic" if i % 2 else "plus"), None if i % 10 == 0 else float(i % 7),
+             float(i % 2)) for i in range(300)]
+    train_df = spark.createDataFrame(rows, "customer_key string, plan string, fee double, label double")
+    inputs = model_inputs(["plan", "fee"], train_df, attributes=["plan", "fee"])
+    assert inputs == ModelInputs(("fee",), ("plan",), ("fee",), {"plan": ("basic", "plus")})
+    prepared = Pipeline(stages=preprocessing(inputs)).fit(train_df)
+    scoring = spark.createDataFrame([("a", "gold", None, 0.0), ("b", "platinum", 3.0, 0.0), ("c", "plus", 3.0, 0.0)],
+                                    train_df.schema)
+    assert [(r["plan__levels"], r["fee__missing"]) for r in prepared.transform(scoring).orderBy("customer_key")
+            .collect()] == [("(other)", 1.0), ("(other)", 0.0), ("plus", 0.0)]
+    fitted = churn.fit(train_df, inputs, churn.LOGISTIC_REGRESSION,
+                       TrainConfig(lr_reg_params=(0.01,), lr_elastic_nets=(0.0,)))
+    named = {row.feature for row in churn.explanations(fitted, train_df) if row.kind == "coefficient"}
+    assert named == {"fee", "fee is missing", "plan=basic", "plan=plus", "plan=(other)", "plan=__unknown"}

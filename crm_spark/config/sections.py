@@ -92,9 +92,13 @@ class SourceConfig:
 
     ``path`` is relative to ``paths.raw_dir`` unless absolute or a URL; globs are allowed.
     ``columns`` maps a canonical column to the source's column (columns named canonically
-    need no entry). ``formats`` lists date/time patterns per canonical column (``epoch``
-    for Unix seconds). ``constants`` fills canonical columns the source lacks. For CSV
-    without a header, ``fields`` names the columns in file order.
+    need no entry). ``formats`` lists date/time patterns per canonical column or date
+    attribute (``epoch`` for Unix seconds). ``constants`` fills canonical columns the
+    source lacks. For CSV without a header, ``fields`` names the columns in file order.
+    ``attributes`` (customers only) names further source columns that become features
+    under their snake_case name, each with a type: ``numeric``, ``categorical``,
+    ``boolean``, ``date`` (days before ``as_of_date``) or ``auto``/null (numeric when
+    nearly every non-blank value is a number, else categorical).
     """
 
     path: str
@@ -106,6 +110,7 @@ class SourceConfig:
     columns: Mapping[str, str] = field(default_factory=dict)
     formats: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     constants: Mapping[str, str] = field(default_factory=dict)
+    attributes: Mapping[str, str | None] = field(default_factory=dict)
 
 
 def default_sources() -> dict[str, SourceConfig]:
@@ -273,6 +278,14 @@ class Config:
     select: SelectConfig = field(default_factory=SelectConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     recommend: RecommendConfig = field(default_factory=RecommendConfig)
+
+    @property
+    def attribute_columns(self) -> list[str]:
+        """Return the columns the customer source's attributes get (their snake_case names), in config order."""
+        from crm_spark.schemas import attribute_column  # schemas imports pyspark; keep config light
+
+        source = self.sources.get("customers")
+        return [attribute_column(column) for column in source.attributes] if source else []
 
     @property
     def training_cutoff(self) -> dt.date:

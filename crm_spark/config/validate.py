@@ -177,7 +177,7 @@ def _validate_paths(config: Config) -> None:
 
 
 def _validate_sources(sources: Mapping[str, SourceConfig]) -> None:
-    """Check source names, formats, encodings and that mapped columns are canonical."""
+    """Check source names, formats, encodings, that mapped columns are canonical, and the attributes."""
     from crm_spark.schemas import (
         CANONICAL_COLUMNS,  # schemas imports pyspark; keep config light
     )
@@ -197,7 +197,45 @@ def _validate_sources(sources: Mapping[str, SourceConfig]) -> None:
         if source.format == "csv" and not source.header and not source.fields:
             raise ConfigError(f"config key '{key}.fields' must list the columns of a CSV without a header")
         for section in ("columns", "formats", "constants"):
-            unknown = sorted(set(getattr(source, section)) - set(CANONICAL_COLUMNS[name]))
+            allowed = set(CANONICAL_COLUMNS[name]) | (set(source.attributes) if section == "formats" else set())
+            unknown = sorted(set(getattr(source, section)) - allowed)
             if unknown:
                 raise ConfigError(f"config key '{key}.{section}.{unknown[0]}' is not a canonical column of "
                                   f"{name} (known: {', '.join(CANONICAL_COLUMNS[name])})")
+        _validate_attributes(name, source)
+
+
+def _validate_attributes(name: str, source: SourceConfig) -> None:
+    """Check that attributes belong to the customer source, have a known type, and are neither personal data
+    nor a column that already has a meaning."""
+    from crm_spark.schemas import (
+        ATTRIBUTE_TYPES,
+        CANONICAL_COLUMNS,
+        CATEGORY_SHARE_PREFIX,
+        attribute_column,
+        looks_personal,
+        reserved_columns,
+    )
+
+    if source.attributes and name != "customers":
+        raise ConfigError(f"config key 'sources.{name}.attributes': only the customers source has attributes")
+    taken: dict[str, str] = {}
+    mapped = {column.lower() for column in source.columns.values()}
+    for column, kind in source.attributes.items():
+        key = f"sources.{name}.attributes.{column}"
+        feature = attribute_column(column)
+        if kind is not None and kind not in ATTRIBUTE_TYPES:
+            raise ConfigError(f"config key '{key}' must be one of {ATTRIBUTE_TYPES} or empty, got {kind!r}")
+        if looks_personal(column):
+            raise ConfigError(f"config key '{key}' names personal data; personal data stays out of features and "
+                              "gold tables: leave it out of the attributes")
+        if column.lower() in mapped or feature in CANONICAL_COLUMNS[name]:
+            raise ConfigError(f"config key '{key}' is already a canonical column of {name}; map it under "
+                              f"sources.{name}.columns instead")
+        if feature in reserved_columns() or feature.startswith(CATEGORY_SHARE_PREFIX):
+            raise ConfigError(f"config key '{key}' would become the feature '{feature}', which the pipeline "
+                              "computes itself; rename the column in the source")
+        if feature in taken:
+            raise ConfigError(f"config key '{key}' and '{taken[feature]}' would both become the feature "
+                              f"'{feature}'")
+        taken[feature] = column

@@ -5,8 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
+from typing import Sequence
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from crm_spark import tables
@@ -19,6 +20,7 @@ from crm_spark.schemas import (
     AVG_RATING,
     BASKET_LINES,
     BIRTH_DATE,
+    CATEGORICAL_FEATURES,
     CATEGORY,
     CATEGORY_SHARE_PREFIX,
     CUSTOMER_KEY,
@@ -66,9 +68,16 @@ def category_share_columns(features_df: DataFrame) -> list[str]:
     return sorted(c for c in features_df.columns if c.startswith(CATEGORY_SHARE_PREFIX))
 
 
-def feature_columns(features_df: DataFrame) -> list[str]:
-    """Return the numeric model features present in a features frame, in a fixed order."""
-    return [*NUMERIC_FEATURES, *category_share_columns(features_df)]
+def candidate_features(features_df: DataFrame, attributes: Sequence[str] = ()) -> tuple[list[str], list[str]]:
+    """Return the numeric and the categorical model features of a features frame, in a fixed order.
+
+    Numeric: the computed features, the category shares, then the numeric attributes;
+    categorical: gender, then the attributes held as text.
+    """
+    types = dict(features_df.dtypes)
+    text = [a for a in attributes if types.get(a) == "string"]
+    numbers = [a for a in attributes if a in types and a not in text]
+    return [*NUMERIC_FEATURES, *category_share_columns(features_df), *numbers], [*CATEGORICAL_FEATURES, *text]
 
 
 def informative(features_df: DataFrame, columns: list[str]) -> list[str]:
@@ -115,6 +124,7 @@ def customer_features(
     products_df: DataFrame,
     as_of_date: dt.date,
     categories: list[str],
+    attributes: Sequence[str] = (),
 ) -> DataFrame:
     """Compute one feature row per customer registered before ``as_of_date``.
 
@@ -125,6 +135,9 @@ def customer_features(
         products_df: silver products (for categories).
         as_of_date: features see only events strictly before this date.
         categories: categories that get a spend-share column.
+        attributes: customer attributes (columns of ``customers_df``) to carry: numbers
+            as they are, yes/no as 1.0/0.0, dates as the days between them and
+            ``as_of_date``, text as it is (a categorical feature).
 
     Returns:
         ``customer_key``, ``as_of_date``, the numeric features (RFM, tenure, mean days
@@ -132,8 +145,8 @@ def customer_features(
         share of orders returned, rating statistics, ``age_band`` (the lower bound of the
         customer's 5-year age band: gold holds no exact age), mean order lines per order,
         category shares: the share of the customer's order lines in each category) and
-        ``gender``. ``rating_deviation`` is the mean of the customer's ratings minus each
-        product's mean rating, shrunk towards 0 by ``RATING_PRIOR_WEIGHT`` ratings.
+        ``gender``, then the attributes. ``rating_deviation`` is the mean of the customer's
+        ratings minus each product's mean rating, shrunk towards 0 by ``RATING_PRIOR_WEIGHT`` ratings.
         Customers without purchases have frequency 0 and null recency.
     """
     cutoff = start_of(as_of_date)
@@ -171,8 +184,10 @@ def customer_features(
     )
     shares = [category_share_column(c) for c in categories]
     frequency = F.col(FREQUENCY)
+    types = dict(customers_df.dtypes)
+    carried = [a for a in attributes if a in types]
     return (
-        registered_before(customers_df, as_of_date).select(CUSTOMER_KEY, SIGNUP_TS, BIRTH_DATE, AGE, GENDER)
+        registered_before(customers_df, as_of_date).select(CUSTOMER_KEY, SIGNUP_TS, BIRTH_DATE, AGE, GENDER, *carried)
         .join(purchases, CUSTOMER_KEY, "left")
         .join(rated, CUSTOMER_KEY, "left")
         .join(returns, CUSTOMER_KEY, "left")
@@ -202,8 +217,19 @@ def customer_features(
              * AGE_BAND_YEARS).cast("double").alias(AGE_BAND),
             *[F.coalesce(F.col(s) / F.col("n_lines"), F.lit(0.0)).alias(s) for s in shares],
             F.coalesce(F.col(GENDER), F.lit("U")).alias(GENDER),
+            *[_attribute_feature(F.col(a), types[a], as_of_date).alias(a) for a in carried],
         )
     )
+
+
+def _attribute_feature(value: Column, sql_type: str, as_of_date: dt.date) -> Column:
+    """Return an attribute as a feature: dates as days before ``as_of_date``, yes/no as 1.0/0.0, numbers as
+    doubles, text as it is."""
+    if sql_type == "date":
+        return F.datediff(F.lit(as_of_date), value).cast("double")
+    if sql_type == "string":
+        return value
+    return value.cast("double")
 
 
 def read_features(spark: SparkSession, lakehouse_dir: str, as_of_date: dt.date) -> DataFrame:

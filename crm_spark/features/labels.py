@@ -74,6 +74,18 @@ def with_split(df: DataFrame, validation_share: float, test_share: float, seed: 
     )
 
 
+def require_two_classes(train_df: DataFrame) -> None:
+    """Check that the training customers carry both label values.
+
+    Raises:
+        StageSkipped: every training customer has the same label (or none has one).
+    """
+    classes = [row[0] for row in train_df.select(LABEL).distinct().limit(2).collect()]
+    if len(classes) < 2:
+        found = f"every one is {classes[0]:g}" if classes else "there are none"
+        raise StageSkipped(f"the label needs two classes among the training customers, but {found}")
+
+
 def label_source(spark: SparkSession, config: Config) -> str:
     """Return where labels come from: ``column`` or ``horizon`` (``train.label``, resolving ``auto``).
 

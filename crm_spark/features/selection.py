@@ -19,6 +19,7 @@ from pyspark.sql import functions as F
 
 from crm_spark import tables
 from crm_spark.config import Config, SelectConfig
+from crm_spark.errors import StageSkipped
 from crm_spark.schemas import AS_OF_DATE, LABEL
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,8 @@ def chi_square_scores(train_df: DataFrame, numeric: list[str], categorical: list
     bucketed = [f"{c}__bucket" for c in numeric]
     indexed = [f"{c}__index" for c in categorical]
     stages = [
-        QuantileDiscretizer(inputCols=numeric, outputCols=bucketed, numBuckets=cfg.buckets, handleInvalid="keep"),
+        *([QuantileDiscretizer(inputCols=numeric, outputCols=bucketed, numBuckets=cfg.buckets, handleInvalid="keep")]
+          if numeric else []),
         *[StringIndexer(inputCol=c, outputCol=o, handleInvalid="keep")
           for c, o in zip(categorical, indexed, strict=True)],
         VectorAssembler(inputCols=bucketed + indexed, outputCol="chi_features"),
@@ -70,7 +72,10 @@ def correlation_matrix(train_df: DataFrame, numeric: list[str], method: str = "p
     """Return the ``method`` (pearson or spearman) correlation of every pair of numeric features.
 
     Nulls are imputed by the median first; a pair with an undefined correlation is left out.
+    Fewer than two features have no pairs.
     """
+    if len(numeric) < 2:
+        return {c: {} for c in numeric}
     imputed = [f"{c}__imputed" for c in numeric]
     frame = Imputer(inputCols=numeric, outputCols=imputed, strategy="median").fit(train_df).transform(train_df)
     vectors = VectorAssembler(inputCols=imputed, outputCol="corr_features").transform(frame)
@@ -130,11 +135,14 @@ def kept_features(spark: SparkSession, config: Config) -> list[str]:
     """Return the features the selection kept for ``as_of_date``, in candidate order.
 
     Raises:
-        FileNotFoundError: the select stage has not run for that date.
+        StageSkipped: no selection for that date (the select stage was skipped or has not run).
     """
-    rows = tables.read_table(spark, tables.FEATURE_SELECTION, config.paths.lakehouse_dir).where(
+    lake = config.paths.lakehouse_dir
+    rows = tables.read_table(spark, tables.FEATURE_SELECTION, lake).where(
         F.col(AS_OF_DATE) == F.lit(config.as_of_date)
-    ).where("kept").orderBy("position").select("feature").collect()
+    ).where("kept").orderBy("position").select("feature").collect() \
+        if tables.table_exists(spark, tables.FEATURE_SELECTION, lake) else []
     if not rows:
-        raise FileNotFoundError(f"no feature_selection for {config.as_of_date}: run the select stage first")
+        raise StageSkipped(f"no feature selection for {config.as_of_date}: the select stage was skipped or has "
+                           "not run for this date")
     return [row[0] for row in rows]

@@ -50,7 +50,7 @@ def read_source(spark: SparkSession, source: str, spec: SourceConfig, path: str 
         detail = (str(error).strip().splitlines() or [""])[0]
         raise IngestError(f"source '{source}': cannot read {path}: {detail}") from None
     if spec.format == "json":
-        keys = [spec.columns.get(c, c) for c in CANONICAL_COLUMNS[source]]
+        keys = [*[spec.columns.get(c, c) for c in CANONICAL_COLUMNS[source]], *spec.attributes]
         return canonical_columns(parse_json_lines(lines_df, keys), source, spec, keys)
     header = first_line(lines_df) if spec.header else None
     if spec.header and header is None:

@@ -22,7 +22,7 @@ from pyspark.sql import functions as F
 
 from crm_spark.config import TrainConfig
 from crm_spark.frames import present
-from crm_spark.models.preprocessing import ID_COLUMNS, preprocessing, split_features
+from crm_spark.models.preprocessing import ID_COLUMNS, ModelInputs, preprocessing
 from crm_spark.schemas import (
     FEATURES_VECTOR,
     LABEL,
@@ -90,15 +90,14 @@ def with_class_weights(train_df: DataFrame) -> DataFrame:
     return train_df.withColumn(WEIGHT, weight)
 
 
-def fit(train_df: DataFrame, kept: list[str], name: str, cfg: TrainConfig) -> FittedClassifier:
+def fit(train_df: DataFrame, inputs: ModelInputs, name: str, cfg: TrainConfig) -> FittedClassifier:
     """Choose ``name``'s parameters by train-validation split of ``train_df`` and refit on all of it.
 
     The split is MLlib's ``TrainValidationSplit`` (``cfg.tvs_train_ratio``), scored by
     AUC; the test customers are never seen here.
     """
     classifier, grid = classifiers(cfg)[name]
-    numeric, categorical = split_features(kept)
-    pipeline = Pipeline(stages=[*preprocessing(numeric, categorical), classifier])
+    pipeline = Pipeline(stages=[*preprocessing(inputs), classifier])
     tvs = TrainValidationSplit(
         estimator=pipeline, estimatorParamMaps=grid, trainRatio=cfg.tvs_train_ratio, seed=cfg.seed, parallelism=2,
         # Probabilities, not rawPrediction: a tree's raw prediction is its leaf's class
@@ -130,10 +129,11 @@ def score(model: PipelineModel, df: DataFrame, threshold: float = 0.5) -> DataFr
 def choose_threshold(scored_df: DataFrame, objective: str) -> float:
     """Return the score threshold that maximizes ``objective`` (f1 or accuracy) on ``scored_df``.
 
-    Candidates are ``THRESHOLD_CANDIDATES`` quantiles of the score, all counted in one pass.
+    Candidates are ``THRESHOLD_CANDIDATES`` quantiles of the score, all counted in one pass;
+    without rows the threshold is 0.5.
     """
     quantiles = [i / (THRESHOLD_CANDIDATES + 1) for i in range(1, THRESHOLD_CANDIDATES + 1)]
-    candidates = sorted(set(scored_df.agg(F.percentile_approx(SCORE, quantiles, 10_000)).first()[0]))
+    candidates = sorted(set(scored_df.agg(F.percentile_approx(SCORE, quantiles, 10_000)).first()[0] or []))
     positive = F.col(LABEL) == 1.0
     counts = scored_df.agg(
         F.count(F.lit(1)).alias("n"), F.sum(positive.cast("long")).alias("p"),
@@ -153,15 +153,16 @@ def choose_threshold(scored_df: DataFrame, objective: str) -> float:
 
 def feature_names(model: PipelineModel, df: DataFrame) -> list[str]:
     """Return the name of each slot of the model's feature vector: ``log1p(column)`` for
-    log-scaled features, ``column=value`` for one-hot slots."""
+    log-scaled features, ``column is missing`` for missing indicators, ``column=value``
+    for one-hot slots."""
     metadata = model.transform(df.limit(1)).schema[RAW_FEATURES_VECTOR].metadata["ml_attr"]
     slots: dict[int, str] = {}
     for group in metadata.get("attrs", {}).values():
         for attr in group:
             slots[attr["idx"]] = attr["name"]
     names = [slots.get(i, f"feature_{i}") for i in range(metadata["num_attrs"])]
-    return [re.sub(r"^(.*)__log__imputed$", r"log1p(\1)", n).removesuffix("__imputed").replace("__onehot_", "=")
-            for n in names]
+    return [re.sub(r"^(.*)__log__imputed$", r"log1p(\1)", n).removesuffix("__imputed")
+            .replace("__onehot_", "=").replace("__missing", " is missing") for n in names]
 
 
 def explanations(fitted: FittedClassifier, df: DataFrame) -> list[Explanation]:

@@ -10,7 +10,7 @@ from pyspark.sql import functions as F
 from crm_spark.config import TrainConfig
 from crm_spark.frames import present
 from crm_spark.models.churn import GRADIENT_BOOSTED_TREES
-from crm_spark.models.preprocessing import ID_COLUMNS, preprocessing, split_features
+from crm_spark.models.preprocessing import ID_COLUMNS, ModelInputs, preprocessing
 from crm_spark.schemas import (
     FEATURES_VECTOR,
     LABEL,
@@ -40,10 +40,9 @@ def regressors(cfg: TrainConfig) -> dict[str, object]:
     }
 
 
-def fit(train_df: DataFrame, kept: list[str], regressor: object) -> PipelineModel:
+def fit(train_df: DataFrame, inputs: ModelInputs, regressor: object) -> PipelineModel:
     """Fit preprocessing and ``regressor`` on the training customers."""
-    numeric, categorical = split_features(kept)
-    return Pipeline(stages=[*preprocessing(numeric, categorical), regressor]).fit(train_df)
+    return Pipeline(stages=[*preprocessing(inputs), regressor]).fit(train_df)
 
 
 def predict(model: PipelineModel, df: DataFrame) -> DataFrame:

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass
+from typing import Sequence
 
 from pyspark.ml import Pipeline, PipelineModel
 from pyspark.ml.clustering import BisectingKMeans, KMeans
@@ -17,7 +18,7 @@ from pyspark.sql import functions as F
 from crm_spark.config import TrainConfig
 from crm_spark.features.customer import category_share_columns, informative
 from crm_spark.frames import persisted
-from crm_spark.models.preprocessing import preprocessing
+from crm_spark.models.preprocessing import ModelInputs, preprocessing
 from crm_spark.schemas import (
     AGE_BAND,
     BASKET_LINES,
@@ -63,9 +64,10 @@ class Segmentation:
     seconds: float  # choosing k on the sample and refitting on all customers
 
 
-def segment_features(features_df: DataFrame) -> list[str]:
-    """Return the columns clustering uses: age band, purchase rate, basket lines and category shares that vary."""
-    return informative(features_df, [*SEGMENT_BASE_FEATURES, *category_share_columns(features_df)])
+def segment_features(features_df: DataFrame, attributes: Sequence[str] = ()) -> list[str]:
+    """Return the columns clustering uses: age band, purchase rate, basket lines, category shares and the
+    given numeric attributes, those that vary."""
+    return informative(features_df, [*SEGMENT_BASE_FEATURES, *category_share_columns(features_df), *attributes])
 
 
 def _estimator(algorithm: str, k: int, seed: int):
@@ -105,7 +107,7 @@ def fit_best(customers_df: DataFrame, columns: list[str], cfg: TrainConfig) -> l
     """
     # Scaled but not centred: distances are the same, and BisectingKMeans cannot split a
     # cluster whose centre is exactly the origin (its two seeds would coincide).
-    prepared_model = Pipeline(stages=preprocessing(columns, [], center=False)).fit(customers_df)
+    prepared_model = Pipeline(stages=preprocessing(ModelInputs(tuple(columns)), center=False)).fit(customers_df)
     evaluator = ClusteringEvaluator(featuresCol=FEATURES_VECTOR, predictionCol=SEGMENT)
     best: list[Segmentation] = []
     with contextlib.ExitStack() as scope:

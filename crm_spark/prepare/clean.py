@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import unicodedata
+from typing import Sequence
 
 import pandas as pd
 from pyspark.sql import Column, DataFrame, Window
@@ -11,10 +12,11 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StringType
 
 from crm_spark.config import PrepareConfig
-from crm_spark.dates import age_on
+from crm_spark.dates import DATE_FORMATS, age_on
 from crm_spark.schemas import (
     AGE,
     BIRTH_DATE,
+    BOOLEAN_CODES,
     CATEGORY,
     CITY,
     COUNTRY,
@@ -44,7 +46,7 @@ from crm_spark.schemas import (
 )
 
 EMAIL_PATTERN = r"^[a-z0-9._%+-]+@[a-z0-9-]+(\.[a-z0-9-]+)*\.[a-z]{2,}$"
-BIRTH_DATE_FORMATS = ("yyyy-MM-dd", "dd.MM.yyyy", "yyyy/MM/dd", "dd MMM yyyy", "yyyyMMdd")
+BIRTH_DATE_FORMATS = DATE_FORMATS
 TIMESTAMP_FORMATS = ("yyyy-MM-dd HH:mm:ss", "yyyy-MM-dd'T'HH:mm:ss", "yyyy-MM-dd")
 GENDER_CODES = {
     "F": ("f", "female", "w", "woman", "frau", "weiblich", "femme", "féminin", "feminin", "mujer", "femenino",
@@ -53,8 +55,7 @@ GENDER_CODES = {
     "M": ("m", "male", "man", "mann", "männlich", "maennlich", "homme", "masculin", "hombre", "masculino",
           "uomo", "maschio", "mężczyzna", "mezczyzna", "homem", "manlig", "mand", "mies", "男", "男性"),
 }
-LABEL_CODES = {1.0: ("1", "1.0", "true", "yes", "y", "t", "churned", "churn"),
-               0.0: ("0", "0.0", "false", "no", "n", "f", "active", "retained")}
+LABEL_CODES = {1.0: (*BOOLEAN_CODES[True], "churned", "churn"), 0.0: (*BOOLEAN_CODES[False], "active", "retained")}
 FORMULA_PREFIXES = ("=", "+", "-", "@")
 COUNTRY_ALIASES = {"US": ("us", "usa", "u.s.", "u.s.a.", "united states", "united states of america")}
 MIN_AGE, MAX_AGE = 13, 110
@@ -153,14 +154,11 @@ def clean_label(column: Column) -> Column:
     return mapped
 
 
-# Flags of what cleaning nulled or changed; each counts as a rule hit per run.
-CUSTOMER_FLAGS = ("text_normalized", "name_invalid", "email_invalid", "phone_invalid", "gender_unknown",
-                  "birth_date_invalid", "age_invalid", "label_invalid")
 
 
 def clean_customers(
     customers_df: DataFrame, as_of_date: dt.date, rules: PrepareConfig = DEFAULT_RULES,
-    date_formats: tuple[str, ...] = (),
+    date_formats: tuple[str, ...] = (), attributes: Sequence[str] = (),
 ) -> DataFrame:
     """Clean and standardize bronze customer rows, flagging what was nulled or changed.
 
@@ -175,10 +173,12 @@ def clean_customers(
         as_of_date: date against which ages are checked.
         rules: phone settings.
         date_formats: extra birth-date patterns of the source, tried first.
+        attributes: attribute columns to keep as they are (typed at ingest); those
+            bronze lacks are left out.
 
     Returns:
         One row per input row: cleaned canonical columns, ``age``, ``label`` (1.0, 0.0
-        or null) and the boolean flags of ``CUSTOMER_FLAGS``.
+        or null), the attributes and the boolean flags of ``CUSTOMER_FLAGS``.
     """
     normalized = {c: nfkc(F.col(c)) for c in TEXT_COLUMNS}
     birth = parse_date(F.col(BIRTH_DATE), (*date_formats, *BIRTH_DATE_FORMATS))
@@ -206,6 +206,7 @@ def clean_customers(
         F.coalesce(F.when(birth_ok, age_on(birth, as_of_date)),
                    F.when(age_ok, F.floor(stated_age).cast("int"))).alias(AGE),
         clean_label(F.col(LABEL)).alias(LABEL),
+        *[F.col(c) for c in attributes if c in customers_df.columns],
         F.greatest(*[F.coalesce(normalized[c] != F.col(c), F.lit(False)) for c in TEXT_COLUMNS])
         .alias("text_normalized"),
         F.greatest(*[given(c) & names[c].isNull() for c in (FIRST_NAME, LAST_NAME)]).alias("name_invalid"),

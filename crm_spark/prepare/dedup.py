@@ -14,12 +14,13 @@ from pyspark.sql import functions as F
 
 from crm_spark.config import PrepareConfig
 from crm_spark.frames import persisted
-from crm_spark.prepare.clean import CUSTOMER_FLAGS
 from crm_spark.schemas import (
     AGE,
     BIRTH_DATE,
+    CANONICAL_COLUMNS,
     CITY,
     COUNTRY,
+    CUSTOMER_FLAGS,
     CUSTOMER_ID,
     CUSTOMER_KEY,
     EMAIL,
@@ -27,6 +28,7 @@ from crm_spark.schemas import (
     GENDER,
     LABEL,
     LAST_NAME,
+    N_RECORDS,
     PHONE,
     SIGNUP_TS,
     UPDATED_TS,
@@ -193,14 +195,16 @@ def xref(components_df: DataFrame, keyed_hash: Callable[[Column], Column]) -> Da
 def golden_records(customers_df: DataFrame, xref_df: DataFrame) -> DataFrame:
     """Merge the records of each ``customer_key`` into one golden record.
 
-    Survivorship: names, contacts, birth date, age and label take their most recently
-    updated non-null value; city and country the most frequent; the signup is the
-    earliest; gender the most recent known code; flags are kept if any record had them.
+    Survivorship: names, contacts, birth date, age, label and every attribute take their
+    most recently updated non-null value; city and country the most frequent; the signup
+    is the earliest; gender the most recent known code; flags are kept if any record had them.
 
     Returns:
-        One row per ``customer_key`` with the canonical fields, ``n_records`` and flags.
+        One row per ``customer_key`` with the canonical fields, the attributes, ``n_records`` and flags.
     """
     joined = customers_df.join(xref_df.select(CUSTOMER_ID, CUSTOMER_KEY), CUSTOMER_ID)
+    known = {*CANONICAL_COLUMNS["customers"], *CUSTOMER_FLAGS}
+    attributes = [c for c in customers_df.columns if c not in known]
 
     def latest(column: str, usable: Column) -> Column:
         order = F.when(usable, F.struct(F.col(UPDATED_TS), F.col(CUSTOMER_ID)))
@@ -208,12 +212,12 @@ def golden_records(customers_df: DataFrame, xref_df: DataFrame) -> DataFrame:
 
     known_gender = F.col(GENDER) != "U"
     return joined.groupBy(CUSTOMER_KEY).agg(
-        *[latest(c, F.col(c).isNotNull()) for c in SURVIVING_FIELDS],
+        *[latest(c, F.col(c).isNotNull()) for c in (*SURVIVING_FIELDS, *attributes)],
         *[F.mode(c).alias(c) for c in MOST_FREQUENT_FIELDS],
         F.coalesce(latest(GENDER, known_gender), F.lit("U")).alias(GENDER),
         F.min(SIGNUP_TS).alias(SIGNUP_TS),
         F.max(UPDATED_TS).alias(UPDATED_TS),
-        F.count(F.lit(1)).alias("n_records"),
+        F.count(F.lit(1)).alias(N_RECORDS),
         *[F.max(F.col(flag)).alias(flag) for flag in CUSTOMER_FLAGS],
     )
 

@@ -2,7 +2,8 @@
 
 Rows of the ``data_quality`` table are ``(dataset, column, metric, value, text)``:
 ``null_share``, ``distinct_count`` (approximate), ``min`` and ``max`` (in ``text``; not
-for personal-data columns) per bronze column; ``invalid_count`` and ``valid_share`` per cleaned customer column;
+for personal-data columns) per bronze column; ``invalid_count`` and ``valid_share`` per cleaned customer column
+and per customer attribute (values that did not cast to the attribute's type);
 ``quarantined`` per source and reason; ``hits`` per cleaning rule (dataset ``rules``).
 Expectations from config are checked against these rows.
 """
@@ -21,6 +22,7 @@ from crm_spark.config import EXPECTATION_PATTERN, Config
 from crm_spark.schemas import (
     DATA_QUALITY_SCHEMA,
     EMAIL,
+    INVALID_ATTRIBUTES,
     PHONE,
     PII_COLUMNS,
     SOURCE_FILE,
@@ -58,7 +60,7 @@ def profile(df: DataFrame, dataset: str) -> list[Measure]:
 
     Min and max of personal-data columns are not recorded: the report is a gold table.
     """
-    columns = [c for c in df.columns if c != SOURCE_FILE]
+    columns = [c for c in df.columns if c not in (SOURCE_FILE, INVALID_ATTRIBUTES)]
     aggs = [F.count(F.lit(1)).alias("_rows")]
     for i, c in enumerate(columns):
         aggs += [F.count(F.col(c)).alias(f"n{i}"), F.approx_count_distinct(c).alias(f"d{i}"),
@@ -90,6 +92,26 @@ def validity(raw_df: DataFrame, cleaned_df: DataFrame, dataset: str) -> list[Mea
         invalid, total = int(bad[f"bad{i}"] or 0), int(given[f"given{i}"] or 0)
         result += [Measure(dataset, column, "invalid_count", float(invalid)),
                    Measure(dataset, column, "valid_share", (1.0 - invalid / total) if total else None)]
+    return result
+
+
+def attribute_validity(bronze_df: DataFrame, attributes: list[str], dataset: str) -> list[Measure]:
+    """Return invalid counts and valid shares of the customer attributes bronze holds.
+
+    An invalid value is one given but not of the attribute's type (ingest nulls it and
+    lists the attribute in ``_invalid_attributes``); ``valid_share`` is over the values given.
+    """
+    present = [a for a in attributes if a in bronze_df.columns]
+    if not present or INVALID_ATTRIBUTES not in bronze_df.columns:
+        return []
+    invalid = F.coalesce(F.col(INVALID_ATTRIBUTES), F.array().cast("array<string>"))
+    row = bronze_df.agg(*[agg for i, a in enumerate(present) for agg in (
+        F.count(F.when(F.array_contains(invalid, a), 1)).alias(f"bad{i}"), F.count(a).alias(f"ok{i}"))]).first()
+    result: list[Measure] = []
+    for i, attribute in enumerate(present):
+        bad, good = row[f"bad{i}"], row[f"ok{i}"]
+        result += [Measure(dataset, attribute, "invalid_count", float(bad)),
+                   Measure(dataset, attribute, "valid_share", good / (good + bad) if good + bad else None)]
     return result
 
 

@@ -29,7 +29,8 @@ def run(spark: SparkSession, config: Config, run_id: str) -> dict[str, int]:
     counts = {}
     for date in (config.training_cutoff, config.as_of_date):
         features_df = customer_features(
-            silver["customers"], silver["orders"], silver["ratings"], silver["products"], date, categories
+            silver["customers"], silver["orders"], silver["ratings"], silver["products"], date, categories,
+            config.attribute_columns,
         ).withColumn(RUN_ID, F.lit(run_id))
         counts[f"{tables.CUSTOMER_FEATURES.qualified}@{date}"] = tables.write_table(
             features_df, tables.CUSTOMER_FEATURES, lake, date

@@ -24,9 +24,13 @@ from crm_spark.config import Config, SourceConfig
 from crm_spark.frames import persisted
 from crm_spark.ingest import ledger
 from crm_spark.ingest.canonical import (
+    Attribute,
     IngestError,
     accepted_rows,
+    declared_attributes,
+    personal_attributes,
     quarantine_rows,
+    resolved_attributes,
     typed_columns,
 )
 from crm_spark.ingest.erased import erased_hashes, erased_ids
@@ -116,8 +120,9 @@ def _ingest_source(spark: SparkSession, config: Config, source: str, spec: Sourc
         canonical, erased = _without_erased(canonical, ingested.erased, scope)
         counts[f"erased.{source}"] = erased
         log.info("source %s: %d rows of erased customers dropped", source, erased)
-    checked = scope.enter_context(persisted(typed_columns(canonical, source, dict(spec.formats), config.ingest),
-                                            StorageLevel.MEMORY_AND_DISK))
+    attributes = _attributes(spark, config, source, spec, canonical)
+    checked = scope.enter_context(persisted(
+        typed_columns(canonical, source, dict(spec.formats), config.ingest, attributes), StorageLevel.MEMORY_AND_DISK))
     required = REQUIRED_COLUMNS[source]
     stats = checked.groupBy(REASON).agg(F.count(F.lit(1)).alias("_n"), *[F.count(c).alias(c) for c in required])
     by_reason = {row[REASON]: row for row in stats.collect()}
@@ -127,7 +132,7 @@ def _ingest_source(spark: SparkSession, config: Config, source: str, spec: Sourc
     for column in required:
         if read and not sum(row[column] for row in by_reason.values()):
             raise IngestError(f"source '{source}' lacks required column '{column}': no row at {path} has it")
-    accepted = tables.write_table(accepted_rows(checked, source), tables.BRONZE[source], lake,
+    accepted = tables.write_table(accepted_rows(checked), tables.BRONZE[source], lake,
                                   where=ledger.in_files(paths) if seen_before else None)
     rejected = read - erased - (by_reason[None]["_n"] if None in by_reason else 0)
     if read != accepted + rejected + erased:
@@ -137,6 +142,29 @@ def _ingest_source(spark: SparkSession, config: Config, source: str, spec: Sourc
         log.info("source %s: %d rows quarantined as %s", source, row["_n"], reason)
     counts.update({f"{source}.read": read, f"bronze.{source}": accepted, f"quarantine.{source}": rejected})
     ingested.quarantined.append(quarantine_rows(checked, source, run_id))
+
+
+def _attributes(spark: SparkSession, config: Config, source: str, spec: SourceConfig, canonical: DataFrame
+                ) -> list[Attribute]:
+    """Return the source's attributes with their types resolved, refusing any whose values are personal data.
+
+    Raises:
+        IngestError: an attribute's values are mostly e-mail addresses or phone numbers (the
+            message names the attribute, never a value).
+    """
+    declared = declared_attributes(spec)
+    if not declared:
+        return []
+    personal = personal_attributes(canonical, declared)
+    if personal:
+        raise IngestError(f"sources.{source}.attributes.{personal[0]} holds e-mail addresses or phone numbers: "
+                          "personal data stays out of features and gold tables; leave it out of the attributes")
+    bronze = tables.BRONZE[source]
+    existing = tables.read_table(spark, bronze, config.paths.lakehouse_dir).schema \
+        if tables.table_exists(spark, bronze, config.paths.lakehouse_dir) else None
+    attributes = resolved_attributes(canonical, declared, existing)
+    log.info("source %s attributes: %s", source, ", ".join(f"{a.column} ({a.kind})" for a in attributes))
+    return attributes
 
 
 def _without_erased(canonical: DataFrame, erased: Erased, scope: contextlib.ExitStack) -> tuple[DataFrame, int]:

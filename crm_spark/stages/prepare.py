@@ -13,10 +13,10 @@ from crm_spark.config import Config
 from crm_spark.frames import persisted
 from crm_spark.ingest import ledger
 from crm_spark.prepare import quality
-from crm_spark.prepare.clean import CUSTOMER_FLAGS, clean_customers
+from crm_spark.prepare.clean import clean_customers
 from crm_spark.prepare.dedup import resolve
 from crm_spark.prepare.silver import bronze_frames, customers_from_activity, merge_silver, rebuild_silver
-from crm_spark.schemas import BIRTH_DATE, CUSTOMER_KEY
+from crm_spark.schemas import BIRTH_DATE, CUSTOMER_FLAGS, CUSTOMER_KEY
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,8 @@ def run(spark: SparkSession, config: Config, run_id: str) -> dict[str, int]:
         bronze["customers"] = customers_from_activity(bronze["orders"], bronze["ratings"])
     customer_source = config.sources.get("customers")
     birth_formats = tuple(customer_source.formats.get(BIRTH_DATE, ())) if customer_source else ()
-    cleaned = clean_customers(bronze["customers"], config.as_of_date, config.prepare, birth_formats)
+    cleaned = clean_customers(bronze["customers"], config.as_of_date, config.prepare, birth_formats,
+                              config.attribute_columns)
     with persisted(cleaned, StorageLevel.MEMORY_AND_DISK) as customers:
         counts: dict[str, int] = {}
         rule_hits = customers.agg(*[F.sum(F.col(f).cast("int")).alias(f) for f in CUSTOMER_FLAGS]).first()
@@ -92,5 +93,6 @@ def _measures(spark: SparkSession, config: Config, bronze: dict[str, DataFrame],
     counts["rule.rating_superseded"] = bronze_rows.get("ratings", 0) - counts[tables.RATINGS.qualified]
     if "customers" in config.sources:
         measures += quality.validity(bronze["customers"], customers, "customers")
+        measures += quality.attribute_validity(bronze["customers"], config.attribute_columns, "customers")
     measures += quality.quarantine_counts(tables.read_table(spark, tables.QUARANTINE, config.paths.lakehouse_dir))
     return measures + quality.rule_counts(counts)

@@ -9,11 +9,12 @@ from pyspark.sql import functions as F
 
 from crm_spark import tables
 from crm_spark.config import Config
-from crm_spark.features.customer import feature_columns, informative
-from crm_spark.features.labels import labelled_customers
+from crm_spark.errors import StageSkipped
+from crm_spark.features.customer import candidate_features, informative
+from crm_spark.features.labels import labelled_customers, require_two_classes
 from crm_spark.features.selection import chi_square_scores, correlation_matrix, selection_rows
 from crm_spark.frames import persisted
-from crm_spark.schemas import AS_OF_DATE, CATEGORICAL_FEATURES, FEATURE_SELECTION_SCHEMA, RUN_ID, SPLIT, TRAIN
+from crm_spark.schemas import AS_OF_DATE, FEATURE_SELECTION_SCHEMA, RUN_ID, SPLIT, TRAIN
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +26,12 @@ def run(spark: SparkSession, config: Config, run_id: str) -> dict[str, int]:
         Rows written and the number of features kept.
     """
     with persisted(labelled_customers(spark, config).where(F.col(SPLIT) == TRAIN)) as train_df:
-        numeric = informative(train_df, feature_columns(train_df))
-        scores = chi_square_scores(train_df, numeric, list(CATEGORICAL_FEATURES), config.select)
+        require_two_classes(train_df)
+        numeric, categorical = candidate_features(train_df, config.attribute_columns)
+        numeric, categorical = informative(train_df, numeric), informative(train_df, categorical)
+        if not numeric and not categorical:
+            raise StageSkipped("no candidate feature varies among the training customers: nothing to select")
+        scores = chi_square_scores(train_df, numeric, categorical, config.select)
         correlations = correlation_matrix(train_df, numeric, config.select.correlation_method)
     rows = selection_rows(scores, correlations, config.select.max_correlation)
     frame = spark.createDataFrame(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import time
 from functools import reduce
 
@@ -16,12 +17,20 @@ from pyspark.sql import functions as F
 from crm_spark import registry, tables
 from crm_spark.config import Config
 from crm_spark.features.customer import buyers, read_features
-from crm_spark.features.labels import HORIZON, label_source, labelled_customers, with_spend_label, with_split
+from crm_spark.features.labels import (
+    HORIZON,
+    label_source,
+    labelled_customers,
+    require_two_classes,
+    with_spend_label,
+    with_split,
+)
 from crm_spark.features.selection import kept_features
 from crm_spark.frames import persisted
 from crm_spark.metrics.classification import auc
 from crm_spark.metrics.regression import rmse
 from crm_spark.models import churn, clv, segments
+from crm_spark.models.preprocessing import model_inputs
 from crm_spark.registry import CHURN_TASK, CLV_TASK, SEGMENT_TASK
 from crm_spark.schemas import MODEL, MODEL_EXPLANATIONS_SCHEMA, SPLIT, TRAIN, VALIDATION
 
@@ -29,9 +38,9 @@ log = logging.getLogger(__name__)
 
 
 def _champion(entries: list[registry.ModelEntry], lower_is_better: bool = False) -> list[registry.ModelEntry]:
-    """Mark the entry with the best selection value as champion."""
+    """Mark the entry with the best selection value as champion (an undefined value is never best)."""
     sign = -1.0 if lower_is_better else 1.0
-    best = max(entries, key=lambda e: sign * e.selection_value)
+    best = max(entries, key=lambda e: -math.inf if math.isnan(e.selection_value) else sign * e.selection_value)
     return [dataclasses.replace(e, is_champion=e is best) for e in entries]
 
 
@@ -39,19 +48,24 @@ def train_classifiers(config: Config, run_id: str, labelled: DataFrame, kept: li
                       ) -> tuple[list[registry.ModelEntry], DataFrame, dict[str, list[churn.Explanation]]]:
     """Fit each classifier on the train split, choose its threshold on validation, score the holdout.
 
+    Raises:
+        StageSkipped: the training customers carry a single label value.
+
     Returns:
         Registry entries (champion by validation AUC), held-out predictions of every model
         (plus the recency baseline when ``with_baseline``) and each model's explanations.
     """
     train_df = labelled.where(F.col(SPLIT) == TRAIN)
     holdout_df = labelled.where(F.col(SPLIT) != TRAIN)
+    require_two_classes(train_df)
+    inputs = model_inputs(kept, train_df, config.attribute_columns)
     entries, frames = [], []
     explained: dict[str, list[churn.Explanation]] = {}
     if with_baseline:
         frames.append(churn.recency_baseline(holdout_df).withColumn(MODEL, F.lit(churn.RECENCY_BASELINE)))
     for name in churn.classifiers(config.train):
         began = time.perf_counter()
-        fitted = churn.fit(train_df, kept, name, config.train)
+        fitted = churn.fit(train_df, inputs, name, config.train)
         seconds = time.perf_counter() - began
         with persisted(churn.score(fitted.model, holdout_df.where(F.col(SPLIT) == VALIDATION))) as validation:
             threshold = churn.choose_threshold(validation, config.train.threshold_objective)
@@ -86,13 +100,14 @@ def train_regressors(config: Config, run_id: str, labelled: DataFrame, kept: lis
     holdout_df = labelled.where(F.col(SPLIT) != TRAIN)
     entries = []
     frames = [clv.mean_baseline(train_df, holdout_df).withColumn(MODEL, F.lit(clv.MEAN_BASELINE))]
+    inputs = model_inputs(kept, train_df, config.attribute_columns)
     cap = None
     if config.train.clv_label_cap_quantile is not None:
         train_df, cap = clv.capped(train_df, config.train.clv_label_cap_quantile)
         log.info("clv: training spend capped at %.2f (quantile %s)", cap, config.train.clv_label_cap_quantile)
     for name, regressor in clv.regressors(config.train).items():
         began = time.perf_counter()
-        model = clv.fit(train_df, kept, regressor)
+        model = clv.fit(train_df, inputs, regressor)
         seconds = time.perf_counter() - began
         predicted = clv.predict(model, holdout_df).withColumn(MODEL, F.lit(name))
         validation_rmse = rmse(predicted.where(F.col(SPLIT) == VALIDATION))
@@ -106,9 +121,12 @@ def train_regressors(config: Config, run_id: str, labelled: DataFrame, kept: lis
     return _champion(entries, lower_is_better=True), reduce(DataFrame.unionByName, frames)
 
 
-def train_segments(config: Config, run_id: str, buyers_df: DataFrame) -> list[registry.ModelEntry]:
-    """Fit the segmentation algorithms on the customers with purchases; champion by silhouette."""
-    columns = segments.segment_features(buyers_df)
+def train_segments(config: Config, run_id: str, buyers_df: DataFrame, kept: list[str]) -> list[registry.ModelEntry]:
+    """Fit the segmentation algorithms on the customers with purchases, with the numeric attributes the
+    selection kept; champion by silhouette."""
+    types = dict(buyers_df.dtypes)
+    attributes = [a for a in config.attribute_columns if a in kept and types.get(a, "string") != "string"]
+    columns = segments.segment_features(buyers_df, attributes)
     entries = []
     for index, segmentation in enumerate(segments.fit_best(buyers_df, columns, config.train)):
         path = registry.model_path(config.paths.lakehouse_dir, run_id, SEGMENT_TASK, segmentation.algorithm)
@@ -153,7 +171,7 @@ def run(spark: SparkSession, config: Config, run_id: str) -> dict[str, int]:
     if current_buyers.isEmpty():
         log.info("no customer has purchases: no segmentation")
     else:
-        entries += train_segments(config, run_id, current_buyers)
+        entries += train_segments(config, run_id, current_buyers, kept)
 
     write.counts[tables.MODEL_REGISTRY.qualified] = registry.record(spark, config, run_id, entries)
     rows = [(run_id, config.as_of_date, CHURN_TASK, model, *dataclasses.astuple(e))
