@@ -9,11 +9,12 @@ from pyspark.testing import assertDataFrameEqual
 
 from crm_spark.config import PrepareConfig
 from crm_spark.prepare import clean
+from crm_spark.schemas import CUSTOMER_FLAGS
 
 CUSTOMER_COLUMNS = ("customer_id string, first_name string, last_name string, email string, phone string, "
                     "gender string, birth_date string, city string, country string, signup_ts string, "
                     "updated_ts string, age string, label string")
-FLAG_COLUMNS = ", ".join(f"{flag} boolean" for flag in clean.CUSTOMER_FLAGS)
+FLAG_COLUMNS = ", ".join(f"{flag} boolean" for flag in CUSTOMER_FLAGS)
 
 
 def test_clean_customers_standardizes_and_flags(spark):

@@ -12,7 +12,7 @@ from pyspark.testing import assertDataFrameEqual
 from crm_spark import privacy
 from crm_spark.config import PrepareConfig
 from crm_spark.prepare import dedup
-from crm_spark.prepare.clean import CUSTOMER_FLAGS
+from crm_spark.schemas import CUSTOMER_FLAGS
 
 FLAGS = ", ".join(f"{flag} boolean" for flag in CUSTOMER_FLAGS)
 SCHEMA = ("customer_id string, first_name string, last_name string, email string, phone string, gender string, "
