@@ -16,6 +16,7 @@ from crm_spark.schemas import AS_OF_DATE, MODEL_REGISTRY_SCHEMA
 # The tasks models are registered for.
 CHURN_TASK = "churn"
 CLV_TASK = "clv"
+LIFETIME_TASK = "lifetime"  # BG/NBD and Gamma-Gamma, beside the customer value regressors
 SEGMENT_TASK = "segmentation"
 RECOMMEND_TASK = "recommendation"
 

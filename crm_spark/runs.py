@@ -59,7 +59,7 @@ STAGE_INPUTS: dict[str, tuple[tables.Table, ...]] = {
     "train": (tables.CUSTOMER_FEATURES,),
     "score": (tables.CUSTOMER_FEATURES,),
     "recommend": (tables.ORDERS, tables.RATINGS),
-    "evaluate": (tables.CHURN_HOLDOUT, tables.CLV_HOLDOUT, tables.RECOMMENDATION_HOLDOUT),
+    "evaluate": (tables.CHURN_HOLDOUT, tables.CLV_HOLDOUT, tables.PURCHASE_HOLDOUT, tables.RECOMMENDATION_HOLDOUT),
 }
 TABLE_NAMES = frozenset(t.qualified for t in tables.ALL_TABLES)
 ABANDONED = "the run ended without recording an outcome (its process was killed or lost)"

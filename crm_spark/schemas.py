@@ -88,10 +88,20 @@ N_RATINGS = "n_ratings"
 AVG_RATING = "avg_rating"
 RATING_DEVIATION = "rating_deviation"
 AGE_BAND = "age_band"
+# The buy-till-you-die models' purchase summary (x, t_x, T and the mean repeat value) and predictions.
+REPEAT_PURCHASES = "repeat_purchases"  # purchase days after the first
+RECENCY_PERIODS = "recency_periods"  # from the first purchase to the last, in periods
+AGE_PERIODS = "age_periods"  # from the first purchase to the end of the observation, in periods
+REPEAT_ORDER_VALUE = "repeat_order_value"  # mean spend of the repeat purchase days
+ACTUAL_PURCHASES = "actual_purchases"  # purchase days in the horizon after the cutoff
+P_ALIVE = "p_alive"
+EXPECTED_PURCHASES = "expected_purchases"
+EXPECTED_ORDER_VALUE = "expected_order_value"
+LIFETIME_VALUE = "lifetime_value"
 NUMERIC_FEATURES = (
     RECENCY_DAYS, FREQUENCY, MONETARY, AVG_BASKET, BASKET_LINES, TENURE_DAYS, ORDERS_PER_30D, INTERPURCHASE_DAYS,
     FREQUENCY_RECENT, FREQUENCY_TREND, MONETARY_RECENT, RETURN_RATE, N_RATINGS, AVG_RATING, RATING_DEVIATION,
-    AGE_BAND,
+    AGE_BAND, P_ALIVE,
 )
 CATEGORICAL_FEATURES = (GENDER,)
 CATEGORY_SHARE_PREFIX = "share_"  # share_<category>: the share of a customer's order lines in a category

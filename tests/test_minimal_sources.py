@@ -57,8 +57,6 @@ IDENTITY = {"customer_id": lambda i: f"C{i}"}
 LABEL = {"label": lambda i: "yes" if churned(i) else "no"}
 CASES = {
     # name: (files, settings of the customer source, outcomes of select, train, score, recommend, evaluate)
-    "id and label only": ({"customers.csv": customers_csv({**IDENTITY, **LABEL})}, {},
-                          (SKIPPED, SKIPPED, SKIPPED, SKIPPED, RAN)),
     "id, gender and a churn flag, mapped": ({"customers.csv": customers_csv(
         {"Kunde": IDENTITY["customer_id"], "Geschlecht": lambda i: "weiblich" if i % 3 == 0 else "männlich",
          "Churn": LABEL["label"]})}, {"columns": {"customer_id": "Kunde", "gender": "Geschlecht", "label": "Churn"}},
@@ -66,6 +64,7 @@ CASES = {
     "numeric attributes only": ({"customers.csv": customers_csv(
         {**IDENTITY, "fee": lambda i: 10 + 5 * churned(i) + i % 4, "visits": lambda i: i % 5, **LABEL})},
         {"attributes": {"fee": None, "visits": "numeric"}}, (RAN, RAN, RAN, SKIPPED, RAN)),
+    # An id and a label only takes the same path: no candidate feature varies.
     "one constant attribute": ({"customers.csv": customers_csv({**IDENTITY, "plan": lambda i: "basic", **LABEL})},
                                {"attributes": {"plan": None}}, (SKIPPED, SKIPPED, SKIPPED, SKIPPED, RAN)),
     "a label with one class": ({"customers.csv": customers_csv(

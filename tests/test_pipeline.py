@@ -197,6 +197,15 @@ def test_churn_and_clv_metrics_explanations_and_baselines(spark, run):
         assert {"rmse", "mae", "r2"} <= {m for t, mm, m in metrics if (t, mm) == ("clv", model)}
     assert abs(metrics[("clv", "mean_baseline", "r2")]) < 0.05  # the training mean on unseen customers
     assert ("clv", "linear_regression", "decile_10_mean_actual") in metrics
+    # BG/NBD and Gamma-Gamma beside the regressors: spend against the same test customers, purchases
+    # against the horizon's, and the calibration by repeat purchases before the cutoff.
+    assert {"rmse", "mae", "r2", "decile_10_mean_actual"} <= {
+        m for t, mm, m in metrics if (t, mm) == ("clv", "bg_nbd_gamma_gamma")}
+    assert metrics[("clv", "bg_nbd", "auc_buys_again")] > 0.6
+    expected, actual = (metrics[("clv", "bg_nbd", f"{n}_purchases_total")] for n in ("expected", "actual"))
+    assert 0.5 < expected / actual < 2.0, (expected, actual)
+    assert {"repeat_purchases_0_mean_expected", "repeat_purchases_0_mean_actual"} <= {
+        m for t, mm, m in metrics if (t, mm) == ("clv", "bg_nbd")}
     explained = read(spark, config, tables.MODEL_EXPLANATIONS).where(F.col("run_id") == "test-run")
     kinds = {(r["model"], r["kind"]) for r in explained.select("model", "kind").distinct().collect()}
     assert {("logistic_regression", "coefficient"), ("logistic_regression", "threshold"),
@@ -218,6 +227,8 @@ def test_score_applies_the_champions_without_retraining(spark, run):
     assert {r[0] for r in after.select("model_run_id").distinct().collect()} == {"test-run"}
     clv = read(spark, config, tables.CLV_PREDICTIONS).where(F.col("run_id") == "rescore")
     assert clv.count() == len(before) and clv.where("predicted_spend < 0").count() == 0
+    assert clv.where("p_alive BETWEEN 0 AND 1 AND expected_purchases >= 0 AND expected_order_value > 0 "
+                     "AND lifetime_value >= 0").count() == len(before)
     assert read(spark, config, tables.MODEL_REGISTRY).count() == registry_before
     assert not (Path(lake) / "models" / "rescore").exists()
 
@@ -234,14 +245,19 @@ def test_registry_records_saved_models_and_one_champion_per_task(spark, run):
     registry = read(spark, config, tables.MODEL_REGISTRY).where(F.col("run_id") == "test-run")
     champions = {r["task"]: r["n"] for r in registry.where("is_champion").groupBy("task").agg(
         F.count("*").alias("n")).collect()}
-    assert champions == {"churn": 1, "clv": 1, "segmentation": 1, "recommendation": 1}
+    assert champions == {"churn": 1, "clv": 1, "lifetime": 1, "segmentation": 1, "recommendation": 1}
     models = sorted((r["task"], r["model"]) for r in registry.collect())
     assert models == [("churn", "decision_tree"), ("churn", "gradient_boosted_trees"), ("churn", "logistic_regression"),
-                      ("clv", "gradient_boosted_trees"), ("clv", "linear_regression"), ("recommendation", "als"),
+                      ("clv", "gradient_boosted_trees"), ("clv", "linear_regression"),
+                      ("lifetime", "bg_nbd_gamma_gamma"), ("recommendation", "als"),
                       ("segmentation", "bisecting_kmeans"), ("segmentation", "kmeans")]
     churn_params = registry.where("task = 'churn'").select("params").collect()
     assert all({"threshold", "train_seconds"} <= set(r[0]) for r in churn_params)
-    for row in registry.collect():
+    lifetime = registry.where("task = 'lifetime'").first()
+    assert {f"bgnbd_{k}" for k in ("r", "alpha", "a", "b", "log_likelihood", "distinct_rows", "fit_seconds")} | {
+        f"gg_{k}" for k in ("p", "q", "v")} <= set(lifetime["params"])
+    assert spark.read.json(lifetime["path"]).first().asDict() == lifetime["params"]  # saved where it says
+    for row in registry.where("task != 'lifetime'").collect():
         assert (Path(row["path"]) / "metadata").is_dir(), row["path"]
 
 

@@ -199,10 +199,11 @@ class TrainConfig:
     export) or ``auto`` (the column when any customer carries one, else the horizon).
     Parameters are chosen on a train-validation split of the training customers
     (``tvs_train_ratio``) over the grids; the decision threshold is chosen on the
-    validation customers for ``threshold_objective``. Customer value models learn
+    validation customers for ``threshold_objective``. Customer value regressors learn
     next-horizon spend capped at the training customers' ``clv_label_cap_quantile``
     (a few huge orders would otherwise dominate the squared error); they are evaluated
-    against the uncapped spend.
+    against the uncapped spend. Beside them, BG/NBD and Gamma-Gamma are fitted on the
+    training customers' purchase summaries (``clv_*`` settings below).
     """
 
     label: str = "auto"
@@ -221,6 +222,16 @@ class TrainConfig:
     clv_label_cap_quantile: float | None = 0.99  # training spend is capped here; None trains on raw spend
     clv_gbt_max_iter: int = 40
     clv_gbt_max_depth: int = 4
+    # BG/NBD and Gamma-Gamma: times in periods of this many days (7: weeks, 1: days), an optional
+    # L2 penalty on the parameters, and lifetime value over clv_months at a monthly discount rate
+    # and margin (1.0: value is revenue). The series of the expected purchases sums at most
+    # clv_series_terms terms per customer.
+    clv_period_days: int = 7
+    clv_penalizer: float = 0.0
+    clv_months: int = 12
+    clv_monthly_discount_rate: float = 0.01
+    clv_margin: float = 1.0
+    clv_series_terms: int = 5000
     segment_k_min: int = 3
     segment_k_max: int = 6
     segment_algorithms: tuple[str, ...] = ("kmeans", "bisecting_kmeans")

@@ -15,13 +15,16 @@ from crm_spark.config import Config
 from crm_spark.dates import start_of
 from crm_spark.frames import persisted
 from crm_spark.metrics import classification, clustering, lift, ranking, regression
+from crm_spark.models.bgnbd import BG_NBD
 from crm_spark.models.churn import RECENCY_BASELINE
 from crm_spark.models.clv import MEAN_BASELINE
 from crm_spark.recommend.interactions import ITEM, catalogue, dense_index
 from crm_spark.registry import CHURN_TASK, CLV_TASK, SEGMENT_TASK
 from crm_spark.schemas import (
+    ACTUAL_PURCHASES,
     AS_OF_DATE,
     CUSTOMER_KEY,
+    EXPECTED_PURCHASES,
     LABEL,
     MODEL,
     MODEL_METRICS_SCHEMA,
@@ -30,7 +33,9 @@ from crm_spark.schemas import (
     ORDER_TS,
     PRODUCT_ID,
     RATING,
+    REPEAT_PURCHASES,
     RUN_ID,
+    SCORE,
     SEGMENT,
     SPLIT,
     TEST,
@@ -130,6 +135,33 @@ def clv_metrics(spark: SparkSession, config: Config) -> list[Metric]:
                     name = f"decile_{decile.decile:02d}_mean"
                     metrics += [Metric(CLV_TASK, model, f"{name}_predicted", decile.mean_predicted, TEST, source_run),
                                 Metric(CLV_TASK, model, f"{name}_actual", decile.mean_actual, TEST, source_run)]
+    return metrics
+
+
+def purchase_metrics(spark: SparkSession, config: Config) -> list[Metric]:
+    """Return BG/NBD's expected against actual purchases in the horizon per held-out split: the
+    totals, the mean absolute error per customer, the AUC of buying again at all, and on the test
+    customers the field's calibration: mean expected and actual purchases by the number of
+    repeat purchases before the cutoff (0 to 6, then 7 or more)."""
+    metrics: list[Metric] = []
+    with persisted(_latest(spark, tables.PURCHASE_HOLDOUT, config)) as holdout:
+        source_run = _run_id_of(holdout)
+        for split in (VALIDATION, TEST):
+            rows = holdout.where(F.col(SPLIT) == split)
+            stats = rows.agg(F.sum(EXPECTED_PURCHASES).alias("expected"), F.sum(ACTUAL_PURCHASES).alias("actual"),
+                             F.avg(F.abs(F.col(EXPECTED_PURCHASES) - F.col(ACTUAL_PURCHASES))).alias("mae")).first()
+            bought = rows.select((F.col(ACTUAL_PURCHASES) > 0).cast("double").alias(LABEL),
+                                 F.col(EXPECTED_PURCHASES).alias(SCORE))
+            values = {"expected_purchases_total": stats["expected"], "actual_purchases_total": stats["actual"],
+                      "purchases_mae": stats["mae"], "auc_buys_again": classification.auc(bought)}
+            metrics += [Metric(CLV_TASK, BG_NBD, name, value, split, source_run) for name, value in values.items()]
+        group = F.least(F.col(REPEAT_PURCHASES), F.lit(7.0)).cast("int").alias("group")
+        calibration = holdout.where(F.col(SPLIT) == TEST).groupBy(group).agg(
+            F.avg(EXPECTED_PURCHASES).alias("expected"), F.avg(ACTUAL_PURCHASES).alias("actual"))
+        for row in calibration.orderBy("group").collect():
+            name = f"repeat_purchases_{row['group']}{'_or_more' if row['group'] == 7 else ''}"
+            metrics += [Metric(CLV_TASK, BG_NBD, f"{name}_mean_expected", row["expected"], TEST, source_run),
+                        Metric(CLV_TASK, BG_NBD, f"{name}_mean_actual", row["actual"], TEST, source_run)]
     return metrics
 
 
@@ -239,6 +271,8 @@ def run(spark: SparkSession, config: Config, run_id: str) -> dict[str, int]:
         metrics += churn_metrics(spark, config)
     if _written(spark, tables.CLV_HOLDOUT, config):
         metrics += clv_metrics(spark, config)
+    if _written(spark, tables.PURCHASE_HOLDOUT, config):
+        metrics += purchase_metrics(spark, config)
     if _written(spark, tables.CUSTOMER_SEGMENTS, config):
         metrics += segmentation_metrics(spark, config)
     if _written(spark, tables.ANOMALIES, config):

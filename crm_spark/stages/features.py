@@ -8,11 +8,13 @@ from pyspark.sql import functions as F
 from crm_spark import tables
 from crm_spark.config import Config
 from crm_spark.features.customer import customer_features
+from crm_spark.models.lifetime import with_p_alive
 from crm_spark.schemas import CATEGORY, RUN_ID
 
 
 def run(spark: SparkSession, config: Config, run_id: str) -> dict[str, int]:
-    """Write features as of ``as_of_date`` and as of the training cutoff.
+    """Write features as of ``as_of_date`` and as of the training cutoff, with BG/NBD's
+    probability alive fitted on the purchases before each date.
 
     Args:
         spark: the session.
@@ -31,7 +33,7 @@ def run(spark: SparkSession, config: Config, run_id: str) -> dict[str, int]:
         features_df = customer_features(
             silver["customers"], silver["orders"], silver["ratings"], silver["products"], date, categories,
             config.attribute_columns,
-        ).withColumn(RUN_ID, F.lit(run_id))
+        ).transform(with_p_alive, silver["orders"], date, config.train).withColumn(RUN_ID, F.lit(run_id))
         counts[f"{tables.CUSTOMER_FEATURES.qualified}@{date}"] = tables.write_table(
             features_df, tables.CUSTOMER_FEATURES, lake, date
         )

@@ -17,18 +17,23 @@ from crm_spark.dates import start_of
 from crm_spark.errors import StageSkipped
 from crm_spark.features.customer import buyers, read_features
 from crm_spark.features.labels import HORIZON, label_source
+from crm_spark.features.purchase_summary import purchase_summaries
 from crm_spark.frames import persisted
-from crm_spark.models import anomalies, churn, clv, segments
-from crm_spark.registry import CHURN_TASK, CLV_TASK, SEGMENT_TASK
+from crm_spark.models import anomalies, churn, clv, lifetime, segments
+from crm_spark.registry import CHURN_TASK, CLV_TASK, LIFETIME_TASK, SEGMENT_TASK
 from crm_spark.schemas import (
     ALGORITHM,
     CHURN_PREDICTED,
     CHURN_PROBABILITY,
     CUSTOMER_KEY,
+    EXPECTED_ORDER_VALUE,
+    EXPECTED_PURCHASES,
     FEATURES_VECTOR,
+    LIFETIME_VALUE,
     MODEL,
     MODEL_RUN_ID,
     ORDER_TS,
+    P_ALIVE,
     PREDICTED_SPEND,
     PREDICTION,
     SCORE,
@@ -39,7 +44,9 @@ log = logging.getLogger(__name__)
 
 def run(spark: SparkSession, config: Config, run_id: str) -> dict[str, int]:
     """Write ``churn_scores``, ``clv_predictions``, ``customer_segments``, ``segment_profiles``
-    and ``anomalies`` for ``as_of_date`` with each task's champion.
+    and ``anomalies`` for ``as_of_date`` with each task's champion. ``clv_predictions`` holds
+    the regression's predicted horizon spend beside BG/NBD and Gamma-Gamma's probability
+    alive, expected purchases in the horizon, expected order value and lifetime value.
 
     A champion is the newest registered for a date up to ``as_of_date`` (see
     :func:`crm_spark.registry.champions`); a task without one is left out.
@@ -52,7 +59,7 @@ def run(spark: SparkSession, config: Config, run_id: str) -> dict[str, int]:
     """
     lake = config.paths.lakehouse_dir
     found = {task: row for task, row in registry.champions(spark, config).items()
-             if task in (CHURN_TASK, CLV_TASK, SEGMENT_TASK)}
+             if task in (CHURN_TASK, CLV_TASK, LIFETIME_TASK, SEGMENT_TASK)}
     if not found:
         raise StageSkipped("no churn, customer value or segmentation model in the registry: run train first")
     write = tables.DatedWriter(lake, config.as_of_date, run_id)
@@ -71,12 +78,24 @@ def run(spark: SparkSession, config: Config, run_id: str) -> dict[str, int]:
                 F.lit(entry["model"]).alias(MODEL), F.lit(entry["run_id"]).alias(MODEL_RUN_ID),
             ), StorageLevel.MEMORY_AND_DISK))
             write(churn_scores, tables.CHURN_SCORES)
+        value = None
         if CLV_TASK in found:
             entry = found[CLV_TASK]
-            write(clv.predict(PipelineModel.load(entry["path"]), current_buyers).select(
+            value = clv.predict(PipelineModel.load(entry["path"]), current_buyers).select(
                 CUSTOMER_KEY, F.col(PREDICTION).alias(PREDICTED_SPEND),
                 F.lit(config.churn_horizon_days).alias("horizon_days"), F.lit(entry["model"]).alias(MODEL),
-                F.lit(entry["run_id"]).alias(MODEL_RUN_ID)), tables.CLV_PREDICTIONS)
+                F.lit(entry["run_id"]).alias(MODEL_RUN_ID))
+        if LIFETIME_TASK in found:
+            entry = found[LIFETIME_TASK]
+            summaries = purchase_summaries(tables.read_table(spark, tables.ORDERS, lake), config.as_of_date,
+                                           config.train.clv_period_days)
+            predicted = lifetime.predict(lifetime.LifetimeModel.from_params(entry["params"]), summaries,
+                                         config.churn_horizon_days, config.train).select(
+                CUSTOMER_KEY, P_ALIVE, EXPECTED_PURCHASES, EXPECTED_ORDER_VALUE, LIFETIME_VALUE,
+                F.lit(entry["run_id"]).alias("lifetime_model_run_id"))
+            value = predicted if value is None else value.join(predicted, CUSTOMER_KEY, "full")
+        if value is not None:
+            write(value, tables.CLV_PREDICTIONS)
         if SEGMENT_TASK in found:
             entry = found[SEGMENT_TASK]
             model = PipelineModel.load(entry["path"])

@@ -25,14 +25,29 @@ from crm_spark.features.labels import (
     with_spend_label,
     with_split,
 )
+from crm_spark.features.purchase_summary import purchase_summaries, with_actual_purchases
 from crm_spark.features.selection import kept_features
 from crm_spark.frames import persisted
 from crm_spark.metrics.classification import auc
 from crm_spark.metrics.regression import rmse
-from crm_spark.models import churn, clv, segments
+from crm_spark.models import churn, clv, lifetime, segments
 from crm_spark.models.preprocessing import model_inputs
-from crm_spark.registry import CHURN_TASK, CLV_TASK, SEGMENT_TASK
-from crm_spark.schemas import MODEL, MODEL_EXPLANATIONS_SCHEMA, SPLIT, TRAIN, VALIDATION
+from crm_spark.registry import CHURN_TASK, CLV_TASK, LIFETIME_TASK, SEGMENT_TASK
+from crm_spark.schemas import (
+    ACTUAL_PURCHASES,
+    CUSTOMER_KEY,
+    EXPECTED_ORDER_VALUE,
+    EXPECTED_PURCHASES,
+    LABEL,
+    MODEL,
+    MODEL_EXPLANATIONS_SCHEMA,
+    P_ALIVE,
+    PREDICTION,
+    REPEAT_PURCHASES,
+    SPLIT,
+    TRAIN,
+    VALIDATION,
+)
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +136,45 @@ def train_regressors(config: Config, run_id: str, labelled: DataFrame, kept: lis
     return _champion(entries, lower_is_better=True), reduce(DataFrame.unionByName, frames)
 
 
+def train_lifetime(config: Config, run_id: str, labelled: DataFrame, orders_df: DataFrame
+                   ) -> tuple[list[registry.ModelEntry], DataFrame | None, DataFrame | None]:
+    """Fit BG/NBD and Gamma-Gamma on the training customers' purchase summaries as of the
+    training cutoff, and predict the held-out customers' horizon.
+
+    Args:
+        config: run configuration.
+        run_id: the run's id (the parameters are saved under it).
+        labelled: the customer value regressors' customers, with next-horizon spend as
+            ``label`` and ``split``.
+        orders_df: silver order lines.
+
+    Returns:
+        The registry entry; held-out spend predictions (expected purchases times expected
+        order value) in the customer value regressors' layout; held-out expected against
+        actual purchases. Without a customer to fit on, no entry and no frames.
+    """
+    cutoff, horizon = config.training_cutoff, config.churn_horizon_days
+    summaries = purchase_summaries(orders_df, cutoff, config.train.clv_period_days).join(
+        labelled.select(CUSTOMER_KEY, LABEL, SPLIT), CUSTOMER_KEY)
+    try:
+        model = lifetime.fit(summaries.where(F.col(SPLIT) == TRAIN), config.train)
+    except ValueError as error:
+        log.warning("lifetime: BG/NBD and Gamma-Gamma not fitted: %s", error)
+        return [], None, None
+    params = model.params()
+    log.info("lifetime: %s", ", ".join(f"{k} {v:.4g}" for k, v in params.items()))
+    path = registry.model_path(config.paths.lakehouse_dir, run_id, LIFETIME_TASK, lifetime.BG_NBD_GAMMA_GAMMA)
+    labelled.sparkSession.createDataFrame([params]).coalesce(1).write.mode("overwrite").json(path)
+    predicted = lifetime.predict(model, summaries.where(F.col(SPLIT) != TRAIN), horizon, config.train)
+    spend = predicted.select(CUSTOMER_KEY, LABEL, SPLIT, (F.col(EXPECTED_PURCHASES) * F.col(EXPECTED_ORDER_VALUE))
+                             .alias(PREDICTION), F.lit(lifetime.BG_NBD_GAMMA_GAMMA).alias(MODEL))
+    purchases = predicted.transform(with_actual_purchases, orders_df, cutoff, horizon).select(
+        CUSTOMER_KEY, SPLIT, REPEAT_PURCHASES, P_ALIVE, EXPECTED_PURCHASES, ACTUAL_PURCHASES)
+    entry = registry.ModelEntry(LIFETIME_TASK, lifetime.BG_NBD_GAMMA_GAMMA, path, "log_likelihood",
+                                model.purchases.log_likelihood, True, [], params)
+    return [entry], spend, purchases
+
+
 def train_segments(config: Config, run_id: str, buyers_df: DataFrame, kept: list[str]) -> list[registry.ModelEntry]:
     """Fit the segmentation algorithms on the customers with purchases, with the numeric attributes the
     selection kept; champion by silhouette."""
@@ -165,8 +219,13 @@ def run(spark: SparkSession, config: Config, run_id: str) -> dict[str, int]:
             with_split, config.train.validation_share, config.train.test_share, config.train.seed)
         with persisted(spend, StorageLevel.MEMORY_AND_DISK) as labelled:
             clv_entries, clv_holdout = train_regressors(config, run_id, labelled, kept)
+            lifetime_entries, lifetime_spend, purchases = train_lifetime(
+                config, run_id, labelled, tables.read_table(spark, tables.ORDERS, lake))
+            if lifetime_spend is not None:
+                clv_holdout = clv_holdout.unionByName(lifetime_spend)
+                write(purchases, tables.PURCHASE_HOLDOUT)
             write(clv_holdout, tables.CLV_HOLDOUT)
-        entries += clv_entries
+        entries += clv_entries + lifetime_entries
     current_buyers = read_features(spark, lake, config.as_of_date).transform(buyers)
     if current_buyers.isEmpty():
         log.info("no customer has purchases: no segmentation")

@@ -1,0 +1,107 @@
+"""BG/NBD (Fader, Hardie and Lee 2005): whether a customer is still alive and how often they
+will buy, fitted by maximum likelihood on the distinct (x, t_x, T) summaries and their counts,
+so the driver's work does not grow with the customer count; predictions in Spark built-ins."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from pyspark.sql import Column
+from pyspark.sql import functions as F
+from scipy.special import gammaln
+
+from crm_spark.models.likelihood import Fit, maximize
+from crm_spark.schemas import AGE_PERIODS, RECENCY_PERIODS, REPEAT_PURCHASES
+
+BG_NBD = "bg_nbd"
+SUMMARY = (REPEAT_PURCHASES, RECENCY_PERIODS, AGE_PERIODS)
+SERIES_TOLERANCE = 1e-12  # the hypergeometric series stops once z**k falls below this
+
+
+@dataclass(frozen=True)
+class BgNbd:
+    """Parameters: purchase rates are gamma(r, alpha) across customers, the chance of dropping
+    out after a purchase is beta(a, b)."""
+
+    r: float
+    alpha: float
+    a: float
+    b: float
+
+
+def log_likelihood(params: BgNbd, x: np.ndarray, t_x: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Return each customer's log-likelihood (equation 6 of Fader, Hardie and Lee 2005)."""
+    r, alpha, a, b = params.r, params.alpha, params.a, params.b
+    a1 = gammaln(r + x) - gammaln(r) + r * np.log(alpha)
+    a2 = gammaln(a + b) + gammaln(b + x) - gammaln(b) - gammaln(a + b + x)
+    a3 = -(r + x) * np.log(alpha + t)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        a4 = np.where(x > 0, np.log(a) - np.log(np.where(x > 0, b + x - 1, 1.0)) - (r + x) * np.log(alpha + t_x),
+                      -np.inf)
+    return a1 + a2 + np.logaddexp(a3, a4)
+
+
+def fit(x: np.ndarray, t_x: np.ndarray, t: np.ndarray, counts: np.ndarray, penalizer: float = 0.0) -> Fit:
+    """Maximize the log-likelihood of customers summarized as distinct ``(x, t_x, T)`` with ``counts``
+    (see :func:`~crm_spark.models.likelihood.maximize`).
+
+    Raises:
+        ValueError: there are no customers, or the optimizer did not converge.
+    """
+    if counts.sum() <= 0:
+        raise ValueError("BG/NBD needs at least one customer with a purchase")
+    start = np.array([1.0, max(float(np.average(t, weights=counts)), 1e-3), 1.0, 1.0])
+    found, seconds = maximize(lambda p: log_likelihood(BgNbd(*p), x, t_x, t), start, counts, penalizer)
+    params = BgNbd(*(float(v) for v in found))
+    return Fit(params, float((counts * log_likelihood(params, x, t_x, t)).sum()), len(counts), seconds)
+
+
+def _dropout_odds(params: BgNbd) -> Column:
+    """Return the odds that a customer has dropped out (0 without repeat purchases)."""
+    x, t_x, t = (F.col(c) for c in SUMMARY)
+    ratio = (F.lit(params.alpha) + t) / (F.lit(params.alpha) + t_x)
+    return F.when(x > 0, F.lit(params.a) / (F.lit(params.b) + x - 1) * F.pow(ratio, F.lit(params.r) + x)).otherwise(
+        F.lit(0.0))
+
+
+def p_alive(params: BgNbd) -> Column:
+    """Return the probability that a customer with summary ``(x, t_x, T)`` is still alive."""
+    return F.lit(1.0) / (F.lit(1.0) + _dropout_odds(params))
+
+
+def hyp2f1(a: Column, b: Column, c: Column, z: Column, max_terms: int) -> Column:
+    """Return the Gauss hypergeometric function 2F1(a, b; c; z) for 0 <= z < 1 by its series.
+
+    Each row sums as many terms as its ``z`` needs for ``SERIES_TOLERANCE`` (at most
+    ``max_terms``) with Spark's ``aggregate`` over a sequence: no Python UDF.
+    """
+    terms = F.least(F.lit(max_terms), F.greatest(
+        F.lit(1), F.ceil(F.lit(math.log(SERIES_TOLERANCE)) / F.log(F.greatest(z, F.lit(1e-300)))).cast("int")))
+    zero = F.struct(F.lit(1.0).alias("term"), F.lit(0.0).alias("total"))
+
+    def step(acc: Column, k: Column) -> Column:
+        k = k.cast("double")
+        ratio = (a + k) * (b + k) / ((c + k) * (k + 1)) * z
+        return F.struct((acc["term"] * ratio).alias("term"), (acc["total"] + acc["term"]).alias("total"))
+
+    return F.aggregate(F.sequence(F.lit(0), terms - 1), zero, step)["total"]
+
+
+def expected_purchases(params: BgNbd, periods: float, max_terms: int) -> Column:
+    """Return a customer's expected purchases in the next ``periods``, from the summary columns
+    (equation 10 of Fader, Hardie and Lee 2005).
+
+    Euler's transformation 2F1(r+x, b+x; a+b+x-1; z) = (1-z)^(a-1-r-x) 2F1(a+b-1-r, a-1; a+b+x-1; z)
+    turns the series into one whose first two parameters do not grow with ``x``, so it
+    converges at the rate of ``z`` = periods / (alpha + T + periods) for any customer.
+    """
+    if periods <= 0:
+        return F.lit(0.0)
+    r, alpha, a, b = (F.lit(v) for v in (params.r, params.alpha, params.a, params.b))
+    x, t = F.col(REPEAT_PURCHASES), F.col(AGE_PERIODS)
+    z = F.lit(periods) / (alpha + t + F.lit(periods))
+    series = hyp2f1(a + b - 1 - r, a - 1, a + b + x - 1, z, max_terms)
+    numerator = (a + b + x - 1) / (a - 1) * (F.lit(1.0) - F.pow(F.lit(1.0) - z, a - 1) * series)
+    return numerator / (F.lit(1.0) + _dropout_odds(params))

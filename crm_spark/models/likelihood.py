@@ -1,0 +1,80 @@
+"""Maximum likelihood on the driver for models fitted on distinct summary rows with their counts."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from pyspark.sql import DataFrame
+from scipy.optimize import minimize
+
+GRADIENT_TOLERANCE = 1e-5  # largest gradient component of the mean log-likelihood taken as an optimum
+
+
+@dataclass(frozen=True)
+class Fit:
+    """A fitted model with its log-likelihood, the distinct rows it was fitted on and the seconds taken."""
+
+    params: object
+    log_likelihood: float
+    distinct_rows: int
+    seconds: float
+
+
+def distinct_rows(df: DataFrame, columns: tuple[str, ...]) -> tuple[list[np.ndarray], np.ndarray]:
+    """Return the distinct values of ``columns`` (one array per column, in their order) and each one's count."""
+    rows = df.groupBy(*columns).count().orderBy(*columns).collect()
+    values = np.array([[row[c] for c in columns] for row in rows], dtype=float).reshape(len(rows), len(columns))
+    return [values[:, i] for i in range(len(columns))], np.array([row["count"] for row in rows], dtype=float)
+
+
+def maximize(log_likelihood: Callable[[np.ndarray], np.ndarray], start: np.ndarray, counts: np.ndarray,
+             penalizer: float) -> tuple[np.ndarray, float]:
+    """Maximize the mean log-likelihood of rows weighted by ``counts``, less ``penalizer`` times the
+    sum of squared parameters, as the field's tools do; the search runs over log parameters, so
+    they stay positive.
+
+    Args:
+        log_likelihood: the log-likelihood of each row given the (positive) parameters.
+        start: the parameters to start from.
+        counts: how many customers each row stands for.
+        penalizer: the L2 penalty.
+
+    Returns:
+        The parameters and the seconds taken.
+
+    Raises:
+        ValueError: no finite optimum was found.
+    """
+    began = time.perf_counter()
+    weight = counts / counts.sum()
+
+    def objective(log_params: np.ndarray) -> float:
+        params = np.exp(log_params)
+        value = -(weight * log_likelihood(params)).sum() + penalizer * (params ** 2).sum()
+        return value if np.isfinite(value) else 1e100
+
+    result = minimize_log_params(objective, np.log(start))
+    return np.exp(result.x), time.perf_counter() - began
+
+
+def minimize_log_params(objective, start: np.ndarray):
+    """Minimize ``objective`` of log parameters from ``start``: L-BFGS-B, and where it stops away
+    from a flat gradient, Nelder-Mead polished by BFGS (several times the work: 21 s against 3 to
+    6 s on 260,000 rows). L-BFGS-B often reports a failed line search at the optimum itself, when
+    the objective no longer changes in double precision, so the gradient decides, not its flag.
+
+    Raises:
+        ValueError: no finite optimum was found.
+    """
+    result = minimize(objective, start, method="L-BFGS-B", options={"ftol": 1e-15, "gtol": 1e-10})
+    if not np.isfinite(result.fun) or result.fun >= 1e100 or np.max(np.abs(result.jac)) > GRADIENT_TOLERANCE:
+        coarse = minimize(objective, start, method="Nelder-Mead",
+                          options={"xatol": 1e-8, "fatol": 1e-12, "maxiter": 20_000, "maxfev": 20_000})
+        polished = minimize(objective, coarse.x, method="BFGS", options={"gtol": 1e-10})
+        result = polished if polished.fun <= coarse.fun else coarse
+    if not np.all(np.isfinite(result.x)) or result.fun >= 1e100:
+        raise ValueError(f"the likelihood maximization did not converge: {result.message}")
+    return result
