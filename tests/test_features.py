@@ -8,8 +8,10 @@ import pytest
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
+from crm_spark.config import TrainConfig
 from crm_spark.features.customer import buyers, customer_features
 from crm_spark.features.labels import with_churn_label, with_split
+from crm_spark.models.lifetime import with_p_alive
 
 AS_OF = dt.date(2024, 7, 1)
 ORDER_SCHEMA = ("order_id string, customer_key string, product_id string, quantity int, unit_price double, "
@@ -73,7 +75,9 @@ def test_features_use_only_events_before_as_of(spark):
                                     dt.date(2024, 6, 2), dt.date(2024, 6, 15)])
 def test_any_event_on_or_after_a_cutoff_leaves_its_features_unchanged(spark, cutoff):
     customers, orders, ratings, products = frames(spark)
-    before = customer_features(customers, orders, ratings, products, cutoff, ["books", "home"])
+    # p_alive too: BG/NBD is fitted on the purchases before the cutoff only.
+    before = customer_features(customers, orders, ratings, products, cutoff, ["books", "home"]).transform(
+        with_p_alive, orders, cutoff, TrainConfig())
     at_or_after = F.col("order_ts") >= F.lit(cutoff).cast("timestamp")
     changed_orders = orders.select(
         "order_id", "customer_key", "product_id",
@@ -87,7 +91,8 @@ def test_any_event_on_or_after_a_cutoff_leaves_its_features_unchanged(spark, cut
     changed_ratings = ratings.select(
         "customer_key", "product_id", F.when(rated_later, F.lit(1)).otherwise(F.col("rating")).alias("rating"),
         "rated_ts")
-    after = customer_features(customers, changed_orders, changed_ratings, products, cutoff, ["books", "home"])
+    after = customer_features(customers, changed_orders, changed_ratings, products, cutoff, ["books", "home"]
+                              ).transform(with_p_alive, changed_orders, cutoff, TrainConfig())
     assertDataFrameEqual(after, before)
 
 

@@ -17,6 +17,7 @@ from pyspark.testing import assertDataFrameEqual
 from crm_spark import cli, runs, tables
 from crm_spark.config import GenerateConfig
 from crm_spark.features.customer import completed_before, customer_features, read_features
+from crm_spark.models.lifetime import with_p_alive
 from crm_spark.stages import erase
 
 from .conftest import make_config
@@ -121,8 +122,10 @@ def test_features_ignore_events_on_or_after_as_of_date(spark, run):
     shifted_ratings = ratings.withColumn("rated_ts", F.lit(config.as_of_date).cast("timestamp"))
     products = read(spark, config, tables.PRODUCTS)
     categories = sorted(r[0] for r in products.select("category").distinct().collect())
-    recomputed = customer_features(read(spark, config, tables.CUSTOMERS), orders.unionByName(shifted_orders),
-                                   ratings.unionByName(shifted_ratings), products, config.as_of_date, categories)
+    more_orders = orders.unionByName(shifted_orders)
+    recomputed = customer_features(read(spark, config, tables.CUSTOMERS), more_orders,
+                                   ratings.unionByName(shifted_ratings), products, config.as_of_date, categories
+                                   ).transform(with_p_alive, more_orders, config.as_of_date, config.train)
     stored = read_features(spark, config.paths.lakehouse_dir, config.as_of_date).drop("run_id")
     assertDataFrameEqual(recomputed.select(*stored.columns), stored)
 
