@@ -52,8 +52,9 @@ def maximize(log_likelihood: Callable[[np.ndarray], np.ndarray], start: np.ndarr
     weight = counts / counts.sum()
 
     def objective(log_params: np.ndarray) -> float:
-        params = np.exp(log_params)
-        value = -(weight * log_likelihood(params)).sum() + penalizer * (params ** 2).sum()
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # a trial step far out scores 1e100
+            params = np.exp(log_params)
+            value = -(weight * log_likelihood(params)).sum() + penalizer * (params ** 2).sum()
         return value if np.isfinite(value) else 1e100
 
     result = minimize_log_params(objective, np.log(start))
