@@ -19,7 +19,7 @@ from pyspark.sql import functions as F
 
 from crm_spark import tables
 from crm_spark.config import load_config
-from crm_spark.recommend.als import configured, fit
+from crm_spark.recommend.als import als_scorer, configured, fit
 from crm_spark.recommend.interactions import (
     EXPLICIT,
     ITEM,
@@ -80,10 +80,10 @@ def main() -> None:
           f"ALS rank {cfg.rank} fit {time.monotonic() - started:.1f} s")
     for _ in range(2):  # the first round warms the JVM and Python workers
         builtin = timed(builtin_top_k(model, targets, indexed, cfg.top_k))
-        blocked = timed(top_k_unseen(model, targets, indexed, cfg.top_k))
+        blocked = timed(top_k_unseen(als_scorer(model), targets, indexed, cfg.top_k))
         print(f"top-{cfg.top_k} unseen for all: recommendForUserSubset {builtin:.1f} s, blocked top-k {blocked:.1f} s")
     left = builtin_top_k(model, targets, indexed, cfg.top_k).select(USER, ITEM)
-    right = top_k_unseen(model, targets, indexed, cfg.top_k).select(USER, ITEM)
+    right = top_k_unseen(als_scorer(model), targets, indexed, cfg.top_k).select(USER, ITEM)
     print(f"same (customer, product) pairs: {left.join(right, [USER, ITEM]).count()} of {left.count()}")
     spark.stop()
 

@@ -236,7 +236,7 @@ BRONZE_SCHEMAS: dict[str, StructType] = {
         [
             StructField(CUSTOMER_ID, StringType(), False),
             StructField(PRODUCT_ID, StringType(), False),
-            StructField(RATING, IntegerType(), False),
+            StructField(RATING, DoubleType(), False),
             StructField(RATED_TS, TimestampType()),
         ]
     ),
@@ -386,13 +386,17 @@ FEATURE_SELECTION_SCHEMA = StructType(
     ]
 )
 
-# One row per ALS tuning trial on validation data; the chosen settings have chosen = true.
+# One row per recommender setting tried on validation data; the champion has chosen = true.
 RECOMMENDATION_TUNING_SCHEMA = StructType(
     [
-        StructField("rank", IntegerType(), False),
-        StructField("reg_param", DoubleType(), False),
-        StructField("alpha", DoubleType(), False),
-        StructField("max_iter", IntegerType(), False),
+        StructField(MODEL, StringType(), False),
+        StructField("rank", IntegerType()),
+        StructField("reg_param", DoubleType()),
+        StructField("alpha", DoubleType()),
+        StructField("max_iter", IntegerType()),
+        StructField("confidence", StringType()),
+        StructField("ease_reg", DoubleType()),
+        StructField("als_share", DoubleType()),
         StructField("metric", StringType(), False),
         StructField("value", DoubleType()),
         StructField("seconds", DoubleType(), False),

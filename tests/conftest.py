@@ -33,7 +33,9 @@ def make_config(root: Path, **sections) -> Config:
                                              dt_min_instances=(20,), gbt_max_depths=(3,), gbt_max_iter=5,
                                              clv_gbt_max_iter=5, segment_k_max=4, segment_restarts=1))
     sections.setdefault("recommend", RecommendConfig(max_iter=8, tune_ranks=(8, 16), tune_reg_params=(0.05, 0.2),
-                                                     tune_alphas=(3.0,)))
+                                                     tune_alphas=(3.0,), tune_confidences=("linear",),
+                                                     tune_max_iters=(8,), tune_ease_regs=(10.0, 100.0),
+                                                     tune_blend_shares=(0.5,)))
     sections.setdefault("privacy", PrivacyConfig(secret_file=str(root / "secret.key"), create_secret=True,
                                                  vacuum_retention_hours=0, allow_short_retention=True))
     spark_cfg = SparkConfig(

@@ -146,16 +146,21 @@ def test_recommendations_exclude_purchased_products(spark, run):
     by_source = {r["source"]: r for r in recs.join(buyers.withColumn("buyer", F.lit(True)), "customer_key", "left")
                  .groupBy("source").agg(F.countDistinct("customer_key").alias("customers"),
                                         F.count("buyer").alias("buyer_rows")).collect()}
-    assert set(by_source) == {"als", "segment_popular"} or set(by_source) == {"als", "segment_popular", "popular"}
-    assert by_source["als"]["customers"] == buyers.count()
+    tuning = read(spark, config, tables.RECOMMENDATION_TUNING).where(F.col("run_id") == "test-run")
+    champion = tuning.where("chosen").collect()
+    assert len(champion) == 1 and champion[0]["value"] == tuning.agg(F.max("value")).first()[0]
+    champion = champion[0]["model"]
+    assert set(by_source) - {"popular"} == {champion, "segment_popular"}
+    assert by_source[champion]["customers"] == buyers.count()
     assert by_source["segment_popular"]["buyer_rows"] == 0 and by_source.get("popular", {"buyer_rows": 0})[
         "buyer_rows"] == 0
-    tuning = read(spark, config, tables.RECOMMENDATION_TUNING).where(F.col("run_id") == "test-run")
-    assert tuning.where("chosen").count() == 1
     cfg = config.recommend
     tried = tuning.collect()
-    assert {r["reg_param"] for r in tried} >= set(cfg.tune_reg_params) and {r["rank"] for r in tried} >= set(
-        cfg.tune_ranks) and {r["alpha"] for r in tried} >= set(cfg.tune_alphas)
+    als = [r for r in tried if r["model"] == "als"]
+    assert {r["reg_param"] for r in als} >= set(cfg.tune_reg_params) and {r["rank"] for r in als} >= set(
+        cfg.tune_ranks) and {r["alpha"] for r in als} >= set(cfg.tune_alphas)
+    assert {r["ease_reg"] for r in tried if r["model"] == "ease"} == {cfg.ease_reg, *cfg.tune_ease_regs}
+    assert {r["als_share"] for r in tried if r["model"] == "blend"} == set(cfg.tune_blend_shares)
 
 
 def test_segments_profiles_rfm_and_anomalies(spark, run):
@@ -252,16 +257,24 @@ def test_registry_records_saved_models_and_one_champion_per_task(spark, run):
     models = sorted((r["task"], r["model"]) for r in registry.collect())
     assert models == [("churn", "decision_tree"), ("churn", "gradient_boosted_trees"), ("churn", "logistic_regression"),
                       ("clv", "gradient_boosted_trees"), ("clv", "linear_regression"),
-                      ("lifetime", "bg_nbd_gamma_gamma"), ("recommendation", "als"),
-                      ("segmentation", "bisecting_kmeans"), ("segmentation", "kmeans")]
+                      ("lifetime", "bg_nbd_gamma_gamma"), ("recommendation", "als"), ("recommendation", "blend"),
+                      ("recommendation", "ease"), ("segmentation", "bisecting_kmeans"), ("segmentation", "kmeans")]
     churn_params = registry.where("task = 'churn'").select("params").collect()
     assert all({"threshold", "train_seconds"} <= set(r[0]) for r in churn_params)
     lifetime = registry.where("task = 'lifetime'").first()
     assert {f"bgnbd_{k}" for k in ("r", "alpha", "a", "b", "log_likelihood", "distinct_rows", "fit_seconds")} | {
         f"gg_{k}" for k in ("p", "q", "v")} <= set(lifetime["params"])
     assert spark.read.json(lifetime["path"]).first().asDict() == lifetime["params"]  # saved where it says
-    for row in registry.where("task != 'lifetime'").collect():
+    for row in registry.where("task not in ('lifetime', 'recommendation')").collect():
         assert (Path(row["path"]) / "metadata").is_dir(), row["path"]
+    recommenders = {r["model"]: r for r in registry.where("task = 'recommendation'").collect()}
+    assert [model for model, r in recommenders.items() if r["path"]] == [
+        model for model, r in recommenders.items() if r["is_champion"]]  # only the champion is refitted and saved
+    served = next(r for r in recommenders.values() if r["is_champion"])
+    saved = {"als": ["als/metadata"], "ease": ["ease"], "blend": ["als/metadata", "ease"]}[served["model"]]
+    assert all((Path(served["path"]) / part).is_dir() for part in saved), served["path"]
+    assert set(recommenders["blend"]["params"]) == {"rank", "reg_param", "alpha", "max_iter", "log_confidence",
+                                                   "ease_reg", "als_share"}
 
 
 def personal_values(spark, config):

@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 from pyspark.testing import assertDataFrameEqual
 
+from crm_spark.config import RecommendConfig
 from crm_spark.metrics import classification, ranking
-from crm_spark.recommend import top_k
-from crm_spark.recommend.als import AlsParams, fit
+from crm_spark.recommend import item_item, top_k
+from crm_spark.recommend.als import AlsParams, als_scorer, fit
+from crm_spark.recommend.families import Fitting, Recommender
 from crm_spark.recommend.holdout import split_at_random, split_by_time
 from crm_spark.recommend.interactions import interactions
 from crm_spark.recommend.popularity import group_popular, popular_unseen
@@ -100,7 +102,7 @@ def test_blocked_top_k_matches_brute_force_and_skips_seen_and_excluded(spark, mo
     frame = spark.createDataFrame(pairs, "user int, item int, strength float")
     model = fit(frame, AlsParams(rank=4, reg_param=0.1, alpha=2.0, max_iter=5), False, 2, seed=1)
     monkeypatch.setattr(top_k, "BLOCK_CELLS", 60)  # three users per block
-    result = top_k_unseen(model, frame.select("user"), frame, k=3, excluded_items=(0, 1))
+    result = top_k_unseen(als_scorer(model), frame.select("user"), frame, k=3, excluded_items=(0, 1))
     users = {r[0]: np.array(r[1]) for r in model.userFactors.collect()}
     items = {r[0]: np.array(r[1]) for r in model.itemFactors.collect()}
     seen = {(u, i) for u, i, _ in pairs}
@@ -135,3 +137,65 @@ def test_entropy_and_novelty(spark):
                                  "customer_key string, product_id string, popularity double")
     assert ranking.distribution_entropy(recs) == pytest.approx(1.5)
     assert ranking.novelty(recs) == pytest.approx((1 + 1 + 2 + 3) / 4)
+
+
+def _interaction_matrix(rng: np.random.Generator, users: int, items: int, per_user: int) -> np.ndarray:
+    matrix = np.zeros((users, items))
+    for user in range(users):
+        matrix[user, rng.choice(items, per_user, replace=False)] = 1.0
+    return matrix
+
+
+def test_ease_cooccurrence_and_weights_match_a_ridge_regression_per_item(spark):
+    rng = np.random.default_rng(5)
+    matrix = _interaction_matrix(rng, 30, 8, 3)
+    matrix[:, 6] = 0.0  # an item nobody has: outside the item ids
+    frame = spark.createDataFrame([(int(u), int(i), 1.0) for u, i in zip(*np.nonzero(matrix), strict=True)],
+                                  "user int, item int, strength float")
+    ids = item_item.item_ids_of(frame)
+    assert ids.tolist() == [0, 1, 2, 3, 4, 5, 7]
+    x = matrix[:, ids]
+    gram = item_item.cooccurrence(frame.repartition(3), ids)
+    np.testing.assert_array_equal(gram, x.T @ x)
+    weights = item_item.ease_weights(gram, reg=2.0)
+    # Each item's column is the ridge regression of that item on every other item.
+    expected = np.zeros_like(weights)
+    for j in range(len(ids)):
+        others = [c for c in range(len(ids)) if c != j]
+        a = x[:, others]
+        expected[others, j] = np.linalg.solve(a.T @ a + 2.0 * np.eye(len(others)), a.T @ x[:, j])
+    np.testing.assert_allclose(weights, expected, rtol=1e-4, atol=1e-6)
+
+
+def test_ease_and_blend_top_k_match_brute_force(spark):
+    rng = np.random.default_rng(6)
+    matrix = _interaction_matrix(rng, 16, 12, 4)
+    frame = spark.createDataFrame([(int(u), int(i), 1.0) for u, i in zip(*np.nonzero(matrix), strict=True)],
+                                  "user int, item int, strength float")
+    cfg = RecommendConfig(feedback="implicit")
+    fitting = Fitting(spark, frame, cfg, blocks=2)
+    assert [fitting.skip_reason(model) for model in ("als", "ease", "blend")] == [None, None, None]
+    too_many = "EASE needs an item-item matrix of 12 items, more than recommend.ease_max_items (11)"
+    assert Fitting(spark, frame, RecommendConfig(ease_max_items=11), 2).skip_reason("blend") == too_many
+    assert Fitting(spark, frame, RecommendConfig(feedback="explicit"), 2).skip_reason("ease").startswith(
+        "EASE learns from implicit feedback")
+    weights = item_item.ease_weights(matrix.T @ matrix, reg=3.0)
+    als_model = fitting.als_model(AlsParams(rank=3, reg_param=0.1, alpha=2.0, max_iter=5))
+    factors = {r[0]: np.array(r[1]) for r in als_model.userFactors.collect()}
+    item_factors = np.array([r[1] for r in als_model.itemFactors.orderBy("id").collect()])
+
+    def standardized(row: np.ndarray) -> np.ndarray:
+        return (row - row.mean()) / row.std()
+
+    for spec, scores in (
+        (Recommender("ease", ease_reg=3.0), lambda u: matrix[u] @ weights),
+        (Recommender("blend", als=AlsParams(3, 0.1, 2.0, 5), ease_reg=3.0, als_share=0.25),
+         lambda u: 0.25 * standardized(item_factors @ factors[u]) + 0.75 * standardized(matrix[u] @ weights)),
+    ):
+        result = top_k_unseen(fitting.scorer(spec), frame.select("user"), frame, k=3)
+        expected = []
+        for user in range(len(matrix)):
+            ranked = sorted((-float(s), i) for i, s in enumerate(scores(user)) if not matrix[user, i])[:3]
+            expected += [(user, item, rank) for rank, (_, item) in enumerate(ranked, 1)]
+        assertDataFrameEqual(result.select("user", "item", "rank"),
+                             spark.createDataFrame(expected, "user int, item int, rank int"))

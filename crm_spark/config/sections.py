@@ -134,8 +134,8 @@ class IngestConfig:
 
     incremental: bool = True
     max_field_chars: int = 65_536
-    rating_min: int = 1
-    rating_max: int = 5
+    rating_min: float = 1.0  # ratings may be decimals (half stars, 0.5-5, 1-10)
+    rating_max: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -253,15 +253,25 @@ class RecommendConfig:
     recency_half_life_days: float | None = 180.0  # purchase confidence halves per this age; None counts
     holdout: str = "time"  # time: first bought in the horizon; random: a per-customer share
     holdout_share: float = 0.25
+    validation_share: float = 0.1  # random holdout: the share of each customer's training products tuning holds out
+    models: tuple[str, ...] = ("als", "ease")  # the families tried; the champion is the best on validation
     rank: int = 16
     reg_param: float = 0.05
     alpha: float = 5.0
     max_iter: int = 15
+    confidence: str = "linear"  # implicit ALS weighs a pair 1 + alpha * strength (linear) or * log(1 + strength)
+    ease_reg: float = 100.0
+    ease_max_items: int = 10_000  # EASE solves an items x items matrix on the driver; above this it is skipped
     tune: bool = True
     tune_metric: str = "ndcg"  # ndcg or precision, at top_k, on validation data
-    tune_ranks: tuple[int, ...] = (4, 8, 16, 32, 64)
+    tune_ranks: tuple[int, ...] = (8, 16, 32, 64, 128)
     tune_reg_params: tuple[float, ...] = (0.01, 0.05, 0.2, 1.0)
     tune_alphas: tuple[float, ...] = (1.0, 3.0, 10.0)
+    tune_confidences: tuple[str, ...] = ("linear", "log")  # purchases only: a rating is seen once
+    tune_max_iters: tuple[int, ...] = (15, 30)
+    tune_ease_regs: tuple[float, ...] = (10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0)
+    tune_blend_shares: tuple[float, ...] = (0.25, 0.5, 0.75)  # ALS's weight in a blend; empty: no blend
+    tune_budget_seconds: float = 900.0  # no trial starts after this (the configured settings and blends still run)
     tune_max_customers: int = 20000
     max_per_category: int | None = None
     inactive_after_days: int | None = None

@@ -66,10 +66,16 @@ _BOUNDS: dict[str, tuple[float | None, float | None]] = {
     "recommend.rating_rank": (1, 1000),
     "recommend.rating_reg_param": (0.0, None),
     "recommend.holdout_share": (0.05, 0.9),
+    "recommend.validation_share": (0.01, 0.9),
     "recommend.tune_max_customers": (10, None),
+    "recommend.ease_reg": (0.0, None),
+    "recommend.ease_max_items": (1, 100_000),
+    "recommend.tune_budget_seconds": (0.0, None),
     "recommend.cold_start_min_customers": (1, None),
 }
 SEGMENT_ALGORITHMS = ("kmeans", "bisecting_kmeans")
+RECOMMENDERS = ("als", "ease")
+CONFIDENCES = ("linear", "log")
 CLASSIFIERS = ("logistic_regression", "decision_tree", "gradient_boosted_trees")
 # The allowed values of settings that name a choice.
 CHOICES = {
@@ -78,6 +84,7 @@ CHOICES = {
     "train.class_weights": ("balanced", "none"),
     "train.threshold_objective": ("f1", "accuracy"),
     "recommend.interactions": ("auto", "purchases", "ratings"),
+    "recommend.confidence": CONFIDENCES,
     "recommend.feedback": ("implicit", "explicit"),
     "recommend.holdout": ("time", "random"),
     "recommend.tune_metric": ("ndcg", "precision"),
@@ -118,6 +125,9 @@ def validate(config: Config) -> None:
         if not grid or min(grid) < low or (high is not None and max(grid) > high):
             upper = high if high is not None else "inf"
             raise ConfigError(f"config key '{key}' must list values within [{low}, {upper}], got {list(grid)}")
+    if not config.ingest.rating_min < config.ingest.rating_max:
+        raise ConfigError(f"config key 'ingest.rating_max' ({config.ingest.rating_max}) must exceed "
+                          f"'ingest.rating_min' ({config.ingest.rating_min})")
     if config.train.validation_share + config.train.test_share >= 0.8:
         raise ConfigError("config keys 'train.validation_share' + 'train.test_share' must be < 0.8")
     _validate_sources(config.sources)
@@ -142,10 +152,17 @@ def validate(config: Config) -> None:
 
 def _validate_recommend(cfg: RecommendConfig) -> None:
     """Check the recommendation grids and serving rules."""
-    for name in ("tune_ranks", "tune_reg_params", "tune_alphas"):
+    for name in ("tune_ranks", "tune_reg_params", "tune_alphas", "tune_max_iters", "tune_ease_regs"):
         values = getattr(cfg, name)
         if not values or min(values) <= 0:
             raise ConfigError(f"config key 'recommend.{name}' must list positive values, got {list(values)}")
+    for name, known in (("models", RECOMMENDERS), ("tune_confidences", CONFIDENCES)):
+        listed = getattr(cfg, name)
+        if not listed or set(listed) - set(known) or len(set(listed)) < len(listed):
+            raise ConfigError(f"config key 'recommend.{name}' must list some of {known} once each, got {list(listed)}")
+    if any(not 0 < share < 1 for share in cfg.tune_blend_shares):
+        raise ConfigError(f"config key 'recommend.tune_blend_shares' must list values between 0 and 1 (exclusive), "
+                          f"got {list(cfg.tune_blend_shares)}")
     for name in ("recency_half_life_days", "max_per_category", "inactive_after_days"):
         value = getattr(cfg, name)
         if value is not None and value <= 0:

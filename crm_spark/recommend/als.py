@@ -1,20 +1,23 @@
-"""ALS: the settings a search varies, block counts sized to the data, fitting, and the top-k
-unseen products of a fitted model for a set of customers."""
+"""ALS: the settings a search varies, block counts sized to the data, fitting, and scoring every
+item for a block of customers from the fitted factors."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+import pandas as pd
 from pyspark.ml.recommendation import ALS, ALSModel
 from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 
 from crm_spark.config import RecommendConfig
-from crm_spark.recommend.interactions import EXPLICIT, ITEM, STRENGTH, USER
-from crm_spark.recommend.top_k import RANK, top_k_unseen
-from crm_spark.schemas import CUSTOMER_KEY, PRODUCT_ID, SCORE
+from crm_spark.recommend.interactions import ITEM, STRENGTH, USER
+from crm_spark.recommend.top_k import Scorer
 
 ALS_MODEL = "als"
 EVENTS_PER_BLOCK = 50_000
+LINEAR, LOG = "linear", "log"  # confidence transforms: 1 + alpha * r, or 1 + alpha * log(1 + r)
 
 
 @dataclass(frozen=True)
@@ -25,11 +28,17 @@ class AlsParams:
     reg_param: float
     alpha: float
     max_iter: int
+    confidence: str = LINEAR
+
+    def as_map(self) -> dict[str, float]:
+        """Return the numeric settings, with the confidence transform as 0 (linear) or 1 (log)."""
+        return {"rank": float(self.rank), "reg_param": self.reg_param, "alpha": self.alpha,
+                "max_iter": float(self.max_iter), "log_confidence": float(self.confidence == LOG)}
 
 
 def configured(cfg: RecommendConfig) -> AlsParams:
     """Return the configured ALS settings (the search's starting point)."""
-    return AlsParams(cfg.rank, cfg.reg_param, cfg.alpha, cfg.max_iter)
+    return AlsParams(cfg.rank, cfg.reg_param, cfg.alpha, cfg.max_iter, cfg.confidence)
 
 
 def als_blocks(events: int, parallelism: int) -> int:
@@ -39,36 +48,29 @@ def als_blocks(events: int, parallelism: int) -> int:
 
 
 def fit(interactions_df: DataFrame, params: AlsParams, explicit: bool, blocks: int, seed: int) -> ALSModel:
-    """Fit ALS on ``(user, item, strength)``: implicit confidence or explicit values."""
+    """Fit ALS on ``(user, item, strength)``: implicit confidence or explicit values.
+
+    Implicit ALS weighs a pair by ``1 + alpha * strength``; the log transform feeds it
+    ``log(1 + strength)`` instead, so many repeats of a pair weigh less than linearly.
+    """
     als = ALS(
         userCol=USER, itemCol=ITEM, ratingCol=STRENGTH, implicitPrefs=not explicit, rank=params.rank,
         regParam=params.reg_param, alpha=params.alpha, maxIter=params.max_iter, seed=seed,
         numUserBlocks=blocks, numItemBlocks=blocks, coldStartStrategy="drop", checkpointInterval=5,
     )
+    if params.confidence == LOG and not explicit:
+        interactions_df = interactions_df.withColumn(STRENGTH, F.log1p(STRENGTH).cast("float"))
     return als.fit(interactions_df)
 
 
-def recommend_for(indexed_df: DataFrame, users_df: DataFrame, items_df: DataFrame, targets_df: DataFrame,
-                  params: AlsParams, cfg: RecommendConfig, blocks: int, k: int, excluded_items: tuple[int, ...] = ()
-                  ) -> tuple[ALSModel, DataFrame]:
-    """Fit ALS and return top-``k`` unseen products for ``targets_df``.
+def als_scorer(model: ALSModel) -> Scorer:
+    """Return the scoring of a fitted ALS model: user factors times every item's factors."""
+    item_factors = model.itemFactors.orderBy("id").toPandas()
+    item_ids = item_factors["id"].to_numpy(dtype=np.int64)
+    matrix = (np.stack(item_factors["features"].to_numpy()).astype(np.float32).T if len(item_ids)
+              else np.zeros((model.rank, 0), dtype=np.float32))
 
-    Args:
-        indexed_df: ``(user, item, strength)`` from :func:`index_pairs`.
-        users_df: ``(customer_key, user)`` from :func:`index_pairs`.
-        items_df: ``(product_id, item)`` index of the catalogue.
-        targets_df: column ``customer_key`` of the customers to recommend to; those
-            without interactions get nothing here.
-        params: ALS settings.
-        cfg: the recommendation settings (feedback and seed).
-        blocks: ALS block count.
-        k: recommendations per customer.
-        excluded_items: item indices no one gets.
+    def score(part: pd.DataFrame) -> np.ndarray:
+        return np.stack(part["features"].to_numpy()).astype(np.float32) @ matrix
 
-    Returns:
-        The fitted model, and ``customer_key``, ``product_id``, ``score`` and ``rank``.
-    """
-    model = fit(indexed_df, params, cfg.feedback == EXPLICIT, blocks, cfg.seed)
-    targets = targets_df.select(CUSTOMER_KEY).join(users_df, CUSTOMER_KEY).select(USER)
-    recs = top_k_unseen(model, targets, indexed_df, k, excluded_items)
-    return model, recs.join(users_df, USER).join(items_df, ITEM).select(CUSTOMER_KEY, PRODUCT_ID, SCORE, RANK)
+    return Scorer(item_ids, model.userFactors.withColumnRenamed("id", USER), score)

@@ -66,5 +66,12 @@ def split(events_df: DataFrame, cfg: RecommendConfig, cutoff: dt.date, end: dt.d
 def validation_split(train_events: DataFrame, cfg: RecommendConfig, cutoff: dt.date, horizon: dt.timedelta
                      ) -> tuple[DataFrame, DataFrame]:
     """Carve validation data out of the training events (before ``cutoff``) the way the test split was made:
-    by time, the ``horizon`` before the cutoff; at random, with another seed."""
-    return split(train_events, cfg, cutoff - horizon, cutoff, cfg.seed + 1)
+    by time, the ``horizon`` before the cutoff; at random, ``validation_share`` of each customer's products
+    with another seed.
+
+    A validation share below the test share keeps what tuning fits on close in size to what the
+    final model fits on: settings chosen on much less data favour too small a rank.
+    """
+    if cfg.holdout == BY_TIME:
+        return split_by_time(train_events, cutoff - horizon, cutoff)
+    return split_at_random(train_events, cfg.validation_share, cfg.seed + 1)

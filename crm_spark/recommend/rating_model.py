@@ -19,7 +19,7 @@ BIAS_DAMPING = 5.0  # biases of items and customers with few ratings shrink towa
 
 
 def rating_holdout(events_df: DataFrame, items_df: DataFrame, cfg: RecommendConfig, cutoff: dt.date, end: dt.date,
-                   rating_range: tuple[int, int], blocks: int) -> DataFrame:
+                   rating_range: tuple[float, float], blocks: int) -> DataFrame:
     """Predict held-out ratings with explicit ALS on top of biases, and with item means.
 
     Ratings are split like the recommendations (time or random). ALS learns what the
@@ -60,7 +60,7 @@ def rating_holdout(events_df: DataFrame, items_df: DataFrame, cfg: RecommendConf
     scored = model.transform(with_baseline(test).join(users, CUSTOMER_KEY).join(items_df, PRODUCT_ID))
     low, high = rating_range
     als = scored.select(CUSTOMER_KEY, PRODUCT_ID, F.col(STRENGTH).alias(RATING), F.least(F.greatest(
-        F.col("baseline") + F.col(PREDICTION), F.lit(float(low))), F.lit(float(high))).cast("double").alias(
+        F.col("baseline") + F.col(PREDICTION), F.lit(low)), F.lit(high)).cast("double").alias(
         PREDICTION), F.lit(ALS_MODEL).alias(MODEL))
     baseline = scored.select(CUSTOMER_KEY, PRODUCT_ID, F.col(STRENGTH).alias(RATING),
                              F.col("item_mean").cast("double").alias(PREDICTION),

@@ -1,15 +1,15 @@
-"""Top-k serving: each customer's best-scored products they have not seen, scored in blocks of
-users against every item, with a per-category cap and products left out when inactive."""
+"""Top-k serving: each customer's best-scored products they have not seen, scored by any fitted
+recommender in blocks of users against every item, with a per-category cap and products left out when inactive."""
 
 from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from pyspark.ml.recommendation import ALSModel
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
@@ -22,19 +22,34 @@ RANK = "rank"
 BLOCK_CELLS = 4_000_000
 
 
-def top_k_unseen(
-    model: ALSModel, users_df: DataFrame, seen_df: DataFrame, k: int, excluded_items: Sequence[int] = ()
-) -> DataFrame:
+@dataclass(frozen=True)
+class Scorer:
+    """How a fitted recommender scores every item for a block of users.
+
+    Attributes:
+        item_ids: the item indices the score columns stand for, ascending.
+        users: ``user`` and the per-user columns ``score`` reads; users absent get nothing.
+        score: maps a block of ``users`` rows, with the column ``seen`` (the items of the
+            user's training interactions, or None), to a ``(rows, len(item_ids))`` float32 array.
+    """
+
+    item_ids: np.ndarray
+    users: DataFrame
+    score: Callable[[pd.DataFrame], np.ndarray]
+
+
+def top_k_unseen(scorer: Scorer, users_df: DataFrame, seen_df: DataFrame, k: int,
+                 excluded_items: Sequence[int] = ()) -> DataFrame:
     """Return each user's ``k`` best-scored items, never one they have seen or an excluded one.
 
-    Scores every item for a block of users at a time with one matrix product (the item
-    factors travel with the task; the driver holds only the catalogue's factors), masks
-    seen and excluded items, and keeps the best ``k``. Measured faster than
+    Scores every item for a block of users at a time (a matrix product; the model's item
+    side travels with the task, the driver holds only the catalogue's), masks seen and
+    excluded items, and keeps the best ``k``. Measured faster than ALS's
     ``recommendForUserSubset`` with ``k`` plus the most items anyone has seen followed by
     an anti-join (see ``benchmarks/recommend_topk.py``).
 
     Args:
-        model: fitted ALS model.
+        scorer: the fitted recommender's scoring.
         users_df: column ``user``.
         seen_df: ``(user, item)`` pairs to exclude.
         k: recommendations per user.
@@ -44,36 +59,39 @@ def top_k_unseen(
         ``user``, ``item``, ``score`` and ``rank`` (1 = best); fewer than ``k`` rows
         only when fewer unseen items exist.
     """
-    item_factors = model.itemFactors.orderBy("id").toPandas()
-    item_ids = item_factors["id"].to_numpy(dtype=np.int64)
-    matrix = np.stack(item_factors["features"].to_numpy()).astype(np.float32).T if len(item_ids) else None
+    item_ids = scorer.item_ids
     excluded = np.flatnonzero(np.isin(item_ids, np.asarray(excluded_items, dtype=np.int64)))
     block_rows = max(1, BLOCK_CELLS // max(1, len(item_ids)))
     seen = seen_df.groupBy(USER).agg(F.collect_list(ITEM).alias("seen"))
-    users = (model.userFactors.withColumnRenamed("id", USER).join(users_df.select(USER).distinct(), USER)
-             .join(seen, USER, "left"))
+    users = scorer.users.join(users_df.select(USER).distinct(), USER).join(seen, USER, "left")
+    score = scorer.score
 
     def best(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for batch in batches:
             for start in range(0, len(batch), block_rows):
                 part = batch.iloc[start:start + block_rows]
-                yield _block_top_k(part, item_ids, matrix, excluded, k)
+                if len(item_ids) and len(part):
+                    yield _block_top_k(part, item_ids, score(part), excluded, k)
 
     return users.mapInPandas(best, f"{USER} int, {ITEM} int, {SCORE} float, {RANK} int")
 
 
-def _block_top_k(part: pd.DataFrame, item_ids: np.ndarray, matrix: np.ndarray | None, excluded: np.ndarray,
+def seen_columns(part: pd.DataFrame, item_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return the row and the ``item_ids`` position of every seen item of a block (see :class:`Scorer`)."""
+    seen = part["seen"].to_numpy()
+    lengths = np.array([0 if s is None else len(s) for s in seen], dtype=np.int64)
+    if not lengths.sum():
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    columns = np.searchsorted(item_ids, np.concatenate([s for s in seen if s is not None]))
+    return np.repeat(np.arange(len(part)), lengths), np.minimum(columns, len(item_ids) - 1)
+
+
+def _block_top_k(part: pd.DataFrame, item_ids: np.ndarray, scores: np.ndarray, excluded: np.ndarray,
                  k: int) -> pd.DataFrame:
     """Return the top ``k`` unseen items of each user of one block (see :func:`top_k_unseen`)."""
-    if matrix is None or part.empty:
-        return pd.DataFrame({USER: [], ITEM: [], SCORE: [], RANK: []})
-    scores = np.stack(part["features"].to_numpy()).astype(np.float32) @ matrix
     scores[:, excluded] = -np.inf
-    seen = part["seen"].to_numpy()
-    lengths = np.array([0 if s is None else len(s) for s in seen])
-    if lengths.sum():
-        columns = np.searchsorted(item_ids, np.concatenate([s for s in seen if s is not None]))
-        scores[np.repeat(np.arange(len(part)), lengths), np.minimum(columns, len(item_ids) - 1)] = -np.inf
+    rows, columns = seen_columns(part, item_ids)
+    scores[rows, columns] = -np.inf
     m = min(k, scores.shape[1])
     top = np.argpartition(-scores, m - 1, axis=1)[:, :m]
     top_scores = np.take_along_axis(scores, top, axis=1)

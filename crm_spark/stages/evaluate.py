@@ -196,7 +196,7 @@ def recommendation_metrics(spark: SparkSession, config: Config) -> list[Metric]:
             values["novelty"] = ranking.novelty(recs)
             metrics += [Metric(task, model, name, value, TEST, source_run) for name, value in values.items()]
         tuning = _latest(spark, tables.RECOMMENDATION_TUNING, config).where("chosen")
-        metrics += [Metric(task, "als", r["metric"], r["value"], VALIDATION, r[RUN_ID]) for r in tuning.collect()]
+        metrics += [Metric(task, r[MODEL], r["metric"], r["value"], VALIDATION, r[RUN_ID]) for r in tuning.collect()]
         served = scope.enter_context(persisted(_latest(spark, tables.RECOMMENDATIONS, config)))
         served_run = _run_id_of(served)
         metrics += [Metric(task, "served", name, value, SERVING, served_run)

@@ -1,5 +1,6 @@
-"""Recommend: ALS tuned for the ranking objective on validation data, evaluated on a held-out
-split beside a popularity baseline, then served to every customer.
+"""Recommend: ALS and EASE tuned for the ranking objective on validation data, the best of each
+(and their blend) evaluated on a held-out split beside a popularity baseline, and the champion
+served to every customer.
 
 Interactions come from purchases (implicit confidence, weighted by recency) or from
 ratings (binary implicit feedback, or explicit values). Customers without history get the
@@ -20,8 +21,9 @@ from crm_spark import registry, tables
 from crm_spark.config import Config
 from crm_spark.features.customer import registered_before
 from crm_spark.frames import persisted
-from crm_spark.recommend.als import ALS_MODEL, AlsParams, als_blocks, configured, recommend_for
+from crm_spark.recommend.als import als_blocks
 from crm_spark.recommend.cold_start import SOURCE, cold_start, customer_groups
+from crm_spark.recommend.families import Fitting, Recommender, recommend_for
 from crm_spark.recommend.holdout import split
 from crm_spark.recommend.interactions import (
     ITEM,
@@ -37,7 +39,7 @@ from crm_spark.recommend.interactions import (
 from crm_spark.recommend.popularity import POPULAR_MODEL, popular_unseen, popularity
 from crm_spark.recommend.rating_model import rating_holdout
 from crm_spark.recommend.top_k import candidates_for_cap, cap_per_category, inactive_items
-from crm_spark.recommend.tuning import TuningTrial, tune
+from crm_spark.recommend.tuning import Selection, tune
 from crm_spark.registry import RECOMMEND_TASK
 from crm_spark.schemas import (
     AS_OF_DATE,
@@ -58,8 +60,10 @@ def run(spark: SparkSession, config: Config, run_id: str) -> dict[str, int]:
 
     Holdout: the test split is made first (time: products first met in the horizon
     after the training cutoff; random: a share of each customer's products). Tuning sees
-    only the training part. The tuned ALS and a popularity baseline then recommend to the
-    held-out customers. Serving: ALS is refitted on every interaction before ``as_of_date``.
+    only the training part and chooses the champion among the families on validation
+    data. The best setting of each family and a popularity baseline then recommend to the
+    held-out customers. Serving: the champion is refitted on every interaction before
+    ``as_of_date``.
 
     Returns:
         Rows written per table.
@@ -81,25 +85,29 @@ def run(spark: SparkSession, config: Config, run_id: str) -> dict[str, int]:
             else rating_events(ratings, config.as_of_date), StorageLevel.MEMORY_AND_DISK))
         items = scope.enter_context(persisted(dense_index(catalogue(products, orders, ratings), PRODUCT_ID, ITEM)))
         blocks = als_blocks(events.count(), spark.sparkContext.defaultParallelism)
-        params, trials = _evaluate(spark, config, events, items, kind, blocks, write)
+        selection = _evaluate(spark, config, events, items, kind, blocks, write)
         rated = rating_events(ratings, config.as_of_date)
         if not rated.isEmpty():
             write(rating_holdout(rated, items, cfg, config.training_cutoff, config.as_of_date,
                                  (config.ingest.rating_min, config.ingest.rating_max), blocks), tables.RATING_HOLDOUT)
-        path = _serve(spark, config, run_id, events, items, products, kind, params, blocks, write)
-    chosen = next((t for t in trials if t.params == params), None)
-    write.counts[tables.MODEL_REGISTRY.qualified] = registry.record(spark, config, run_id, [registry.ModelEntry(
-        RECOMMEND_TASK, ALS_MODEL, path, chosen.metric if chosen else "none", chosen.value if chosen else None,
-        True, [])])
+        path = _serve(spark, config, run_id, events, items, products, kind, selection.champion, blocks, write)
+    entries = []
+    for model, spec in sorted(selection.best.items()):
+        tried = selection.trial(spec)
+        entries.append(registry.ModelEntry(
+            RECOMMEND_TASK, model, path if spec == selection.champion else "", tried.metric if tried else "none",
+            tried.value if tried else None, spec == selection.champion, [], spec.params()))
+    write.counts[tables.MODEL_REGISTRY.qualified] = registry.record(spark, config, run_id, entries)
     return write.counts
 
 
 def _evaluate(spark: SparkSession, config: Config, events: DataFrame, items: DataFrame, kind: str, blocks: int,
-              write: tables.DatedWriter) -> tuple[AlsParams, list[TuningTrial]]:
-    """Split off the test data, tune ALS on the rest, and write the held-out lists of ALS and popularity.
+              write: tables.DatedWriter) -> Selection:
+    """Split off the test data, choose a recommender on the rest, and write the held-out lists of the
+    best setting of each family and of popularity.
 
     Returns:
-        The chosen ALS settings and the tuning trials.
+        The tuning's selection.
     """
     cfg = config.recommend
     train_events, relevant = split(events, cfg, config.training_cutoff, config.as_of_date, cfg.seed)
@@ -107,31 +115,34 @@ def _evaluate(spark: SparkSession, config: Config, events: DataFrame, items: Dat
         train_events = scope.enter_context(persisted(train_events, StorageLevel.MEMORY_AND_DISK))
         relevant = scope.enter_context(persisted(relevant))
         started = time.monotonic()
-        params, trials = (tune(train_events, items, cfg, kind, blocks, config.training_cutoff,
-                               config.as_of_date - config.training_cutoff) if cfg.tune else (configured(cfg), []))
+        selection = tune(spark, train_events, items, cfg, kind, blocks, config.training_cutoff,
+                         config.as_of_date - config.training_cutoff)
         log.info("tuning took %.1f s", time.monotonic() - started)
-        write(spark.createDataFrame([t.row(t.params == params) for t in trials], RECOMMENDATION_TUNING_SCHEMA),
-              tables.RECOMMENDATION_TUNING)
+        write(spark.createDataFrame([t.row(t.spec == selection.champion) for t in selection.trials],
+                                    RECOMMENDATION_TUNING_SCHEMA), tables.RECOMMENDATION_TUNING)
 
         train_pairs = scope.enter_context(persisted(to_pairs(train_events, cfg, kind), StorageLevel.MEMORY_AND_DISK))
         users, indexed = _indexed(train_pairs, items, scope)
-        targets = relevant.select(CUSTOMER_KEY).distinct()
-        _, als_holdout = recommend_for(indexed, users, items, targets, params, cfg, blocks, cfg.top_k)
+        fitting = Fitting(spark, indexed, cfg, blocks)
+        targets = scope.enter_context(persisted(relevant.select(CUSTOMER_KEY).distinct()))
         max_seen = int(train_pairs.groupBy(CUSTOMER_KEY).count().agg(F.max("count")).first()[0] or 0)
         popular = popularity(train_pairs)
-        popular_holdout = popular_unseen(targets, train_pairs, popular, cfg.top_k, max_seen)
+        holdout = popular_unseen(targets, train_pairs, popular, cfg.top_k, max_seen).withColumn(
+            MODEL, F.lit(POPULAR_MODEL))
+        for model, spec in sorted(selection.best.items()):
+            if fitting.skip_reason(model) is None:
+                holdout = holdout.unionByName(recommend_for(fitting.scorer(spec), users, items, indexed, targets,
+                                                            cfg.top_k).withColumn(MODEL, F.lit(model)))
         trained_customers = train_pairs.select(CUSTOMER_KEY).distinct().count()
         shares = popular.select(PRODUCT_ID, (F.col(SCORE) / F.lit(max(trained_customers, 1))).alias(POPULARITY))
-        holdout = als_holdout.withColumn(MODEL, F.lit(ALS_MODEL)).unionByName(
-            popular_holdout.withColumn(MODEL, F.lit(POPULAR_MODEL))).join(shares, PRODUCT_ID, "left")
-        write(holdout, tables.RECOMMENDATION_HOLDOUT)
+        write(holdout.join(shares, PRODUCT_ID, "left"), tables.RECOMMENDATION_HOLDOUT)
         write(relevant, tables.RECOMMENDATION_RELEVANCE)
-    return params, trials
+    return selection
 
 
 def _serve(spark: SparkSession, config: Config, run_id: str, events: DataFrame, items: DataFrame,
-           products: DataFrame, kind: str, params: AlsParams, blocks: int, write: tables.DatedWriter) -> str:
-    """Refit ALS on every interaction, save it, and write top-k lists for every registered customer.
+           products: DataFrame, kind: str, champion: Recommender, blocks: int, write: tables.DatedWriter) -> str:
+    """Refit the champion on every interaction, save it, and write top-k lists for every registered customer.
 
     Returns:
         Where the refitted model is saved.
@@ -141,14 +152,15 @@ def _serve(spark: SparkSession, config: Config, run_id: str, events: DataFrame, 
         pairs = scope.enter_context(persisted(to_pairs(events, cfg, kind), StorageLevel.MEMORY_AND_DISK))
         users, indexed = _indexed(pairs, items, scope)
         known = users.select(CUSTOMER_KEY)
-        model, served = recommend_for(indexed, users, items, known, params, cfg, blocks,
-                                      candidates_for_cap(cfg.top_k, cfg.max_per_category),
-                                      inactive_items(events, items, config.as_of_date, cfg.inactive_after_days))
+        fitting = Fitting(spark, indexed, cfg, blocks)
+        served = recommend_for(fitting.scorer(champion), users, items, indexed, known,
+                               candidates_for_cap(cfg.top_k, cfg.max_per_category),
+                               inactive_items(events, items, config.as_of_date, cfg.inactive_after_days))
         if cfg.max_per_category is not None:
             served = cap_per_category(served, products.select(PRODUCT_ID, CATEGORY), cfg.max_per_category,
                                       cfg.top_k)
-        path = registry.model_path(lake, run_id, RECOMMEND_TASK, ALS_MODEL)
-        model.write().overwrite().save(path)
+        path = registry.model_path(lake, run_id, RECOMMEND_TASK, champion.model)
+        fitting.save(champion, path)
         customers = registered_before(tables.read_table(spark, tables.CUSTOMERS, lake), config.as_of_date)
         cold = customers.select(CUSTOMER_KEY).join(known, CUSTOMER_KEY, "left_anti")
         groups = None
@@ -157,7 +169,7 @@ def _serve(spark: SparkSession, config: Config, run_id: str, events: DataFrame, 
                 F.col(AS_OF_DATE) == F.lit(config.as_of_date))
             groups = customer_groups(features, cfg.cold_start_by)
         started = time.monotonic()
-        write(served.withColumn(SOURCE, F.lit(ALS_MODEL)).unionByName(
+        write(served.withColumn(SOURCE, F.lit(champion.model)).unionByName(
             cold_start(pairs, cold, groups, cfg.top_k, cfg.cold_start_min_customers)), tables.RECOMMENDATIONS)
         log.info("top-%d for every customer written in %.1f s", cfg.top_k, time.monotonic() - started)
     return path
