@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from pyspark import Broadcast
 from pyspark.ml.recommendation import ALSModel
 from pyspark.sql import DataFrame, SparkSession
 
@@ -64,10 +65,11 @@ def starting_points(cfg: RecommendConfig) -> list[Recommender]:
 
 
 class Fitting:
-    """Fits recommenders on one set of interactions, each model once.
+    """Fits recommenders on one set of interactions, each model once; a context manager.
 
-    The item co-occurrence and every fitted ALS model are kept, so trials that share them
-    (EASE at several regularizations, blends of a fitted ALS) do not refit.
+    The item co-occurrence, EASE's weights and every fitted ALS model are kept, so trials
+    that share them (EASE at several regularizations, blends of a fitted ALS) do not refit.
+    Leaving the ``with`` block releases the weights sent to the executors.
 
     Args:
         spark: the session.
@@ -81,6 +83,15 @@ class Fitting:
         self._models: dict[AlsParams, ALSModel] = {}
         self._items: np.ndarray | None = None
         self._gram: np.ndarray | None = None
+        self._weights: dict[float, Broadcast] = {}
+
+    def __enter__(self) -> Fitting:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        for shared in self._weights.values():
+            shared.destroy()
+        self._weights.clear()
 
     def skip_reason(self, model: str) -> str | None:
         """Return why a family cannot be fitted on these interactions, or None."""
@@ -104,17 +115,19 @@ class Fitting:
                                            self.cfg.seed)
         return self._models[params]
 
-    def ease_weights(self, reg: float) -> np.ndarray:
-        """Return EASE's weights at ``reg``; the co-occurrence is aggregated on first use."""
-        if self._gram is None:
-            self._gram = item_item.cooccurrence(self.indexed, self.items())
-        return item_item.ease_weights(self._gram, reg)
+    def ease_weights(self, reg: float) -> Broadcast:
+        """Return EASE's weights at ``reg``, broadcast; the co-occurrence is aggregated on first use."""
+        if reg not in self._weights:
+            if self._gram is None:
+                self._gram = item_item.cooccurrence(self.indexed, self.items())
+            self._weights[reg] = self.spark.sparkContext.broadcast(item_item.ease_weights(self._gram, reg))
+        return self._weights[reg]
 
     def scorer(self, spec: Recommender) -> Scorer:
         """Return the scoring of ``spec`` fitted on these interactions."""
         if spec.model == ALS_MODEL:
             return als.als_scorer(self.als_model(spec.als))
-        ease = item_item.ease_scorer(self.spark, self.indexed, self.items(), self.ease_weights(spec.ease_reg))
+        ease = item_item.ease_scorer(self.indexed, self.items(), self.ease_weights(spec.ease_reg))
         if spec.model == EASE_MODEL:
             return ease
         return blend(als.als_scorer(self.als_model(spec.als)), ease, spec.als_share)
@@ -124,7 +137,7 @@ class Fitting:
         if spec.model in (ALS_MODEL, BLEND_MODEL):
             self.als_model(spec.als).write().overwrite().save(f"{path}/{ALS_MODEL}")
         if spec.model in (EASE_MODEL, BLEND_MODEL):
-            item_item.weights_frame(self.spark, self.items(), self.ease_weights(spec.ease_reg)).write.mode(
+            item_item.weights_frame(self.spark, self.items(), self.ease_weights(spec.ease_reg).value).write.mode(
                 "overwrite").parquet(f"{path}/{EASE_MODEL}")
 
 

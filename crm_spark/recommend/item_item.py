@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
+from pyspark import Broadcast
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from scipy import sparse
@@ -77,18 +78,14 @@ def ease_weights(gram: np.ndarray, reg: float) -> np.ndarray:
     return weights.astype(np.float32)
 
 
-def ease_scorer(spark: SparkSession, users_df: DataFrame, item_ids: np.ndarray, weights: np.ndarray) -> Scorer:
+def ease_scorer(users_df: DataFrame, item_ids: np.ndarray, shared: Broadcast) -> Scorer:
     """Return EASE's scoring: the sum of the weight rows of the items each customer has.
 
-    The weights travel to the executors once, as a broadcast variable.
-
     Args:
-        spark: the session.
         users_df: column ``user``: the customers with interactions.
         item_ids: the items of the weights' rows and columns, ascending.
-        weights: ``ease_weights``.
+        shared: ``ease_weights``, broadcast so they travel to each executor once.
     """
-    shared = spark.sparkContext.broadcast(weights)
     n = len(item_ids)
 
     def score(part: pd.DataFrame) -> np.ndarray:

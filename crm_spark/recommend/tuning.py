@@ -105,7 +105,7 @@ def tune(spark: SparkSession, train_events: DataFrame, items_df: DataFrame, cfg:
         indexed = scope.enter_context(persisted(indexed, StorageLevel.MEMORY_AND_DISK))
         relevant = scope.enter_context(persisted(relevant))
         targets = relevant.select(CUSTOMER_KEY).distinct()
-        fitting = Fitting(spark, indexed, cfg, blocks)
+        fitting = scope.enter_context(Fitting(spark, indexed, cfg, blocks))
         skipped = {model: reason for model in (*cfg.models, BLEND_MODEL) if (reason := fitting.skip_reason(model))}
         starts = [spec for spec in starts if spec.model not in skipped]
         if not starts:

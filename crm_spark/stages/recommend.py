@@ -123,7 +123,7 @@ def _evaluate(spark: SparkSession, config: Config, events: DataFrame, items: Dat
 
         train_pairs = scope.enter_context(persisted(to_pairs(train_events, cfg, kind), StorageLevel.MEMORY_AND_DISK))
         users, indexed = _indexed(train_pairs, items, scope)
-        fitting = Fitting(spark, indexed, cfg, blocks)
+        fitting = scope.enter_context(Fitting(spark, indexed, cfg, blocks))
         targets = scope.enter_context(persisted(relevant.select(CUSTOMER_KEY).distinct()))
         max_seen = int(train_pairs.groupBy(CUSTOMER_KEY).count().agg(F.max("count")).first()[0] or 0)
         popular = popularity(train_pairs)
@@ -152,7 +152,7 @@ def _serve(spark: SparkSession, config: Config, run_id: str, events: DataFrame, 
         pairs = scope.enter_context(persisted(to_pairs(events, cfg, kind), StorageLevel.MEMORY_AND_DISK))
         users, indexed = _indexed(pairs, items, scope)
         known = users.select(CUSTOMER_KEY)
-        fitting = Fitting(spark, indexed, cfg, blocks)
+        fitting = scope.enter_context(Fitting(spark, indexed, cfg, blocks))
         served = recommend_for(fitting.scorer(champion), users, items, indexed, known,
                                candidates_for_cap(cfg.top_k, cfg.max_per_category),
                                inactive_items(events, items, config.as_of_date, cfg.inactive_after_days))
