@@ -66,15 +66,16 @@ def test_json_lines_and_rating_range(spark):
         '{"customer_id": "C1", "product_id": "P2", "rating": 7}',
         '{"customer_id": "C1", "product_id": "P3", "rat',
         '{"customer_id": "C2", "product_id": "P3"}',
+        '{"customer_id": "C2", "product_id": "P4", "rating": "4.5"}',
     )
     keys = ["customer_id", "product_id", "rating", "rated_ts"]
     spec = SourceConfig("r.json", "json")
     checked = canonical.typed_columns(
         canonical.canonical_columns(parse.parse_json_lines(raw, keys), "ratings", spec, keys), "ratings")
     expected = spark.createDataFrame(
-        [("P1", 5, None), ("P2", 7, "rating_out_of_range"), (None, None, "malformed_json"),
-         ("P3", None, "missing_rating")],
-        "product_id string, rating int, _reason string",
+        [("P1", 5.0, None), ("P2", 7.0, "rating_out_of_range"), (None, None, "malformed_json"),
+         ("P3", None, "missing_rating"), ("P4", 4.5, None)],
+        "product_id string, rating double, _reason string",
     )
     assertDataFrameEqual(checked.select("product_id", "rating", "_reason"), expected)
 
