@@ -17,8 +17,11 @@ $(STAMP): pyproject.toml constraints.txt
 
 setup: $(STAMP)
 
+# Only the demo config generates its raw data; any other config runs on the files it names.
+GENERATE := $(if $(filter conf/local.yaml,$(CONFIG)),--generate,)
+
 run: $(STAMP)
-	$(BIN)/crm-spark pipeline --config $(CONFIG) --generate $(ARGS)
+	$(BIN)/crm-spark pipeline --config $(CONFIG) $(GENERATE) $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

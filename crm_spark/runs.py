@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import time
 import uuid
@@ -14,7 +15,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from crm_spark import logcontext, session, tables
-from crm_spark.config import Config
+from crm_spark.config import Config, as_dict
 from crm_spark.errors import StageSkipped
 from crm_spark.schemas import AS_OF_DATE, RUN_ID, RUNS_SCHEMA
 from crm_spark.stages import (
@@ -61,7 +62,24 @@ STAGE_INPUTS: dict[str, tuple[tables.Table, ...]] = {
     "recommend": (tables.ORDERS, tables.RATINGS),
     "evaluate": (tables.CHURN_HOLDOUT, tables.CLV_HOLDOUT, tables.PURCHASE_HOLDOUT, tables.RECOMMENDATION_HOLDOUT),
 }
+# The tables each stage writes (generate and next_day write raw files, not tables).
+STAGE_OUTPUTS: dict[str, tuple[tables.Table, ...]] = {
+    "ingest": (*tables.BRONZE.values(), tables.QUARANTINE, tables.INGESTED_FILES),
+    "prepare": (tables.CUSTOMERS, tables.CUSTOMER_XREF, tables.PRODUCTS, tables.ORDERS, tables.RATINGS,
+                tables.DATA_QUALITY),
+    "features": (tables.CUSTOMER_FEATURES,),
+    "select": (tables.FEATURE_SELECTION,),
+    "train": (tables.CHURN_HOLDOUT, tables.CLV_HOLDOUT, tables.PURCHASE_HOLDOUT, tables.MODEL_REGISTRY,
+              tables.MODEL_EXPLANATIONS),
+    "score": (tables.CHURN_SCORES, tables.CLV_PREDICTIONS, tables.CUSTOMER_SEGMENTS, tables.SEGMENT_PROFILES,
+              tables.ANOMALIES),
+    "recommend": (tables.RECOMMENDATIONS, tables.RECOMMENDATION_HOLDOUT, tables.RECOMMENDATION_RELEVANCE,
+                  tables.RECOMMENDATION_TUNING, tables.RATING_HOLDOUT, tables.MODEL_REGISTRY),
+    "evaluate": (tables.MODEL_METRICS,),
+}
 TABLE_NAMES = frozenset(t.qualified for t in tables.ALL_TABLES)
+# Called at a stage's start (status "running") and end: stage, its 1-based position, the stage count, the result.
+Progress = Callable[[str, int, int, "RunResult"], None]
 ABANDONED = "the run ended without recording an outcome (its process was killed or lost)"
 
 
@@ -85,7 +103,13 @@ def new_run_id() -> str:
     return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
 
 
-def execute(spark: SparkSession, config: Config, stages: list[str], run_id: str | None = None) -> RunResult:
+def writer_of(table: tables.Table) -> str | None:
+    """Return the first pipeline stage that writes ``table``, or None."""
+    return next((stage for stage in STAGE_OUTPUTS if table in STAGE_OUTPUTS[stage]), None)
+
+
+def execute(spark: SparkSession, config: Config, stages: list[str], run_id: str | None = None,
+            progress: Progress | None = None) -> RunResult:
     """Run ``stages`` in order and record the run in the ``runs`` table.
 
     The run is recorded as ``running`` before its first stage and with its outcome
@@ -101,6 +125,7 @@ def execute(spark: SparkSession, config: Config, stages: list[str], run_id: str 
         config: run configuration.
         stages: names from ``STAGES``.
         run_id: the run's id; a new one when omitted.
+        progress: called as each stage starts and ends (see ``Progress``).
 
     Returns:
         The run's result.
@@ -118,9 +143,13 @@ def execute(spark: SparkSession, config: Config, stages: list[str], run_id: str 
         _mark_abandoned(spark, config)
         _record(spark, config, stages, result, started)
     try:
-        for stage in stages:
+        for position, stage in enumerate(stages, 1):
+            if progress:
+                progress(stage, position, len(stages), result)
             with logcontext.stage(result.run_id, stage):
                 _run_stage(spark, config, stage, result)
+            if progress:
+                progress(stage, position, len(stages), result)
         result.status = "succeeded"
     except BaseException as error:
         result.status = "failed"
@@ -146,6 +175,12 @@ def _run_stage(spark: SparkSession, config: Config, stage: str, result: RunResul
         result.stage_status[stage] = "skipped"
         log.warning("stage %s: skipped: %s", stage, skip)
         return
+    except tables.TableMissing as missing:
+        writer = writer_of(missing.table)
+        if writer is None or writer == stage:
+            raise
+        raise tables.TableMissing(missing.table, f"stage {stage} needs table {missing.table.qualified}, which stage "
+                                                 f"{writer} writes: run 'crm-spark {writer}' first") from None
     finally:
         result.stage_seconds[stage] = round(time.perf_counter() - began, 2)
     result.row_counts.update({k: int(v) for k, v in counts.items()})
@@ -161,7 +196,7 @@ def _record(spark: SparkSession, config: Config, stages: list[str], result: RunR
     row = (
         result.run_id, config.as_of_date, config.config_hash(), list(stages), started, finished, result.status,
         result.error, result.stage_seconds, result.row_counts, result.skipped, result.stage_status, result.rows_in,
-        result.rows_out,
+        result.rows_out, json.dumps(as_dict(config), sort_keys=True, default=str),
     )
     try:
         spark.sparkContext.setJobGroup("runs", f"crm-spark runs {result.run_id}")

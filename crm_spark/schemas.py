@@ -333,6 +333,7 @@ RUNS_SCHEMA = StructType(
         StructField("stage_status", MapType(StringType(), StringType())),
         StructField("rows_in", MapType(StringType(), LongType())),
         StructField("rows_out", MapType(StringType(), LongType())),
+        StructField("config", StringType()),  # every resolved setting, as JSON
     ]
 )
 

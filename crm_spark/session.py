@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import sys
+from pathlib import Path
 
 from pyspark.sql import SparkSession
 
 from crm_spark.config import Config
+from crm_spark.errors import JavaMissing
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +26,9 @@ def session_settings(config: Config) -> dict[str, str]:
         Setting name to value: Delta extensions, shuffle partitions, UI and time zone,
         and any ``spark.extra`` entries (which win).
     """
+    progress = config.spark.console_progress
+    if progress is None:
+        progress = sys.stderr.isatty()
     settings = {
         "spark.app.name": config.spark.app_name,
         "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
@@ -30,7 +36,7 @@ def session_settings(config: Config) -> dict[str, str]:
         "spark.sql.shuffle.partitions": str(config.spark.shuffle_partitions),
         "spark.default.parallelism": str(config.spark.shuffle_partitions),
         "spark.ui.enabled": str(config.spark.ui_enabled).lower(),
-        "spark.ui.showConsoleProgress": "false",
+        "spark.ui.showConsoleProgress": str(progress).lower(),
         "spark.sql.session.timeZone": "UTC",
         "spark.databricks.delta.snapshotPartitions": str(config.spark.shuffle_partitions),
         "spark.sql.adaptive.enabled": "true",
@@ -46,6 +52,24 @@ def launched_by_spark_submit() -> bool:
     return "PYSPARK_GATEWAY_PORT" in os.environ
 
 
+JAVA_ADVICE = ("Spark needs Java 17 or 21: install a JDK (Debian/Ubuntu: apt install openjdk-17-jre-headless; "
+               "macOS: brew install openjdk@17) or set JAVA_HOME to one")
+
+
+def check_java() -> None:
+    """Raise :class:`JavaMissing` unless ``JAVA_HOME`` or the ``PATH`` gives a ``java`` to start Spark with.
+
+    Raises:
+        JavaMissing: no Java runtime is found.
+    """
+    home = os.environ.get("JAVA_HOME")
+    if home:
+        if not (Path(home) / "bin" / "java").is_file():
+            raise JavaMissing(f"JAVA_HOME ({home}) holds no bin/java. {JAVA_ADVICE}")
+    elif shutil.which("java") is None:
+        raise JavaMissing(f"no java on the PATH and JAVA_HOME is not set. {JAVA_ADVICE}")
+
+
 def build_spark(config: Config) -> SparkSession:
     """Build (or reuse) the SparkSession for a run.
 
@@ -59,8 +83,13 @@ def build_spark(config: Config) -> SparkSession:
 
     Returns:
         A SparkSession with Delta Lake enabled and its checkpoint directory set.
+
+    Raises:
+        JavaMissing: a new JVM is needed and no Java runtime is found.
     """
     builder = SparkSession.builder
+    if not launched_by_spark_submit() and SparkSession.getActiveSession() is None:
+        check_java()
     if not launched_by_spark_submit():
         if config.spark.master:
             builder = builder.master(config.spark.master)

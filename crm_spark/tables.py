@@ -236,17 +236,23 @@ def rows_written(spark: SparkSession, path: str, before: int = -1) -> int:
     return int(metrics.get("numOutputRows", 0)) - int(metrics.get("numCopiedRows", 0))
 
 
+class TableMissing(FileNotFoundError):
+    """A table an earlier stage writes does not exist yet."""
+
+    def __init__(self, table: Table, message: str) -> None:
+        super().__init__(message)
+        self.table = table
+
+
 def read_table(spark: SparkSession, table: Table, lakehouse_dir: str) -> DataFrame:
     """Read a Delta table, with a clear error when an earlier stage has not written it.
 
     Raises:
-        FileNotFoundError: the table does not exist yet.
+        TableMissing: the table does not exist yet.
     """
     path = table.path(lakehouse_dir)
     if not DeltaTable.isDeltaTable(spark, path):
-        raise FileNotFoundError(
-            f"table {table.qualified} not found at {path}: run the stage that writes it first"
-        )
+        raise TableMissing(table, f"table {table.qualified} not found at {path}: run the stage that writes it first")
     return spark.read.format("delta").load(path)
 
 

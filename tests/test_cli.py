@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import subprocess
 import sys
@@ -47,14 +48,19 @@ def test_config_error_is_one_line_and_exit_code_2(capsys, restore_logging):
     assert err[-1].startswith("crm-spark: config error: unknown config key 'generate.customerz'")
 
 
-def test_failed_stage_is_recorded_as_failed(spark, tmp_path):
+def test_failed_stage_is_recorded_as_failed_and_names_the_stage_to_run(spark, tmp_path):
     config = make_config(tmp_path)
-    with pytest.raises(FileNotFoundError, match="table silver.customers not found"):
-        runs.execute(spark, config, ["features"], run_id="failing-run")
+    calls = []
+    needs = "stage features needs table silver.customers, which stage prepare writes: run 'crm-spark prepare' first"
+    with pytest.raises(FileNotFoundError, match=needs):
+        runs.execute(spark, config, ["features"], run_id="failing-run",
+                     progress=lambda *call: calls.append((call[0], call[1], call[2], dict(call[3].stage_status))))
     row = tables.read_table(spark, tables.RUNS, config.paths.lakehouse_dir).where(
         F.col("run_id") == "failing-run").first()
     assert (row["status"], row["stages"], row["stage_status"]) == ("failed", ["features"], {"features": "failed"})
-    assert row["error"].startswith("FileNotFoundError: table silver.customers not found")
+    assert row["error"] == f"TableMissing: {needs}"
+    assert json.loads(row["config"])["paths"]["lakehouse_dir"] == config.paths.lakehouse_dir
+    assert calls == [("features", 1, 1, {})]  # the start is reported; the failure ends the run
 
 
 def test_log_lines_carry_run_id_and_stage_and_runs_hold_stage_status(spark, tmp_path, caplog):

@@ -105,7 +105,8 @@ def test_config_hash_is_the_same_for_the_same_values_and_changes_with_any_value(
     assert other.stdout.strip() == reference
     # One changed value anywhere, nested and in lists and mappings too, gives another hash.
     changes = ["train.seed=8", "as_of_date=2025-01-02", "recommend.tune_ranks=[4, 8]", "paths.truth_dir=data/truth",
-               "spark.extra={spark.driver.memory: 2g}", "prepare.phone_trunk_prefix='0'", "quality.expectations=[]"]
+               "spark.extra={spark.driver.memory: 2g}", "prepare.phone_trunk_prefix='0'",
+               "quality.expectations=['orders.unit_price.null_share <= 0.0']"]
     hashes = {load_config(path, [change]).config_hash() for change in changes}
     assert len(hashes) == len(changes) and reference not in hashes
 

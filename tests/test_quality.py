@@ -45,7 +45,7 @@ def test_gate_checks_the_newest_successful_prepare_of_the_date(spark, tmp_path):
 
     def prepared(run_id: str, finished: dt.datetime, status: str, valid_share: float) -> None:
         run = (run_id, AS_OF, "hash", ["prepare"], finished, finished, status, None, {}, {}, {},
-               {"prepare": status}, {}, {})
+               {"prepare": status}, {}, {}, "{}")
         tables.write_table(spark.createDataFrame([run], RUNS_SCHEMA), tables.RUNS, lake, run_id)
         measured = [Measure("customers", "email", "valid_share", valid_share)]
         tables.write_table(quality.report(spark, config, run_id, measured), tables.DATA_QUALITY, lake, run_id)

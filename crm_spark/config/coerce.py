@@ -5,9 +5,12 @@ from __future__ import annotations
 import collections.abc
 import dataclasses
 import datetime as dt
+import difflib
+import math
+import re
 import types
 import typing
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 
 class ConfigError(ValueError):
@@ -29,6 +32,12 @@ def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             flat[name] = value
     return flat
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """Return ``"; did you mean 'x'?"`` for the closest of ``choices``, or an empty string."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""
 
 
 def set_dotted(target: dict[str, Any], dotted: str, value: Any) -> None:
@@ -64,9 +73,8 @@ def build(cls: type, values: Mapping[str, Any], prefix: str = "") -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(fields))
     if unknown:
-        raise ConfigError(
-            f"unknown config key '{prefix}{unknown[0]}' (known: {', '.join(sorted(fields))})"
-        )
+        raise ConfigError(f"unknown config key '{prefix}{unknown[0]}'{did_you_mean(str(unknown[0]), fields)}"
+                          f" (known: {', '.join(sorted(fields))})")
     kwargs: dict[str, Any] = {}
     for name, spec in fields.items():
         key = f"{prefix}{name}"
@@ -110,7 +118,7 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
     elif hint is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
             return float(value)
     elif hint is str:
         if isinstance(value, str) and value:
@@ -121,11 +129,14 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
         if isinstance(value, str):
             try:
                 return dt.date.fromisoformat(value)
-            except ValueError:
-                pass
+            except ValueError as error:
+                if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+                    raise ConfigError(f"config key '{key}' is not a calendar date: {value!r} ({error})") from None
     kind = getattr(hint, "__name__", str(hint))
     if hint is dt.date:
         kind = "date (YYYY-MM-DD)"
     elif hint is str:
         kind = "non-empty string"
+    elif hint is float:
+        kind = "finite number"
     raise ConfigError(f"config key '{key}' must be {kind}, got {value!r}")

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from crm_spark.config.coerce import ConfigError, as_dict, flatten
+from crm_spark.config.coerce import ConfigError, as_dict, did_you_mean, flatten
 from crm_spark.config.sections import (
     DELTA_SAFE_RETENTION_HOURS,
     EXPECTATION_PATTERN,
@@ -89,7 +90,13 @@ CHOICES = {
     "recommend.holdout": ("time", "random"),
     "recommend.tune_metric": ("ndcg", "precision"),
     "quality.on_failure": QUALITY_ACTIONS,
+    "spark.log_level": ("ALL", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "OFF", "TRACE"),
 }
+# The masters Spark accepts: local modes, a standalone cluster, YARN and Kubernetes.
+MASTER_PATTERN = re.compile(r"^(local(\[(\*|[1-9]\d*)(,\s*[1-9]\d*)?\])?|local-cluster\[\d+,\s*\d+,\s*\d+\]"
+                            r"|spark://\S+|yarn|k8s://\S+)$")
+# Settings that hold a regular expression.
+PATTERNS = ("prepare.phone_national_pattern",)
 # Grids that must list at least one value, each within the bounds given.
 GRIDS: dict[str, tuple[float, float | None]] = {
     "train.lr_reg_params": (0.0, None),
@@ -119,7 +126,18 @@ def validate(config: Config) -> None:
             )
     for key, choices in CHOICES.items():
         if values[key] not in choices:
-            raise ConfigError(f"config key '{key}' must be one of {choices}, got {values[key]!r}")
+            raise ConfigError(f"config key '{key}' must be one of {choices}, got {values[key]!r}"
+                              f"{did_you_mean(str(values[key]), choices)}")
+    master = config.spark.master
+    if master is not None and not MASTER_PATTERN.match(master):
+        raise ConfigError(f"config key 'spark.master' must be local, local[N], local[*], spark://HOST:PORT, yarn "
+                          f"or k8s://URL, got {master!r}{did_you_mean(master, ('local[*]', 'local', 'yarn'))}")
+    for key in PATTERNS:
+        try:
+            re.compile(values[key])
+        except re.error as error:
+            raise ConfigError(f"config key '{key}' is not a valid regular expression: {error} "
+                              f"in {values[key]!r}") from None
     for key, (low, high) in GRIDS.items():
         grid = values[key]
         if not grid or min(grid) < low or (high is not None and max(grid) > high):
@@ -137,10 +155,7 @@ def validate(config: Config) -> None:
         raise ConfigError(f"config key 'privacy.vacuum_retention_hours' is below Delta's "
                           f"{DELTA_SAFE_RETENTION_HOURS}-hour safety limit; set privacy.allow_short_retention: true "
                           "to allow it")
-    for expectation in config.quality.expectations:
-        if not EXPECTATION_PATTERN.match(expectation):
-            raise ConfigError(f"config key 'quality.expectations' has '{expectation}', expected "
-                              "'dataset.column.metric >= number' (or <=)")
+    _validate_expectations(config)
     _validate_recommend(config.recommend)
     if config.train.segment_k_min > config.train.segment_k_max:
         raise ConfigError("config key 'train.segment_k_min' must not exceed 'train.segment_k_max'")
@@ -148,6 +163,28 @@ def validate(config: Config) -> None:
         listed = getattr(config.train, key)
         if not listed or set(listed) - set(known):
             raise ConfigError(f"config key 'train.{key}' must list some of {known}, got {list(listed)}")
+
+
+def _validate_expectations(config: Config) -> None:
+    """Check each expectation's form, and that its dataset is a configured source with that column."""
+    from crm_spark.schemas import BRONZE_SCHEMAS  # schemas imports pyspark; keep config light
+
+    for expectation in config.quality.expectations:
+        match = EXPECTATION_PATTERN.match(expectation)
+        if not match:
+            raise ConfigError(f"config key 'quality.expectations' has '{expectation}', expected "
+                              "'dataset.column.metric >= number' (or <=)")
+        dataset, column = match["dataset"], match["column"]
+        if dataset == "rules":
+            continue
+        if dataset not in config.sources:
+            raise ConfigError(f"config key 'quality.expectations' has '{expectation}', but no source is named "
+                              f"'{dataset}'{did_you_mean(dataset, config.sources)} (sources: "
+                              f"{', '.join(config.sources)}; or 'rules')")
+        columns = ["*", *BRONZE_SCHEMAS[dataset].fieldNames(), *(config.attribute_columns * (dataset == "customers"))]
+        if column not in columns:
+            raise ConfigError(f"config key 'quality.expectations' has '{expectation}', but source '{dataset}' has "
+                              f"no column '{column}'{did_you_mean(column, columns)}")
 
 
 def _validate_recommend(cfg: RecommendConfig) -> None:
@@ -185,10 +222,11 @@ def _under(path: str, roots: Sequence[str]) -> bool:
 def _validate_paths(config: Config) -> None:
     """Refuse paths outside ``paths.allowed_roots`` and source paths that leave ``raw_dir``."""
     paths, roots = config.paths, config.paths.allowed_roots
-    for name in ("raw_dir", "lakehouse_dir", "checkpoint_dir", "truth_dir"):
-        value = getattr(paths, name)
+    for key, value in (("paths.raw_dir", paths.raw_dir), ("paths.lakehouse_dir", paths.lakehouse_dir),
+                       ("paths.checkpoint_dir", paths.checkpoint_dir), ("paths.truth_dir", paths.truth_dir),
+                       ("privacy.secret_file", config.privacy.secret_file)):
         if value is not None and not _under(value, roots):
-            raise ConfigError(f"config key 'paths.{name}' ({value}) is outside the allowed roots "
+            raise ConfigError(f"config key '{key}' ({value}) is outside the allowed roots "
                               f"{list(roots)} (paths.allowed_roots)")
     for source, spec in config.sources.items():
         local_relative = "://" not in spec.path and not Path(spec.path).is_absolute()

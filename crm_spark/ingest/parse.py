@@ -63,8 +63,8 @@ def first_line(lines_df: DataFrame) -> str | None:
 
 
 def split_header(line: str, delimiter: str) -> list[str]:
-    """Return the column names of a CSV header line."""
-    return [name.strip() for name in next(csv.reader([line], delimiter=delimiter))]
+    """Return the column names of a CSV header line (a UTF-8 byte-order mark before the first is dropped)."""
+    return [name.strip() for name in next(csv.reader([line.removeprefix("\ufeff")], delimiter=delimiter))]
 
 
 def parse_csv_lines(lines_df: DataFrame, n_fields: int, delimiter: str = ",", header: str | None = None) -> DataFrame:

@@ -12,12 +12,13 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
+from pathlib import Path
 
 from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from crm_spark.config import Config, GenerateConfig
+from crm_spark.config import Config, ConfigError, GenerateConfig
 from crm_spark.frames import persisted
 from crm_spark.schemas import (
     BIRTH_DATE,
@@ -47,6 +48,8 @@ from crm_spark.synth import activity, people
 from crm_spark.synth.random import pick, uniform
 
 log = logging.getLogger(__name__)
+# The file generate leaves in a raw folder it writes (see claim_raw_dir).
+GENERATED_MARKER = ".crm-spark-generated"
 
 
 def _csv_field(column: str) -> Column:
@@ -91,6 +94,54 @@ def _append_lines(df: DataFrame, header: str | None, path: str) -> None:
     lines.repartition(1).sortWithinPartitions("ord", "line").select("line").write.mode("append").text(path)
 
 
+def raw_dir_problem(raw_dir: str, create: bool, truth_dir: str | None = None) -> str | None:
+    """Return why synthetic files must not be written into ``raw_dir``, or None.
+
+    ``generate`` marks the folders it writes with ``GENERATED_MARKER`` before its first
+    file; a folder holding anything else may be a user's own data, which its files would
+    overwrite. A demo folder written before the marker existed (only the generator's
+    source folders, with its ground truth in ``truth_dir``) counts as generated. Folders
+    given as URLs other than ``file:`` are not checked.
+
+    Args:
+        raw_dir: ``paths.raw_dir``.
+        create: True for ``generate`` (an absent or empty folder may be claimed), False for
+            ``next_day`` (the folder must have been generated).
+        truth_dir: ``paths.truth_dir``.
+    """
+    if "://" in raw_dir and not raw_dir.startswith("file://"):
+        return None
+    folder = Path(raw_dir.removeprefix("file://"))
+    if (folder / GENERATED_MARKER).is_file():
+        return None
+    earlier_demo = (truth_dir is not None and "://" not in truth_dir and (Path(truth_dir) / "persons").is_dir()
+                    and folder.is_dir() and {p.name for p in folder.iterdir()} <= set(RAW_COLUMNS))
+    if earlier_demo:
+        return None
+    if not create:
+        return (f"paths.raw_dir ({folder}) was not written by generate: next_day appends synthetic activity only "
+                "to a folder generate created")
+    if folder.exists() and any(folder.iterdir()):
+        return (f"paths.raw_dir ({folder}) holds files generate did not write (no {GENERATED_MARKER} marker), "
+                "which generate would overwrite: point paths.raw_dir at a new or empty folder")
+    return None
+
+
+def claim_raw_dir(raw_dir: str, create: bool, truth_dir: str | None = None) -> None:
+    """Check ``raw_dir`` (see :func:`raw_dir_problem`) and, for ``generate``, mark it as written by it.
+
+    Raises:
+        ConfigError: synthetic files must not be written there.
+    """
+    problem = raw_dir_problem(raw_dir, create, truth_dir)
+    if problem:
+        raise ConfigError(problem)
+    if create and ("://" not in raw_dir or raw_dir.startswith("file://")):
+        folder = Path(raw_dir.removeprefix("file://"))
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / GENERATED_MARKER).write_text("Synthetic data written by crm-spark generate; it may be overwritten.\n")
+
+
 def write_shop(spark: SparkSession, config: Config) -> dict[str, int]:
     """Generate the synthetic data set of ``config.generate`` ending at ``as_of_date``.
 
@@ -107,6 +158,7 @@ def write_shop(spark: SparkSession, config: Config) -> dict[str, int]:
     """
     if not config.paths.truth_dir:
         raise ValueError("generate needs paths.truth_dir for the ground truth")
+    claim_raw_dir(config.paths.raw_dir, create=True, truth_dir=config.paths.truth_dir)
     cfg, raw, truth = config.generate, config.paths.raw_dir.rstrip("/"), config.paths.truth_dir.rstrip("/")
     end = config.as_of_date
     with contextlib.ExitStack() as scope:
@@ -172,6 +224,7 @@ def append_next_day(spark: SparkSession, config: Config) -> dict[str, int]:
     Returns:
         Rows appended per raw source.
     """
+    claim_raw_dir(config.paths.raw_dir, create=False, truth_dir=config.paths.truth_dir)
     cfg, raw = config.generate, config.paths.raw_dir.rstrip("/")
     day = config.as_of_date - dt.timedelta(days=1)
     seed, salt = cfg.seed, f"next/{day.isoformat()}"

@@ -1,0 +1,232 @@
+"""The tools of the command line: config validate and show, dry runs, the viewers, and init."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import logging
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from pyspark.sql import functions as F
+from pyspark.testing import assertDataFrameEqual
+
+from crm_spark import cli, runs, tables
+from crm_spark.config import as_dict, flatten, load_config
+from crm_spark.ingest import scaffold
+from crm_spark.schemas import MODEL_METRICS_SCHEMA
+
+from .conftest import AS_OF, make_config
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = sorted([ROOT / "conf" / "local.yaml", ROOT / "conf" / "cluster.yaml",
+                  *(ROOT / "conf" / "examples").glob("*.yaml")])
+
+
+@pytest.fixture(autouse=True)
+def restore_logging():
+    """Undo the logging set-up cli.main does, whose stream is pytest's capture."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    """Return the exit code, stdout and stderr of ``crm-spark ARGV``."""
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.name for p in SHIPPED])
+def test_config_validate_checks_every_shipped_config_without_spark(capsys, monkeypatch, path):
+    monkeypatch.chdir(ROOT)
+    code, out, err = run(capsys, "config", "validate", "--config", str(path))
+    assert (code, err) == (0, "")
+    assert out.startswith(f"crm-spark config: {path} is valid (hash ")
+
+
+def test_config_show_prints_a_config_that_loads_back_the_same(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    local = str(ROOT / "conf" / "local.yaml")
+    code, out, _ = run(capsys, "config", "show", "--config", local, "--set", "train.seed=3")
+    assert code == 0
+    (tmp_path / "shown.yaml").write_text(out)
+    expected = cli.resolve_paths(load_config(local, ["train.seed=3"]))  # show resolves paths as a run does
+    assert load_config(tmp_path / "shown.yaml").config_hash() == expected.config_hash()
+    code, out, _ = run(capsys, "config", "show", "--diff", "--config", local, "--set", "train.seed=3")
+    diff = flatten(yaml.safe_load(out))
+    assert code == 0 and diff["train.seed"] == 3 and diff["recommend.tune_ranks"] == [8, 16, 32, 64]
+    assert "train.gbt_max_iter" not in diff and "spark.shuffle_partitions" not in diff  # defaults left out
+    assert diff["as_of_date"] == "2025-01-01" and diff["paths.raw_dir"].endswith("data/raw")
+
+
+def test_dry_run_lists_stages_tables_and_paths_and_starts_nothing(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(capsys, "pipeline", "--config", str(ROOT / "conf" / "local.yaml"), "--dry-run",
+                         "--generate", "--to", "features")
+    assert (code, err) == (0, "")
+    lines = out.splitlines()
+    assert [line.split(":")[0].strip() for line in lines if line[:3].strip().rstrip(".").isdigit()] == [
+        "1. generate", "2. ingest", "3. prepare", "4. features"]
+    assert f"      writes gold.customer_features: {tmp_path / 'lakehouse' / 'gold' / 'customer_features'}" in lines
+    assert f"      reads raw orders (json): {tmp_path / 'data' / 'raw' / 'orders'}" in lines
+    assert not (tmp_path / "data").exists() and not (tmp_path / "lakehouse").exists()
+
+
+def test_stage_ranges_run_in_pipeline_order():
+    args = cli.parser().parse_args(["pipeline", "--stages", "train,features,select-features"])
+    assert cli.plan(args) == ["features", "select", "train"]
+    args = cli.parser().parse_args(["pipeline", "--generate", "--from", "features", "--to", "train"])
+    assert cli.plan(args) == ["features", "select", "train"]
+    args = cli.parser().parse_args(["feature-selection"])
+    assert (args.command, cli.plan(args)) == ("select", ["select"])
+
+
+@pytest.fixture
+def lake_config(spark, session_root, tmp_path):
+    """A config file for the session's Spark settings with its own lakehouse, and the config itself."""
+    base = make_config(session_root)
+    config = dataclasses.replace(base, paths=dataclasses.replace(
+        base.paths, lakehouse_dir=str(tmp_path / "lakehouse"), allowed_roots=(str(session_root), str(tmp_path))))
+    path = tmp_path / "config.yaml"
+    path.write_text(cli.config_text(config, diff=False))
+    return str(path), config
+
+
+def test_runs_metrics_and_show_read_the_lakehouse_without_personal_columns(spark, capsys, lake_config, tmp_path):
+    path, config = lake_config
+    lake = config.paths.lakehouse_dir
+    runs.execute(spark, config, ["score"], run_id="viewed-run")  # no model yet: skipped
+    metrics = [("viewed-run", AS_OF, "churn", "logistic_regression", "auc", 0.81, "test", "viewed-run"),
+               ("viewed-run", AS_OF, "churn", "logistic_regression", "f1", 0.42, "test", "viewed-run"),
+               ("older-run", AS_OF, "churn", "logistic_regression", "auc", 0.5, "test", "older-run")]
+    for run_id in ("older-run", "viewed-run"):
+        rows = [row for row in metrics if row[0] == run_id]
+        tables.write_table(spark.createDataFrame(rows, MODEL_METRICS_SCHEMA), tables.MODEL_METRICS, lake, run_id)
+    people = spark.createDataFrame([("k1", "ann@example.com", "Bonn"), ("k2", "bob@example.com", "Köln")],
+                                   "customer_key string, email string, city string")
+    tables.write_table(people, tables.CUSTOMERS, lake)
+
+    code, out, _ = run(capsys, "runs", "--config", path)
+    assert code == 0 and "viewed-run" in out and "succeeded" in out and "score 0s (skipped)" in out
+
+    code, out, _ = run(capsys, "metrics", "--config", path)
+    assert code == 0 and out.startswith("metrics of run viewed-run\n")
+    shown = pd.read_fwf(pd.io.common.StringIO(out.split("\n", 1)[1]))
+    assert shown[["metric", "value"]].values.tolist() == [["auc", 0.81], ["f1", 0.42]]
+    code, out, err = run(capsys, "metrics", "--config", path, "--run-id", "no-such-run")
+    assert code == 2 and "no metrics for run 'no-such-run' (newest runs with metrics: viewed-run, older-run)" in err
+
+    code, out, _ = run(capsys, "show", "--config", path, "silver.customers")
+    assert code == 0 and "Bonn" in out and "@" not in out and "email" not in out
+    code, out, _ = run(capsys, "show", "--config", path, "silver.customers", "--include-personal", "--limit", "1",
+                       "--where", "city = 'Bonn'")
+    assert code == 0 and "ann@example.com" in out and "bob" not in out
+    csv_file = tmp_path / "auc.csv"
+    code, out, _ = run(capsys, "show", "--config", path, "model_metrics", "--where", "metric = 'auc'",
+                       "--csv", str(csv_file))
+    assert code == 0 and out.startswith("crm-spark show: wrote 2 rows of gold.model_metrics")
+    assert sorted(pd.read_csv(csv_file)["value"]) == [0.5, 0.81]
+    code, _, err = run(capsys, "show", "--config", path, "model_metrics", "--where", "no_such_column > 1")
+    assert code == 2 and err.startswith("crm-spark: error: --where 'no_such_column > 1': ") and len(
+        err.strip().splitlines()) == 1
+    code, _, err = run(capsys, "show", "--config", path, "gold.churn_scores")
+    assert code == 2 and "table gold.churn_scores not found" in err
+
+
+# ---- init ----------------------------------------------------------------------------------------------------
+
+AWKWARD = (
+    "\ufeffOrder No;Client;Article;Qty;Price (EUR);Ordered at;Notes\r\n"
+    "A-1;c 001;P1;2;9.99;3/14/2024 9:05;\"first; with a semicolon\"\r\n"
+    "\r\n"
+    "A-1;c 001;P2;1;19.50;3/14/2024 9:05;\r\n"
+    "A-2;c 002;P1;1;9.99;12/1/2024 17:45;gift\r\n"
+    "A-3;c 003;P3;5;1.25;12/31/2024 23:59;\r\n"
+)
+
+
+def init(capsys, tmp_path, *files: str) -> tuple[str, dict]:
+    out_file = tmp_path / "mine.yaml"
+    code, out, err = run(capsys, "init", "--output", str(out_file), "--force", "--from", *files)
+    assert code == 0 and out == out_file.read_text() and "crm-spark init: wrote" in err
+    return out, yaml.safe_load(out)
+
+
+def test_init_on_the_example_files_proposes_what_their_configs_say(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    text, proposed = init(capsys, tmp_path, str(ROOT / "examples" / "orders_only" / "transactions.csv"))
+    orders = proposed["sources"]["orders"]
+    assert (orders["format"], orders["delimiter"], orders["encoding"], orders["header"]) == (
+        "csv", ";", "ISO-8859-1", True)
+    assert orders["columns"] == {"customer_id": "Kundennr", "unit_price": "Betrag", "order_ts": "Datum"}
+    assert (orders["formats"], orders["constants"]) == ({"order_ts": ["dd.MM.yyyy"]}, {"quantity": "1"})
+    assert "# left out: Filiale" in text and load_config(tmp_path / "mine.yaml").sources["orders"].path == \
+        "transactions.csv"
+
+    text, proposed = init(capsys, tmp_path, str(ROOT / "examples" / "ratings_users" / "u.data"),
+                          str(ROOT / "examples" / "ratings_users" / "u.user"))
+    ratings, customers = proposed["sources"]["ratings"], proposed["sources"]["customers"]
+    assert (ratings["header"], ratings["delimiter"], ratings["fields"], ratings["formats"]) == (
+        False, "\t", ["customer_id", "product_id", "rating", "rated_ts"], {"rated_ts": ["epoch"]})
+    assert (customers["delimiter"], customers["fields"][:3]) == ("|", ["customer_id", "age", "gender"])
+    assert "check: no header; customer_id, product_id, rating, rated_ts guessed from the values" in text
+    newest = max(int(line.split("\t")[3]) for line in
+                 (ROOT / "examples" / "ratings_users" / "u.data").read_text().splitlines()[:scaffold.SAMPLE_ROWS])
+    newest_day = dt.datetime.fromtimestamp(newest, dt.timezone.utc).date()
+    assert proposed["as_of_date"] == newest_day + dt.timedelta(days=1)
+    load_config(tmp_path / "mine.yaml")
+
+    _, proposed = init(capsys, tmp_path, str(ROOT / "examples" / "subscription" / "customers.csv"))
+    customers = proposed["sources"]["customers"]
+    assert customers["columns"] == {"customer_id": "customerID", "label": "Churn"}
+    assert list(customers["attributes"])[:3] == ["SeniorCitizen", "Partner", "Dependents"]
+    assert load_config(tmp_path / "mine.yaml").attribute_columns[-1] == "total_charges"
+
+
+def test_init_reads_json_lines_and_parquet(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "events.jsonl").write_text("\n".join(json.dumps(r) for r in [
+        {"user": "u1", "sku": "S1", "qty": 1, "amount": 3.5, "ts": "2024-05-01T10:00:00"},
+        {"user": "u2", "sku": "S2", "qty": 2, "amount": 1.0, "ts": "2024-05-02T11:30:00"}]) + "\n")
+    pd.DataFrame({"product_id": ["S1", "S2"], "genre": ["toys", "books"], "price": [3.5, 1.0]}).to_parquet(
+        tmp_path / "catalogue.parquet")
+    _, proposed = init(capsys, tmp_path, "orders=events.jsonl", "catalogue.parquet")
+    orders, products = proposed["sources"]["orders"], proposed["sources"]["products"]
+    assert (orders["format"], orders["columns"]) == ("json", {
+        "customer_id": "user", "product_id": "sku", "quantity": "qty", "unit_price": "amount", "order_ts": "ts"})
+    assert "formats" not in orders  # ISO times need no pattern
+    assert (products["format"], products["columns"]) == ("parquet", {"category": "genre"})
+    assert proposed["as_of_date"] == dt.date(2024, 5, 3)
+
+
+def test_init_on_an_awkward_file_gives_a_config_that_ingests_it(spark, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    raw = tmp_path / "export"
+    raw.mkdir()
+    (raw / "Bestellungen Export.CSV").write_bytes(AWKWARD.encode("utf-8"))
+    text, proposed = init(capsys, tmp_path, str(raw / "Bestellungen Export.CSV"))
+    orders = proposed["sources"]["orders"]
+    assert (orders["delimiter"], orders["encoding"], orders["formats"]) == (
+        ";", "UTF-8", {"order_ts": ["M/d/yyyy H:mm"]})
+    assert orders["columns"] == {"order_id": "Order No", "customer_id": "Client", "product_id": "Article",
+                                 "quantity": "Qty", "unit_price": "Price (EUR)", "order_ts": "Ordered at"}
+    assert "# left out: Notes" in text
+    config = cli.resolve_paths(load_config(tmp_path / "mine.yaml", [f"paths.lakehouse_dir={tmp_path / 'lake'}",
+                                                  f"paths.checkpoint_dir={tmp_path / 'ckpt'}"]))
+    runs.execute(spark, dataclasses.replace(config, spark=make_config(tmp_path).spark), ["ingest"], "init-run")
+    bronze = tables.read_table(spark, tables.BRONZE["orders"], config.paths.lakehouse_dir)
+    assertDataFrameEqual(bronze.select("order_id", "customer_id", "quantity", F.to_date("order_ts").alias("day")),
+                         spark.createDataFrame([("A-1", "c 001", 2, dt.date(2024, 3, 14)),
+                                                ("A-1", "c 001", 1, dt.date(2024, 3, 14)),
+                                                ("A-2", "c 002", 1, dt.date(2024, 12, 1)),
+                                                ("A-3", "c 003", 5, dt.date(2024, 12, 31))],
+                                               "order_id string, customer_id string, quantity int, day date"))
+    assert proposed["as_of_date"] == dt.date(2025, 1, 1)
+    assert as_dict(config)["sources"]["orders"]["path"] == "Bestellungen Export.CSV"
