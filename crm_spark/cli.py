@@ -3,7 +3,8 @@
 Commands are the pipeline's stages (run in one process, in order), and tools that start
 no pipeline: ``config validate|show``, ``init``, ``show``, ``runs`` and ``metrics``.
 Exit codes: 0 success; 1 a run failed (recorded in ``gold.runs``); 2 a mistake in the
-command line, the config or the inputs it names, or a missing Java, reported in one line.
+command line, the config or the inputs it names, a stage run before the one that feeds
+it, or a missing Java, reported in one line.
 """
 
 from __future__ import annotations
@@ -186,7 +187,8 @@ def parser(stage: str | None = None) -> argparse.ArgumentParser:
                        "  crm-spark pipeline --config conf/mine.yaml --from features --to train\n"
                        "  crm-spark show gold.churn_scores --limit 5\n\n"
                        "exit codes: 0 success; 1 a run failed (see crm-spark runs and the log); 2 a mistake in the\n"
-                       "command line, the config or the inputs it names, or no Java")
+                       "command line, the config or the inputs it names, a stage run before the one that feeds it,\n"
+                       "or no Java")
     p.add_argument("--version", action="version", version=f"crm-spark {_version()}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser,
                            help=argparse.SUPPRESS)
@@ -272,8 +274,10 @@ def check_needs(config: Config, stages: list[str]) -> None:
 
     Raises:
         UsageError: a synthetic-data stage without a truth folder or with a raw folder it
-            did not write.
+            did not write, or a quality gate without expectations.
     """
+    if "quality_gate" in stages and not config.quality.expectations:
+        raise UsageError("quality_gate checks quality.expectations, and the config lists none")
     for stage, may_create in SYNTHETIC_STAGES.items():
         if stage not in stages:
             continue
@@ -350,6 +354,8 @@ def _run_stages(config: Config, args: argparse.Namespace, stages: list[str]) -> 
     log.debug("resolved config: %s", json.dumps(as_dict(config), sort_keys=True, default=str))
     try:
         result = runs.execute(spark, config, stages, args.run_id, progress=_progress)
+    except tables.TableMissing as missing:
+        raise UsageError(str(missing)) from None  # a stage run before the one that feeds it: no traceback
     except Exception as error:  # noqa: BLE001 - reported as one line plus the log's traceback
         log.exception("run failed")
         first_line = (str(error).strip().splitlines() or [""])[0]
@@ -451,7 +457,8 @@ def main(argv: Sequence[str] | None = None, stage: str | None = None) -> int:
 
     Returns:
         The process exit code: 0 on success, 1 for a failed run, 2 for a mistake in the
-        command line, the config or the inputs it names, or a missing Java.
+        command line, the config or the inputs it names, a stage run before the one that
+        feeds it, or a missing Java.
     """
     args = parser(stage).parse_args(argv)
     if stage is not None:

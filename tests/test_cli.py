@@ -31,23 +31,6 @@ def test_every_job_has_help(job):
     assert done.stdout.startswith(f"usage: jobs/{job}.py") and "--set KEY=VALUE" in done.stdout
 
 
-@pytest.fixture
-def restore_logging():
-    """Undo the logging set-up cli.main does, whose stream is pytest's capture."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-
-
-def test_config_error_is_one_line_and_exit_code_2(capsys, restore_logging):
-    code = cli.main(["ingest", "--config", str(ROOT / "conf" / "local.yaml"), "--set", "generate.customerz=1"])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2
-    assert err[-1].startswith("crm-spark: config error: unknown config key 'generate.customerz'")
-
-
 def test_failed_stage_is_recorded_as_failed_and_names_the_stage_to_run(spark, tmp_path):
     config = make_config(tmp_path)
     calls = []

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import subprocess
 import sys
@@ -70,6 +69,7 @@ CASES = [
      "holds files generate did not write"),
     (["next_day", "--config", "{d}/good.yaml", "--set", "paths.raw_dir={d}/mine"], "was not written by generate"),
     (["erase", "--config", "{d}/good.yaml"], "no customer ids given"),
+    (["quality-gate", "--config", "{d}/good.yaml"], "quality_gate checks quality.expectations, and the config lists"),
     (["show", "--config", "{d}/good.yaml", "gold.chrn_scores"], "did you mean 'gold.churn_scores'?"),
     (["show", "--config", "{d}/good.yaml", "customers"], "say bronze.customers or silver.customers"),
     (["runs", "--config", "{d}/good.yaml", "--limit", "0"], "--limit must be at least 1"),
@@ -79,7 +79,7 @@ CASES = [
 
 
 @pytest.fixture
-def folder(tmp_path, monkeypatch):
+def folder(tmp_path, monkeypatch, restore_logging):
     """A folder with the broken configs, a good one, and a raw folder holding a user's file; the working directory."""
     for name, text in FILES.items():
         if text is not None:
@@ -89,11 +89,7 @@ def folder(tmp_path, monkeypatch):
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "orders.csv").write_text("id,amount\n1,2\n")
     monkeypatch.chdir(tmp_path)
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield tmp_path
-    root.handlers[:] = handlers
-    root.setLevel(level)
+    return tmp_path
 
 
 def test_there_are_at_least_25_cases():

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-import logging
 from pathlib import Path
 
 import pandas as pd
@@ -18,6 +17,7 @@ from crm_spark import cli, runs, tables
 from crm_spark.config import as_dict, flatten, load_config
 from crm_spark.ingest import scaffold
 from crm_spark.schemas import MODEL_METRICS_SCHEMA
+from crm_spark.session import session_settings
 
 from .conftest import AS_OF, make_config
 
@@ -26,14 +26,7 @@ SHIPPED = sorted([ROOT / "conf" / "local.yaml", ROOT / "conf" / "cluster.yaml",
                   *(ROOT / "conf" / "examples").glob("*.yaml")])
 
 
-@pytest.fixture(autouse=True)
-def restore_logging():
-    """Undo the logging set-up cli.main does, whose stream is pytest's capture."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
+pytestmark = pytest.mark.usefixtures("restore_logging")
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
@@ -230,3 +223,22 @@ def test_init_on_an_awkward_file_gives_a_config_that_ingests_it(spark, capsys, t
                                                "order_id string, customer_id string, quantity int, day date"))
     assert proposed["as_of_date"] == dt.date(2025, 1, 1)
     assert as_dict(config)["sources"]["orders"]["path"] == "Bestellungen Export.CSV"
+
+
+def test_spark_progress_bar_shows_on_a_terminal_unless_configured(tmp_path, monkeypatch):
+    config = make_config(tmp_path)
+    for terminal, setting, shown in ((True, None, "true"), (False, None, "false"), (True, False, "false"),
+                                     (False, True, "true")):
+        monkeypatch.setattr("sys.stderr.isatty", lambda terminal=terminal: terminal)
+        chosen = dataclasses.replace(config, spark=dataclasses.replace(config.spark, console_progress=setting))
+        assert session_settings(chosen)["spark.ui.showConsoleProgress"] == shown
+
+
+def test_a_stage_run_before_the_one_that_feeds_it_names_that_stage(spark, capsys, lake_config):
+    path, config = lake_config
+    code, _, err = run(capsys, "features", "--config", path, "--log-level", "WARNING", "--run-id", "too-early")
+    assert code == 2 and err.strip().splitlines() == [
+        "crm-spark: error: stage features needs table silver.customers, which stage prepare writes: "
+        "run 'crm-spark prepare' first"]
+    row = tables.read_table(spark, tables.RUNS, config.paths.lakehouse_dir).where(F.col("run_id") == "too-early")
+    assert row.first()["status"] == "failed"
