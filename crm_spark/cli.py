@@ -174,7 +174,7 @@ def parser(stage: str | None = None) -> argparse.ArgumentParser:
     width = max(len(name) for name in [*STAGE_HELP, *TOOL_HELP]) + 2
     listing = "\n".join(
         [f"{title}:\n" + "\n".join(f"  {name:<{width}}{help_line}" for name, (help_line, _) in entries.items())
-         for title, entries in (("stages (pipeline runs ingest to evaluate in this order)", STAGE_HELP),
+         for title, entries in (("stages (pipeline runs ingest to evaluate, in this order)", STAGE_HELP),
                                 ("tools (no pipeline run)", TOOL_HELP))])
     p = _Parser(prog="crm-spark", formatter_class=argparse.RawDescriptionHelpFormatter,
                 usage="crm-spark COMMAND [options]   (crm-spark COMMAND --help: its options and an example)",
@@ -194,8 +194,8 @@ def parser(stage: str | None = None) -> argparse.ArgumentParser:
                            help=argparse.SUPPRESS)
     for group, entries in (("stage", STAGE_HELP), ("tool", TOOL_HELP)):
         for name, (help_line, example) in entries.items():
-            child = sub.add_parser(name, aliases=ALIASES.get(name, ()), description=help_line,
-                                   epilog=f"example: {example}")
+            child = sub.add_parser(name, aliases=ALIASES.get(name, ()), prog=f"crm-spark {name}",
+                                   description=help_line, epilog=f"example: {example}")
             child.set_defaults(command=name, group=group)
             (_stage_arguments if group == "stage" else _tool_arguments)(child, name)
     return p

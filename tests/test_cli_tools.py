@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import re
+import shlex
 from pathlib import Path
 
 import pandas as pd
@@ -242,3 +244,16 @@ def test_a_stage_run_before_the_one_that_feeds_it_names_that_stage(spark, capsys
         "run 'crm-spark prepare' first"]
     row = tables.read_table(spark, tables.RUNS, config.paths.lakehouse_dir).where(F.col("run_id") == "too-early")
     assert row.first()["status"] == "failed"
+
+
+def test_every_command_in_the_readme_parses():
+    blocks = re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    lines = [line.split("#")[0].strip() for block in blocks for line in block.splitlines()]
+    commands = [line.split("crm-spark ", 1)[1] for line in lines if line.startswith((".venv/bin/crm-spark ",
+                                                                                    "crm-spark "))]
+    assert len(commands) >= 15
+    for command in commands:
+        if command.strip() == "--version":
+            continue
+        args = cli.parser().parse_args(shlex.split(command))  # exits (fails the test) on any mistake
+        assert args.group == "tool" or cli.plan(args)  # stage ranges name known stages in order
