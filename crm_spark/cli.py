@@ -3,14 +3,15 @@
 Commands are the pipeline's stages (run in one process, in order), and tools that start
 no pipeline: ``config validate|show``, ``init``, ``show``, ``runs`` and ``metrics``.
 Exit codes: 0 success; 1 a run failed (recorded in ``gold.runs``); 2 a mistake in the
-command line, the config or the inputs it names, a stage run before the one that feeds
-it, or a missing Java, reported in one line.
+command line, the config or the inputs it names (a stage run before the one that feeds
+it, a source unlike its config), or a missing Java, reported in one line.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import glob
 import importlib.metadata
 import json
 import logging
@@ -30,6 +31,7 @@ from crm_spark.config import Config, ConfigError, as_dict, flatten, load_config
 from crm_spark.config.coerce import did_you_mean, set_dotted
 from crm_spark.errors import JavaMissing
 from crm_spark.ingest import scaffold
+from crm_spark.ingest.canonical import SourceError
 from crm_spark.ingest.sources import source_path
 from crm_spark.schemas import MODEL, SPLIT, TEST
 from crm_spark.session import build_spark
@@ -187,8 +189,8 @@ def parser(stage: str | None = None) -> argparse.ArgumentParser:
                        "  crm-spark pipeline --config conf/mine.yaml --from features --to train\n"
                        "  crm-spark show gold.churn_scores --limit 5\n\n"
                        "exit codes: 0 success; 1 a run failed (see crm-spark runs and the log); 2 a mistake in the\n"
-                       "command line, the config or the inputs it names, a stage run before the one that feeds it,\n"
-                       "or no Java")
+                       "command line, the config or the inputs it names (a stage run before the one that feeds it\n"
+                       "included), or no Java")
     p.add_argument("--version", action="version", version=f"crm-spark {_version()}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser,
                            help=argparse.SUPPRESS)
@@ -274,10 +276,16 @@ def check_needs(config: Config, stages: list[str]) -> None:
 
     Raises:
         UsageError: a synthetic-data stage without a truth folder or with a raw folder it
-            did not write, or a quality gate without expectations.
+            did not write, a quality gate without expectations, or a local source path
+            that matches nothing.
     """
     if "quality_gate" in stages and not config.quality.expectations:
         raise UsageError("quality_gate checks quality.expectations, and the config lists none")
+    if "ingest" in stages and not set(SYNTHETIC_STAGES) & set(stages):
+        for name, spec in config.sources.items():
+            path = source_path(config.paths.raw_dir, spec)
+            if "://" not in path and not glob.glob(path):
+                raise UsageError(f"sources.{name}.path: nothing at {path}")
     for stage, may_create in SYNTHETIC_STAGES.items():
         if stage not in stages:
             continue
@@ -354,8 +362,9 @@ def _run_stages(config: Config, args: argparse.Namespace, stages: list[str]) -> 
     log.debug("resolved config: %s", json.dumps(as_dict(config), sort_keys=True, default=str))
     try:
         result = runs.execute(spark, config, stages, args.run_id, progress=_progress)
-    except tables.TableMissing as missing:
-        raise UsageError(str(missing)) from None  # a stage run before the one that feeds it: no traceback
+    except (tables.TableMissing, SourceError) as mistake:
+        # A stage run before the one that feeds it, or a source unlike its config: no traceback.
+        raise UsageError(str(mistake)) from None
     except Exception as error:  # noqa: BLE001 - reported as one line plus the log's traceback
         log.exception("run failed")
         first_line = (str(error).strip().splitlines() or [""])[0]
@@ -457,8 +466,8 @@ def main(argv: Sequence[str] | None = None, stage: str | None = None) -> int:
 
     Returns:
         The process exit code: 0 on success, 1 for a failed run, 2 for a mistake in the
-        command line, the config or the inputs it names, a stage run before the one that
-        feeds it, or a missing Java.
+        command line, the config or the inputs it names (a stage run before the one that
+        feeds it, a source unlike its config), or a missing Java.
     """
     args = parser(stage).parse_args(argv)
     if stage is not None:
@@ -471,10 +480,12 @@ def main(argv: Sequence[str] | None = None, stage: str | None = None) -> int:
             return _init(args)
         stages = plan(args) if args.group == "stage" else []
         config = _load(args)
-        if args.command == "config":
+        if args.command == "config" and args.action == "validate":
             print(f"crm-spark config: {args.config} is valid (hash {config.config_hash()}, "
-                  f"{len(config.sources)} sources: {', '.join(config.sources)})" if args.action == "validate"
-                  else config_text(config, args.diff), end="\n" if args.action == "validate" else "")
+                  f"{len(config.sources)} sources: {', '.join(config.sources)})")
+            return 0
+        if args.command == "config":
+            print(config_text(config, args.diff), end="")
             return 0
         if args.group == "tool":
             return _tool(config, args)

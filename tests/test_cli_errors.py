@@ -69,6 +69,7 @@ CASES = [
      "holds files generate did not write"),
     (["next_day", "--config", "{d}/good.yaml", "--set", "paths.raw_dir={d}/mine"], "was not written by generate"),
     (["erase", "--config", "{d}/good.yaml"], "no customer ids given"),
+    (["ingest", "--config", "{d}/good.yaml"], "sources.customers.path: nothing at {d}/raw/customers"),
     (["quality-gate", "--config", "{d}/good.yaml"], "quality_gate checks quality.expectations, and the config lists"),
     (["show", "--config", "{d}/good.yaml", "gold.chrn_scores"], "did you mean 'gold.churn_scores'?"),
     (["show", "--config", "{d}/good.yaml", "customers"], "say bronze.customers or silver.customers"),

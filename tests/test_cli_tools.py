@@ -257,3 +257,15 @@ def test_every_command_in_the_readme_parses():
             continue
         args = cli.parser().parse_args(shlex.split(command))  # exits (fails the test) on any mistake
         assert args.group == "tool" or cli.plan(args)  # stage ranges name known stages in order
+
+
+def test_a_source_unlike_its_config_is_one_line_with_exit_code_2(spark, capsys, lake_config, tmp_path):
+    path, _ = lake_config
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw" / "orders.csv").write_text("customer_id,quantity,order_ts\nc1,1,2024-01-01\n")
+    code, _, err = run(capsys, "ingest", "--config", path, "--log-level", "WARNING",
+                       "--set", f"paths.raw_dir={tmp_path / 'raw'}",
+                       "--set", "sources={orders: {path: orders.csv, format: csv}}")
+    assert code == 2 and err.strip().splitlines() == [
+        "crm-spark: error: source 'orders' lacks required column 'unit_price' (source field 'unit_price' not found; "
+        "map it under sources.orders.columns or set sources.orders.constants.unit_price)"]

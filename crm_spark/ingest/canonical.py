@@ -53,6 +53,11 @@ class IngestError(RuntimeError):
     """A source cannot be read at all, lacks a required column, or rows do not reconcile."""
 
 
+class SourceError(IngestError):
+    """A source does not match its config: unreadable, lacking a column it must have, or holding personal data
+    where the config promised none. A mistake in the inputs, not a failure of the run's code."""
+
+
 @dataclass(frozen=True)
 class Attribute:
     """A customer attribute: its column in the source, its column in the tables, its type and date patterns."""
@@ -148,7 +153,7 @@ def canonical_columns(parsed_df: DataFrame, source: str, spec: SourceConfig, fie
         ``_reason`` and ``_message``.
 
     Raises:
-        IngestError: a required column is neither in the source nor a constant, or an
+        SourceError: a required column is neither in the source nor a constant, or an
             attribute's field is not in the source.
     """
     exact = {name: i for i, name in enumerate(fields)}
@@ -164,7 +169,7 @@ def canonical_columns(parsed_df: DataFrame, source: str, spec: SourceConfig, fie
         elif column == ORDER_ID:
             value = F.concat(F.lit("o_"), F.substring(F.sha2(F.col(RAW), 256), 1, 20))
         elif column in REQUIRED_COLUMNS[source]:
-            raise IngestError(
+            raise SourceError(
                 f"source '{source}' lacks required column '{column}' (source field '{wanted}' not found; map it "
                 f"under sources.{source}.columns or set sources.{source}.constants.{column})")
         else:
@@ -173,7 +178,7 @@ def canonical_columns(parsed_df: DataFrame, source: str, spec: SourceConfig, fie
     for attribute in declared_attributes(spec):
         position = exact.get(attribute.source_column, folded.get(attribute.source_column.lower()))
         if position is None:
-            raise IngestError(f"source '{source}' lacks the attribute column '{attribute.source_column}' "
+            raise SourceError(f"source '{source}' lacks the attribute column '{attribute.source_column}' "
                               f"(sources.{source}.attributes)")
         columns.append(F.col(field_name(position)).alias(attribute.column))
     return parsed_df.select(RAW, SOURCE_FILE, BAD_ENCODING, *columns, REASON, MESSAGE)

@@ -174,26 +174,26 @@ def sniff(path: str | Path) -> Sniffed:
     path = Path(path)
     if not path.is_file():
         raise ScaffoldError(f"{path}: no such file")
-    if path.suffix.lower() == ".parquet" or path.read_bytes()[:4] == b"PAR1":
+    with path.open("rb") as handle:
+        data = handle.read(SAMPLE_BYTES)
+    if path.suffix.lower() == ".parquet" or data[:4] == b"PAR1":
         return _sniff_parquet(path)
-    data = path.open("rb").read(SAMPLE_BYTES)
     if not data.strip():
         raise ScaffoldError(f"{path}: the file is empty")
-    notes: list[str] = []
+    cut = len(data) == SAMPLE_BYTES  # the sample ends inside the file
     data = data.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte-order mark, which ingest drops too
     try:
         text, encoding = data.decode("utf-8"), "UTF-8"
     except UnicodeDecodeError as error:
-        if len(data) == SAMPLE_BYTES and error.start > len(data) - 4:
+        if cut and error.start > len(data) - 4:
             text, encoding = data[:error.start].decode("utf-8"), "UTF-8"  # a character cut by the sample's end
         else:
             text, encoding = data.decode("iso-8859-1"), "ISO-8859-1"
-    if len(data) == SAMPLE_BYTES:
-        text = text[:text.rfind("\n") + 1] or text
-    first = text.lstrip()[:1]
-    if first == "{" or path.suffix.lower() in (".json", ".jsonl", ".ndjson"):
-        return _sniff_json(path, text, encoding, notes)
-    return _sniff_csv(path, text, encoding, notes)
+    if cut:
+        text = text[:text.rfind("\n") + 1] or text  # whole lines only
+    if text.lstrip()[:1] == "{" or path.suffix.lower() in (".json", ".jsonl", ".ndjson"):
+        return _sniff_json(path, text, encoding)
+    return _sniff_csv(path, text, encoding)
 
 
 def _sniff_parquet(path: Path) -> Sniffed:
@@ -205,8 +205,8 @@ def _sniff_parquet(path: Path) -> Sniffed:
     return Sniffed(path, "parquet", columns=columns, rows=rows)
 
 
-def _sniff_json(path: Path, text: str, encoding: str, notes: list[str]) -> Sniffed:
-    records = []
+def _sniff_json(path: Path, text: str, encoding: str) -> Sniffed:
+    records, notes = [], []
     for number, line in enumerate(text.splitlines()[:SAMPLE_ROWS], 1):
         if not line.strip():
             continue
@@ -224,8 +224,8 @@ def _sniff_json(path: Path, text: str, encoding: str, notes: list[str]) -> Sniff
     return Sniffed(path, "json", encoding, columns=columns, rows=rows, notes=notes)
 
 
-def _sniff_csv(path: Path, text: str, encoding: str, notes: list[str]) -> Sniffed:
-    lines = text.splitlines()[:SAMPLE_ROWS + 1]
+def _sniff_csv(path: Path, text: str, encoding: str) -> Sniffed:
+    lines, notes = text.splitlines()[:SAMPLE_ROWS + 1], []
     sample = "\n".join(lines[:200])
     try:
         delimiter = csv.Sniffer().sniff(sample, delimiters=DELIMITERS).delimiter
@@ -271,12 +271,13 @@ def date_pattern(values: list[str]) -> tuple[str | None, list[str], dt.datetime 
     """
     if values and all(v.isdigit() and EPOCH_RANGE[0] <= int(v) <= EPOCH_RANGE[1] for v in values):
         return "epoch", [], dt.datetime.fromtimestamp(max(int(v) for v in values), dt.timezone.utc).replace(tzinfo=None)
+    texts = [v[:19] if "T" in v else v for v in values]  # ISO times: no fraction or zone
     fits = []
     for spark_pattern, python_pattern in DATE_PATTERNS:
-        shape = _shape(spark_pattern)
+        if not all(_shape(spark_pattern).fullmatch(text) for text in texts):
+            continue
         try:
-            parsed = [dt.datetime.strptime(v[:19] if "T" in v else v, python_pattern) for v in values
-                      if shape.fullmatch(v[:19] if "T" in v else v) or _raise()]
+            parsed = [dt.datetime.strptime(text, python_pattern) for text in texts]
         except ValueError:
             continue
         fits.append((spark_pattern, max(parsed) if parsed else None))
@@ -291,10 +292,6 @@ def _shape(spark_pattern: str) -> re.Pattern[str]:
     digits = {"yyyy": r"\d{4}", "MM": r"\d{2}", "dd": r"\d{2}", "HH": r"\d{2}", "mm": r"\d{2}", "ss": r"\d{2}",
               "M": r"\d{1,2}", "d": r"\d{1,2}", "H": r"\d{1,2}", "'T'": "T"}
     return re.compile("".join(digits.get(part, re.escape(part)) for part in parts))
-
-
-def _raise() -> bool:
-    raise ValueError("the value does not have the pattern's shape")
 
 
 def guess_source(sniffed: Sniffed) -> tuple[str, bool]:

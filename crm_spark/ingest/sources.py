@@ -13,7 +13,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
 from crm_spark.config import SourceConfig
-from crm_spark.ingest.canonical import IngestError, canonical_columns
+from crm_spark.ingest.canonical import SourceError, canonical_columns
 from crm_spark.ingest.parse import first_line, parse_csv_lines, parse_json_lines, parse_table, read_lines, split_header
 from crm_spark.schemas import CANONICAL_COLUMNS, INGESTED_FILES_SCHEMA, SOURCE_FILE
 
@@ -38,7 +38,7 @@ def read_source(spark: SparkSession, source: str, spec: SourceConfig, path: str 
         The canonical frame, or None when the source has no lines or rows at all.
 
     Raises:
-        IngestError: the path cannot be read or a required column is missing.
+        SourceError: the path cannot be read or a required column is missing.
     """
     try:
         if spec.format in ("parquet", "delta"):
@@ -48,7 +48,7 @@ def read_source(spark: SparkSession, source: str, spec: SourceConfig, path: str 
         lines_df = read_lines(spark, path, spec.encoding)
     except AnalysisException as error:
         detail = (str(error).strip().splitlines() or [""])[0]
-        raise IngestError(f"source '{source}': cannot read {path}: {detail}") from None
+        raise SourceError(f"source '{source}': cannot read {path}: {detail}") from None
     if spec.format == "json":
         keys = [*[spec.columns.get(c, c) for c in CANONICAL_COLUMNS[source]], *spec.attributes]
         return canonical_columns(parse_json_lines(lines_df, keys), source, spec, keys)
@@ -70,7 +70,7 @@ def source_files(spark: SparkSession, source: str, spec: SourceConfig, path: str
         ``_source_file``, ``file_size`` and ``modified_at``, one row per file.
 
     Raises:
-        IngestError: the path does not exist or cannot be listed.
+        SourceError: the path does not exist or cannot be listed.
     """
     schema = StructType([f for f in INGESTED_FILES_SCHEMA.fields
                          if f.name in (SOURCE_FILE, "file_size", "modified_at")])
@@ -80,7 +80,7 @@ def source_files(spark: SparkSession, source: str, spec: SourceConfig, path: str
         listing = spark.read.format("binaryFile").load(path)
     except AnalysisException as error:
         detail = (str(error).strip().splitlines() or [""])[0]
-        raise IngestError(f"source '{source}': cannot read {path}: {detail}") from None
+        raise SourceError(f"source '{source}': cannot read {path}: {detail}") from None
     return listing.select(F.col("path").alias(SOURCE_FILE), F.col("length").alias("file_size"),
                           F.col("modificationTime").alias("modified_at"))
 

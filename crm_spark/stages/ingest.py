@@ -26,6 +26,7 @@ from crm_spark.ingest import ledger
 from crm_spark.ingest.canonical import (
     Attribute,
     IngestError,
+    SourceError,
     accepted_rows,
     declared_attributes,
     personal_attributes,
@@ -131,7 +132,7 @@ def _ingest_source(spark: SparkSession, config: Config, source: str, spec: Sourc
         log.warning("source %s at %s is empty (no data rows)", source, path)
     for column in required:
         if read and not sum(row[column] for row in by_reason.values()):
-            raise IngestError(f"source '{source}' lacks required column '{column}': no row at {path} has it")
+            raise SourceError(f"source '{source}' lacks required column '{column}': no row at {path} has it")
     accepted = tables.write_table(accepted_rows(checked), tables.BRONZE[source], lake,
                                   where=ledger.in_files(paths) if seen_before else None)
     rejected = read - erased - (by_reason[None]["_n"] if None in by_reason else 0)
@@ -149,7 +150,7 @@ def _attributes(spark: SparkSession, config: Config, source: str, spec: SourceCo
     """Return the source's attributes with their types resolved, refusing any whose values are personal data.
 
     Raises:
-        IngestError: an attribute's values are mostly e-mail addresses or phone numbers (the
+        SourceError: an attribute's values are mostly e-mail addresses or phone numbers (the
             message names the attribute, never a value).
     """
     declared = declared_attributes(spec)
@@ -157,7 +158,7 @@ def _attributes(spark: SparkSession, config: Config, source: str, spec: SourceCo
         return []
     personal = personal_attributes(canonical, declared)
     if personal:
-        raise IngestError(f"sources.{source}.attributes.{personal[0]} holds e-mail addresses or phone numbers: "
+        raise SourceError(f"sources.{source}.attributes.{personal[0]} holds e-mail addresses or phone numbers: "
                           "personal data stays out of features and gold tables; leave it out of the attributes")
     bronze = tables.BRONZE[source]
     existing = tables.read_table(spark, bronze, config.paths.lakehouse_dir).schema \
