@@ -119,7 +119,7 @@ def test_missing_java_is_one_line_saying_what_to_install(tmp_path):
     (tmp_path / "c.yaml").write_text(GOOD, encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if k not in ("JAVA_HOME", "PYSPARK_GATEWAY_PORT")}
     env["PATH"] = str(Path(sys.executable).parent)  # the virtualenv's python, no java
-    done = subprocess.run([sys.executable, "-m", "crm_spark.cli", "ingest", "--config", "c.yaml"], cwd=tmp_path,
+    done = subprocess.run([sys.executable, "-m", "crm_spark.cli", "features", "--config", "c.yaml"], cwd=tmp_path,
                           env=env, capture_output=True, text=True, timeout=120)
     err = [line for line in done.stderr.splitlines() if line.strip()]
     assert done.returncode == 2, done.stderr
