@@ -93,9 +93,13 @@ def _clear_cache(request: pytest.FixtureRequest):
 
 @pytest.fixture
 def restore_logging():
-    """Undo the logging set-up ``cli.main`` does, whose stream is pytest's capture."""
+    """Undo the logging set-up ``cli.main`` does: remove the handlers it added (their stream is pytest's
+    capture, closed after the test) and restore the root level. pytest's own handlers are left to pytest,
+    which adds and removes them around each phase of a test."""
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
     yield
-    root.handlers[:] = handlers
+    for handler in root.handlers[:]:
+        if handler not in handlers:
+            root.removeHandler(handler)
     root.setLevel(level)
