@@ -33,6 +33,7 @@ from crm_spark.errors import JavaMissing
 from crm_spark.ingest import scaffold
 from crm_spark.ingest.canonical import SourceError
 from crm_spark.ingest.sources import source_path
+from crm_spark.report import page
 from crm_spark.schemas import MODEL, SPLIT, TEST
 from crm_spark.session import build_spark
 from crm_spark.stages import erase
@@ -42,7 +43,7 @@ log = logging.getLogger(__name__)
 
 # Each stage's help line and an example (CONFIG stands for --config FILE).
 STAGE_HELP = {
-    "pipeline": ("run ingest through evaluate in one process (--generate first on the demo)",
+    "pipeline": ("run ingest through evaluate in one process, then write the report (--generate first on the demo)",
                  "crm-spark pipeline --generate"),
     "generate": ("write the synthetic demo's raw files and their ground truth", "crm-spark generate"),
     "next_day": ("append the demo's activity of the day before as_of_date as new raw files",
@@ -58,8 +59,12 @@ STAGE_HELP = {
               "crm-spark score --as-of-date 2025-01-02"),
     "recommend": ("tune and serve recommendations (ALS, EASE, their blend) -> gold.recommendations",
                   "crm-spark recommend"),
+    "campaigns": ("campaign audiences with offers -> gold.campaign_audiences and CSV/Parquet exports",
+                  "crm-spark campaigns"),
     "evaluate": ("held-out metrics of every model -> gold.model_metrics", "crm-spark evaluate"),
     "maintain": ("OPTIMIZE and VACUUM every table (not part of pipeline)", "crm-spark maintain"),
+    "report": ("write the run's HTML report from the gold and models tables (pipeline ends with it)",
+               "crm-spark report --run-id 20250101T020000Z-1a2b3c4d"),
     "erase": ("erase customers by source id from every table, logged in gold.erasure_log",
               "crm-spark erase --ids C000123,C000456"),
 }
@@ -132,6 +137,8 @@ def _stage_arguments(p: argparse.ArgumentParser, stage: str) -> None:
                                         f"(known: {', '.join(runs.STAGES)})")
         p.add_argument("--from", dest="first", metavar="STAGE", help="start the pipeline at this stage")
         p.add_argument("--to", dest="last", metavar="STAGE", help="end the pipeline at this stage")
+    if stage == "report":
+        p.set_defaults(log_level="WARNING")
     if stage == "erase":
         p.add_argument("--ids", action="append", default=[], metavar="ID[,ID...]",
                        help="customer ids as they appear in the sources (repeatable)")
@@ -213,7 +220,8 @@ def resolve_paths(config: Config) -> Config:
     paths = config.paths
     return dataclasses.replace(config, paths=dataclasses.replace(
         paths, raw_dir=fix(paths.raw_dir), lakehouse_dir=fix(paths.lakehouse_dir),
-        checkpoint_dir=fix(paths.checkpoint_dir), truth_dir=fix(paths.truth_dir)))
+        checkpoint_dir=fix(paths.checkpoint_dir), truth_dir=fix(paths.truth_dir), export_dir=fix(paths.export_dir),
+        report_dir=fix(paths.report_dir)))
 
 
 def summary(spark: SparkSession, config: Config, run_id: str) -> str:
@@ -378,6 +386,25 @@ def _run_stages(config: Config, args: argparse.Namespace, stages: list[str]) -> 
     for skipped, reason in result.skipped.items():
         print(f"  skipped {skipped}: {reason}")
     print(summary(spark, config, result.run_id))
+    if args.command != "pipeline":
+        return 0
+    if result.stage_status.get("campaigns") == "succeeded":
+        print(f"campaign lists: {config.paths.exports.rstrip('/')}/{config.as_of_date.isoformat()}/")
+    return _report(spark, config, result.run_id)
+
+
+def _report(spark: SparkSession, config: Config, run_id: str | None) -> int:
+    """Write the run's report and print where it is."""
+    try:
+        location = page.write_report(spark, config, run_id)
+    except LookupError as error:
+        raise UsageError(f"report: {error}") from None
+    except Exception as error:  # noqa: BLE001 - reported as one line plus the log's traceback
+        log.exception("report failed")
+        print(f"crm-spark: report failed: {type(error).__name__}: {(str(error).splitlines() or [''])[0]}",
+              file=sys.stderr)
+        return 1
+    print(f"report: {location}")
     return 0
 
 
@@ -495,6 +522,8 @@ def main(argv: Sequence[str] | None = None, stage: str | None = None) -> int:
             return 0
         if args.command == "erase":
             return _erase(config, args)
+        if args.command == "report":
+            return _report(build_spark(config), config, args.run_id)
         return _run_stages(config, args, stages)
     except (ConfigError, UsageError, views.ViewError) as error:
         kind = "config error" if isinstance(error, ConfigError) else "error"

@@ -19,6 +19,7 @@ from crm_spark.config import Config, as_dict
 from crm_spark.errors import StageSkipped
 from crm_spark.schemas import AS_OF_DATE, RUN_ID, RUNS_SCHEMA
 from crm_spark.stages import (
+    campaigns,
     evaluate,
     features,
     generate,
@@ -48,10 +49,11 @@ STAGES: dict[str, Stage] = {
     "train": train.run,
     "score": score.run,
     "recommend": recommend.run,
+    "campaigns": campaigns.run,
     "evaluate": evaluate.run,
     "maintain": maintain.run,
 }
-PIPELINE = ("ingest", "prepare", "features", "select", "train", "score", "recommend", "evaluate")
+PIPELINE = ("ingest", "prepare", "features", "select", "train", "score", "recommend", "campaigns", "evaluate")
 # The tables each stage reads; their rows (of the run's dates, for dated tables) are its rows in.
 STAGE_INPUTS: dict[str, tuple[tables.Table, ...]] = {
     "prepare": tuple(tables.BRONZE.values()),
@@ -60,6 +62,7 @@ STAGE_INPUTS: dict[str, tuple[tables.Table, ...]] = {
     "train": (tables.CUSTOMER_FEATURES,),
     "score": (tables.CUSTOMER_FEATURES,),
     "recommend": (tables.ORDERS, tables.RATINGS),
+    "campaigns": (tables.CUSTOMER_FEATURES,),
     "evaluate": (tables.CHURN_HOLDOUT, tables.CLV_HOLDOUT, tables.PURCHASE_HOLDOUT, tables.RECOMMENDATION_HOLDOUT),
 }
 # The tables each stage writes (generate and next_day write raw files, not tables).
@@ -75,6 +78,7 @@ STAGE_OUTPUTS: dict[str, tuple[tables.Table, ...]] = {
               tables.ANOMALIES),
     "recommend": (tables.RECOMMENDATIONS, tables.RECOMMENDATION_HOLDOUT, tables.RECOMMENDATION_RELEVANCE,
                   tables.RECOMMENDATION_TUNING, tables.RATING_HOLDOUT, tables.MODEL_REGISTRY),
+    "campaigns": (tables.CAMPAIGN_AUDIENCES, tables.CAMPAIGN_SUMMARY),
     "evaluate": (tables.MODEL_METRICS,),
 }
 TABLE_NAMES = frozenset(t.qualified for t in tables.ALL_TABLES)

@@ -68,6 +68,14 @@ CHURN_PROBABILITY = "churn_probability"
 CHURN_PREDICTED = "churn_predicted"
 PREDICTED_SPEND = "predicted_spend"
 POPULARITY = "popularity"  # a recommended product's share of the training customers who interacted with it
+# Campaigns (gold.campaign_audiences and gold.campaign_summary).
+CAMPAIGN = "campaign"
+RANK = "rank"
+EXPECTED_VALUE = "expected_value"
+OFFERS = "offers"  # product ids offered, best first
+REASON = "reason"
+RFM_SEGMENT = "rfm_segment"
+ANOMALOUS = "anomalous"
 FEATURES_VECTOR = "features"  # the scaled feature vector of a model pipeline
 RAW_FEATURES_VECTOR = "features_raw"  # ... before scaling (trees split it, in the features' own units)
 
@@ -161,8 +169,9 @@ CUSTOMER_FLAGS = ("text_normalized", "name_invalid", "email_invalid", "phone_inv
 N_RECORDS = "n_records"
 
 STATUS_COMPLETED = "completed"
+STATUS_CANCELLED = "cancelled"
 STATUS_RETURNED = "returned"
-ORDER_STATUSES = (STATUS_COMPLETED, "cancelled", STATUS_RETURNED)
+ORDER_STATUSES = (STATUS_COMPLETED, STATUS_CANCELLED, STATUS_RETURNED)
 GENDERS = ("F", "M", "U")
 
 # Order of fields in each raw source; CSV columns and JSON keys follow these names.
@@ -402,5 +411,21 @@ RECOMMENDATION_TUNING_SCHEMA = StructType(
         StructField("value", DoubleType()),
         StructField("seconds", DoubleType(), False),
         StructField("chosen", BooleanType(), False),
+    ]
+)
+
+# One row per campaign and date: eligible and chosen customers, the budget, totals, and the budget curve
+# (customers contacted best first against their cumulative expected value).
+CAMPAIGN_SUMMARY_SCHEMA = StructType(
+    [
+        StructField(CAMPAIGN, StringType(), False),
+        StructField("eligible", LongType(), False),
+        StructField("chosen", LongType(), False),
+        StructField("budget_customers", LongType(), False),
+        StructField("expected_value_total", DoubleType(), False),
+        StructField("cost_total", DoubleType(), False),
+        StructField("curve_customers", ArrayType(LongType()), False),
+        StructField("curve_value", ArrayType(DoubleType()), False),
+        StructField("priority", IntegerType()),  # the place in campaigns.priority; null: not exclusive
     ]
 )

@@ -3,7 +3,8 @@
 Each run covers the day that just ended: ``as_of_date`` is the logical date plus one
 day (the end of the data interval), so features see every event of the logical date.
 A ``quality_gate`` task between ``prepare`` and ``features`` stops the run before any
-model is trained on data that failed its expectations. Every task retries twice, five
+model is trained on data that failed its expectations; the last task writes the run's
+HTML report (of the newest run of the date: the evaluate task's). Every task retries twice, five
 minutes apart; ingest and prepare are incremental and the other stages replace their
 date's rows, so a retried task never duplicates data.
 
@@ -25,7 +26,8 @@ from airflow.sdk import DAG, chain
 
 HOME = os.environ.get("CRM_SPARK_HOME", str(Path(__file__).resolve().parents[1]))
 CONFIG = os.environ.get("CRM_SPARK_CONFIG", "conf/cluster.yaml")
-STAGES = ("ingest", "prepare", "quality_gate", "features", "select", "train", "score", "recommend", "evaluate")
+STAGES = ("ingest", "prepare", "quality_gate", "features", "select", "train", "score", "recommend", "campaigns",
+          "evaluate", "report")
 AS_OF_DATE = "{{ macros.ds_add(ds, 1) }}"
 
 
@@ -37,7 +39,8 @@ def stage_command(stage: str) -> str:
 
 with DAG(
     dag_id="crm_spark_daily",
-    description="crm-spark: ingest, prepare, quality gate, features, models, recommendations, evaluation",
+    description="crm-spark: ingest, prepare, quality gate, features, models, recommendations, campaigns, "
+                "evaluation, report",
     schedule="@daily",
     start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
     catchup=False,

@@ -10,6 +10,8 @@ import pytest
 from pyspark.sql import SparkSession
 
 from crm_spark.config import (
+    CampaignConfig,
+    CampaignsConfig,
     Config,
     GenerateConfig,
     PathsConfig,
@@ -54,6 +56,9 @@ def make_config(root: Path, **sections) -> Config:
                "spark.sql.codegen.wholeStage": "false", "spark.sql.codegen.factoryMode": "NO_CODEGEN"},
     )
     sections.setdefault("generate", GenerateConfig(customers=2000, products=150, partitions=2))
+    # One campaign: tests/test_campaigns.py checks several, on planted data.
+    sections.setdefault("campaigns", CampaignsConfig(definitions={"win_back": CampaignConfig(
+        "churn_probability >= 0.5", success_rate=0.2, contact_cost=1.0, max_customers=200, offers=3)}))
     return Config(as_of_date=AS_OF, paths=paths, spark=spark_cfg, **sections)
 
 

@@ -43,10 +43,11 @@ def test_dag_loads_with_a_task_per_stage_in_pipeline_order(dag):
     assert dag["errors"] == {}
     stages = list(runs.PIPELINE)
     stages.insert(stages.index("features"), "quality_gate")
+    stages.append("report")
     assert dag["order"] == stages
     for upstream, downstream in itertools.pairwise(stages):
         assert dag["tasks"][upstream]["downstream"] == [downstream]
-    assert dag["tasks"]["evaluate"]["downstream"] == []
+    assert dag["tasks"]["report"]["downstream"] == []
     assert dag["max_active_runs"] == 1
 
 

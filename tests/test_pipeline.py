@@ -3,8 +3,11 @@ recommendation exclusions and churn model quality."""
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import html
 import logging
+import os
 import re
 import shutil
 from pathlib import Path
@@ -18,6 +21,8 @@ from crm_spark import cli, runs, tables
 from crm_spark.config import GenerateConfig
 from crm_spark.features.customer import completed_before, customer_features, read_features
 from crm_spark.models.lifetime import with_p_alive
+from crm_spark.report import page
+from crm_spark.report.sections import SECTIONS
 from crm_spark.stages import erase
 
 from .conftest import make_config
@@ -384,3 +389,97 @@ def test_erasure_removes_a_person_everywhere_and_keeps_them_out(spark, run, tmp_
     assert counts["erased.customers"] == 2
     assert read(spark, config, tables.BRONZE["customers"]).where(
         F.col("customer_id").isin(first_id, second_id)).isEmpty()
+
+
+@pytest.fixture(scope="module")
+def report(spark, run):
+    """Write the run's report once."""
+    config, _ = run
+    return Path(page.write_report(spark, config, "test-run"))
+
+
+def _page_texts(markup: str) -> list[str]:
+    """Return the text values of a report page: the text between its tags and the text of its charts."""
+    texts = [html.unescape(t).strip() for t in re.findall(r">([^<]+)<", re.sub(r'src="data:[^"]*"', "", markup))]
+    for encoded in re.findall(r'src="data:image/svg\+xml;base64,([^"]*)"', markup):
+        texts += re.findall(r"<!-- (.*?) -->", base64.b64decode(encoded).decode("utf-8"))
+    return [t for t in texts if t]
+
+
+def test_report_has_every_section_with_charts_and_no_personal_data(spark, run, report):
+    config, _ = run
+    markup = report.read_text(encoding="utf-8")
+    assert report.name == f"report-{config.as_of_date}-test-run.html"
+    sections = dict(re.findall(r'<section id="(\w+)" data-charts="(\d+)">', markup))
+    assert list(sections) == ["run", "quality", "features", "churn", "value", "segments", "recommendations",
+                              "anomalies", "campaigns"]
+    assert len(sections) == len(SECTIONS)
+    assert {key: int(n) > 0 for key, n in sections.items()} == dict.fromkeys(sections, True), sections
+    assert int(sections["churn"]) >= 8  # ROC, PR, gain, lift, calibration, confusion, coefficients, importances
+    texts = _page_texts(markup)
+    for heading in ("ROC curve (test customers)", "Budget curve", "RFM grid: customers by recency and frequency score",
+                    "Correlation between numeric features", "Cumulative gain", "Calibration"):
+        assert heading in texts, heading
+    assert sum(t.startswith("How to read") for t in texts) == sum(int(n) for n in sections.values())
+    emails, phones, names = personal_values(spark, config)
+    assert leaks(texts, phones, names) == []
+    assert [e for e in emails if e in markup.lower()] == []
+    keys = {r["customer_key"] for r in read(spark, config, tables.CUSTOMER_XREF).collect()}
+    assert [k for k in keys if k in markup] == []
+    assert "http://" not in markup and "https://" not in markup and "<script" not in markup
+
+
+def _browser():
+    """Return Playwright's entry point and the system Chromium, or skip (fail when CI is set) without them."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        sync_playwright = None
+    if chromium and sync_playwright:
+        return sync_playwright, chromium
+    missing = "Debian's chromium package" if not chromium else "the playwright package (make test installs it)"
+    if os.environ.get("CI"):
+        pytest.fail(f"CI is set, so the browser test must run: install {missing}")
+    pytest.skip(f"no browser test without {missing}")
+
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "build" / "test-artifacts"
+# Per image: loaded, its size, and how many distinct colours a 64x64 sample of it holds (a blank chart has 1).
+IMAGE_CHECK = """() => Array.from(document.images).map(img => {
+  const canvas = document.createElement('canvas'); canvas.width = 64; canvas.height = 64;
+  const g = canvas.getContext('2d'); g.fillStyle = '#fff'; g.fillRect(0, 0, 64, 64); g.drawImage(img, 0, 0, 64, 64);
+  const data = g.getImageData(0, 0, 64, 64).data; const colours = new Set();
+  for (let i = 0; i < data.length; i += 4) colours.add(data[i] + ',' + data[i + 1] + ',' + data[i + 2]);
+  return {alt: img.alt, complete: img.complete, width: img.naturalWidth, colours: colours.size};
+})"""
+
+
+def test_report_renders_offline_in_a_browser(report):
+    sync_playwright, chromium = _browser()
+    requests, errors = [], []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        try:
+            page_ = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page_.route("**/*", lambda route: (route.continue_() if route.request.url.startswith(("file:", "data:"))
+                                               else (requests.append(route.request.url), route.abort())))
+            page_.on("request", lambda request: requests.append(request.url)
+                     if not request.url.startswith(("file:", "data:")) else None)
+            page_.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+            page_.on("pageerror", lambda error: errors.append(str(error)))
+            page_.goto(report.as_uri(), wait_until="load")
+            for key in ("run", "quality", "features", "churn", "value", "segments", "recommendations",
+                        "anomalies", "campaigns"):
+                section = page_.locator(f"section#{key}")
+                assert section.is_visible() and section.locator("h2").inner_text(), key
+            images = page_.evaluate(IMAGE_CHECK)
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            page_.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
+        finally:
+            browser.close()
+    assert requests == [] and errors == []
+    assert len(images) >= 20
+    blank = [i["alt"] for i in images if not i["complete"] or i["width"] < 100 or i["colours"] < 3]
+    assert blank == []
+    assert (ARTIFACTS / "report.png").stat().st_size > 50_000

@@ -12,6 +12,8 @@ from crm_spark.config.load import load_config
 from crm_spark.config.sections import (
     DELTA_SAFE_RETENTION_HOURS,
     EXPECTATION_PATTERN,
+    CampaignConfig,
+    CampaignsConfig,
     Config,
     GenerateConfig,
     IngestConfig,
@@ -27,7 +29,8 @@ from crm_spark.config.sections import (
 )
 
 __all__ = [
-    "DELTA_SAFE_RETENTION_HOURS", "EXPECTATION_PATTERN", "Config", "ConfigError", "GenerateConfig", "IngestConfig",
+    "DELTA_SAFE_RETENTION_HOURS", "EXPECTATION_PATTERN", "CampaignConfig", "CampaignsConfig",
+    "Config", "ConfigError", "GenerateConfig", "IngestConfig",
     "PathsConfig", "PrepareConfig", "PrivacyConfig", "QualityConfig", "RecommendConfig", "SelectConfig",
     "SourceConfig", "SparkConfig", "TrainConfig", "as_dict", "flatten", "load_config",
 ]

@@ -48,6 +48,18 @@ class PathsConfig:
     checkpoint_dir: str
     truth_dir: str | None = None
     allowed_roots: tuple[str, ...] = (".",)
+    export_dir: str | None = None  # campaign files, one folder per as_of_date; default: <lakehouse_dir>/exports
+    report_dir: str | None = None  # one HTML report per run; default: <lakehouse_dir>/reports
+
+    @property
+    def exports(self) -> str:
+        """Return the folder campaign exports go to."""
+        return self.export_dir or f"{self.lakehouse_dir.rstrip('/')}/exports"
+
+    @property
+    def reports(self) -> str:
+        """Return the folder run reports go to."""
+        return self.report_dir or f"{self.lakehouse_dir.rstrip('/')}/reports"
 
 
 @dataclass(frozen=True)
@@ -282,6 +294,62 @@ class RecommendConfig:
     seed: int = 11
 
 
+OBJECTIVES = ("retention", "growth")
+VALUE_COLUMNS = ("lifetime_value", "predicted_spend")
+
+
+@dataclass(frozen=True)
+class CampaignConfig:
+    """One campaign: who is eligible, what contacting a customer is worth, the budget and the offer.
+
+    ``eligible`` is a Spark SQL condition over the campaign columns (see the README's
+    Campaigns section): scores, predicted value and its percentile, segments, RFM,
+    customer features and attributes. The expected value of a contact is
+    ``churn_probability * success_rate * value - contact_cost`` for ``retention`` (the
+    value kept by winning back a customer about to leave) and
+    ``(1 - churn_probability) * success_rate * value - contact_cost`` for ``growth``
+    (the value added by a customer who stays); only contacts worth more than
+    ``min_expected_value`` are made, best first, within ``max_customers`` and
+    ``max_cost`` (at least one must be set).
+    """
+
+    eligible: str
+    objective: str = "retention"
+    value: str = "lifetime_value"
+    success_rate: float = 0.1
+    contact_cost: float = 1.0
+    min_expected_value: float = 0.0
+    max_customers: int | None = None
+    max_cost: float | None = None
+    offers: int = 3
+    exclude_anomalies: bool = True
+
+
+def default_campaigns() -> dict[str, CampaignConfig]:
+    """Return the demo's campaigns: win-back, loyalty and cross-sell."""
+    return {
+        "win_back": CampaignConfig(
+            "churn_probability >= 0.5 AND lifetime_value_percentile >= 0.7", objective="retention",
+            success_rate=0.15, contact_cost=2.0, max_customers=5000),
+        "loyalty": CampaignConfig("rfm_segment = 'champions'", objective="growth", success_rate=0.05,
+                                  contact_cost=0.5, max_customers=10000, offers=2),
+        "cross_sell": CampaignConfig("tenure_days <= 180 AND frequency >= 1", objective="growth", success_rate=0.1,
+                                     contact_cost=0.5, max_cost=2500.0),
+    }
+
+
+@dataclass(frozen=True)
+class CampaignsConfig:
+    """The campaigns the ``campaigns`` stage builds audiences for.
+
+    A customer may be in several campaigns; campaigns listed in ``priority`` are
+    exclusive, in that order: a customer chosen by one is not offered to the next.
+    """
+
+    definitions: Mapping[str, CampaignConfig] = field(default_factory=default_campaigns)
+    priority: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True)
 class Config:
     """The whole, validated configuration of one run."""
@@ -299,6 +367,7 @@ class Config:
     select: SelectConfig = field(default_factory=SelectConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     recommend: RecommendConfig = field(default_factory=RecommendConfig)
+    campaigns: CampaignsConfig = field(default_factory=CampaignsConfig)
 
     @property
     def attribute_columns(self) -> list[str]:

@@ -10,6 +10,9 @@ from crm_spark.config.coerce import ConfigError, as_dict, did_you_mean, flatten
 from crm_spark.config.sections import (
     DELTA_SAFE_RETENTION_HOURS,
     EXPECTATION_PATTERN,
+    OBJECTIVES,
+    VALUE_COLUMNS,
+    CampaignsConfig,
     Config,
     RecommendConfig,
     SourceConfig,
@@ -157,6 +160,7 @@ def validate(config: Config) -> None:
                           "to allow it")
     _validate_expectations(config)
     _validate_recommend(config.recommend)
+    _validate_campaigns(config.campaigns, config.recommend.top_k)
     if config.train.segment_k_min > config.train.segment_k_max:
         raise ConfigError("config key 'train.segment_k_min' must not exceed 'train.segment_k_max'")
     for key, known in (("segment_algorithms", SEGMENT_ALGORITHMS), ("classifiers", CLASSIFIERS)):
@@ -209,6 +213,43 @@ def _validate_recommend(cfg: RecommendConfig) -> None:
                           "set recommend.interactions to ratings or auto")
 
 
+CAMPAIGN_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
+
+
+def _validate_campaigns(cfg: CampaignsConfig, top_k: int) -> None:
+    """Check campaign names (they name export files), objectives, rates, budgets, offers and the priority order."""
+    for name, campaign in cfg.definitions.items():
+        key = f"campaigns.definitions.{name}"
+        if not CAMPAIGN_NAME.fullmatch(name):
+            raise ConfigError(f"config key '{key}': a campaign name must be lower-case letters, digits and _, "
+                              "starting with a letter (it names the export files)")
+        for option, known in (("objective", OBJECTIVES), ("value", VALUE_COLUMNS)):
+            value = getattr(campaign, option)
+            if value not in known:
+                raise ConfigError(f"config key '{key}.{option}' must be one of {known}, got {value!r}"
+                                  f"{did_you_mean(value, known)}")
+        if not 0 < campaign.success_rate <= 1:
+            raise ConfigError(f"config key '{key}.success_rate' must be in (0, 1], got {campaign.success_rate}")
+        if campaign.contact_cost < 0:
+            raise ConfigError(f"config key '{key}.contact_cost' must not be negative, got {campaign.contact_cost}")
+        if campaign.max_customers is None and campaign.max_cost is None:
+            raise ConfigError(f"config key '{key}' needs a budget: set max_customers, max_cost or both")
+        if campaign.max_customers is not None and campaign.max_customers < 1:
+            raise ConfigError(f"config key '{key}.max_customers' must be at least 1, got {campaign.max_customers}")
+        if campaign.max_cost is not None and (campaign.max_cost <= 0 or campaign.contact_cost == 0):
+            raise ConfigError(f"config key '{key}.max_cost' needs a positive max_cost and contact_cost, got "
+                              f"{campaign.max_cost} and {campaign.contact_cost}")
+        if not 0 <= campaign.offers <= top_k:
+            raise ConfigError(f"config key '{key}.offers' must be within [0, recommend.top_k = {top_k}], "
+                              f"got {campaign.offers}")
+    for name in cfg.priority:
+        if name not in cfg.definitions:
+            raise ConfigError(f"config key 'campaigns.priority' names '{name}', which is not a campaign"
+                              f"{did_you_mean(name, cfg.definitions)} (campaigns: {', '.join(cfg.definitions)})")
+    if len(set(cfg.priority)) < len(cfg.priority):
+        raise ConfigError(f"config key 'campaigns.priority' names a campaign twice: {list(cfg.priority)}")
+
+
 def _under(path: str, roots: Sequence[str]) -> bool:
     """Return whether ``path`` (a local path or URL) lies under one of ``roots``."""
     if "://" in path:
@@ -224,6 +265,7 @@ def _validate_paths(config: Config) -> None:
     paths, roots = config.paths, config.paths.allowed_roots
     for key, value in (("paths.raw_dir", paths.raw_dir), ("paths.lakehouse_dir", paths.lakehouse_dir),
                        ("paths.checkpoint_dir", paths.checkpoint_dir), ("paths.truth_dir", paths.truth_dir),
+                       ("paths.export_dir", paths.export_dir), ("paths.report_dir", paths.report_dir),
                        ("privacy.secret_file", config.privacy.secret_file)):
         if value is not None and not _under(value, roots):
             raise ConfigError(f"config key '{key}' ({value}) is outside the allowed roots "

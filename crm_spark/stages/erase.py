@@ -7,7 +7,8 @@ silver and gold table that holds those ids or keys (quarantine rows by their ori
 text), the touched tables are VACUUMed with the configured retention, and the request
 is logged in ``gold.erasure_log`` without personal data: keyed hashes of the ids, the
 time, the tables touched and the rows deleted. Ingest drops rows whose id hash is in
-the log, so the person does not come back from raw files that still hold them.
+the log, so the person does not come back from raw files that still hold them. Campaign
+exports are written again from the cleaned audiences, so no exported file keeps them.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pyspark.sql import Column, SparkSession
 from pyspark.sql import functions as F
 
 from crm_spark import privacy, tables
+from crm_spark.campaigns import export
 from crm_spark.config import Config
 from crm_spark.schemas import CUSTOMER_ID, CUSTOMER_KEY, EMAIL, ERASURE_LOG_SCHEMA
 
@@ -101,6 +103,9 @@ def run(spark: SparkSession, config: Config, ids: list[str], run_id: str) -> Era
         if deleted:
             result.rows_deleted[table.qualified] = deleted
             tables.vacuum(spark, table.path(lake), config.privacy.vacuum_retention_hours)
+    if tables.CAMPAIGN_AUDIENCES.qualified in result.rows_deleted:
+        refreshed = export.refresh(spark, lake, config.paths.exports)
+        log.info("campaign exports of %d dates written again without the erased customers", len(refreshed))
     _log_request(spark, config, run_id, result, [privacy.id_hash(secret, i) for i in sorted(source_ids)])
     log.info("erasure %s: %d ids, %d linked records, %d keys, %d rows deleted from %d tables", run_id,
              result.ids_requested, result.records, result.keys, sum(result.rows_deleted.values()),

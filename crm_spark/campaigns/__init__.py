@@ -1,0 +1,1 @@
+"""Campaigns: audiences from the gold outputs, and their export for marketing tools."""
