@@ -67,7 +67,7 @@ def test_ratings_and_users_without_orders(spark, tmp_path):
     config = example("ratings_users", tmp_path, "recommend.feedback=explicit")
     runs.execute(spark, config, list(runs.PIPELINE), "ratings-users")
     row = run_row(spark, config, "ratings-users")
-    assert (row["status"], sorted(row["skipped"])) == ("succeeded", ["score", "select", "train"])
+    assert (row["status"], sorted(row["skipped"])) == ("succeeded", ["campaigns", "score", "select", "train"])
     lake = config.paths.lakehouse_dir
     customers = tables.read_table(spark, tables.CUSTOMERS, lake)
     assert customers.count() == 201

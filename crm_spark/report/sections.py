@@ -95,6 +95,21 @@ def _metrics(ctx: Context, task: str) -> dict[tuple[str, str, str], float]:
     return {(r[MODEL], r["metric"], r[SPLIT]): r["value"] for r in rows if r["value"] is not None}
 
 
+def _rows(ctx: Context, table: tables.Table, section: Section, missing: str) -> DataFrame | None:
+    """Return the date's rows of ``table``, or None after noting in ``section`` what is missing and why."""
+    df = ctx.dated(table)
+    if df is None:
+        section.notes.append(missing)
+    return df
+
+
+def _test_table(metrics: dict[tuple[str, str, str], float], names: Sequence[str]) -> str:
+    """Return the table of the named test metrics, one row per model."""
+    models = sorted({m for (m, _, s) in metrics if s == TEST})
+    return table_html(["model", *names], [[m, *[metrics.get((m, n, TEST)) for n in names]] for m in models],
+                      "Test metrics")
+
+
 def run_summary(ctx: Context) -> Section:
     """The run: status, times, and each stage's time and rows."""
     section = Section("run", "Run summary", f"Run {ctx.run_id} for {ctx.as_of_date}.")
@@ -174,9 +189,8 @@ def feature_selection(ctx: Context) -> Section:
     """Chi-square statistics and the correlation heat map of the candidate features."""
     section = Section("features", "Feature selection",
                       "Which customer features the churn models may use, and why the others were left out.")
-    df = ctx.dated(tables.FEATURE_SELECTION)
+    df = _rows(ctx, tables.FEATURE_SELECTION, section, "No feature selection for this date: run select.")
     if df is None:
-        section.notes.append("No feature selection for this date: run select.")
         return section
     rows = df.orderBy("position").collect()
     section.charts.append(charts.bars(
@@ -216,9 +230,8 @@ def churn(ctx: Context) -> Section:
     """Held-out curves of every churn model beside the baselines, calibration, confusion and explanations."""
     section = Section("churn", "Churn", "How well each model finds the customers who stop buying, on test "
                       "customers no model saw in training.")
-    df = ctx.dated(tables.CHURN_HOLDOUT)
+    df = _rows(ctx, tables.CHURN_HOLDOUT, section, "No held-out churn predictions for this date: run train.")
     if df is None:
-        section.notes.append("No held-out churn predictions for this date: run train.")
         return section
     test = df.where((F.col(SPLIT) == TEST) & F.col(SCORE).isNotNull() & F.col(LABEL).isNotNull())
     bins = _curves(test)
@@ -278,10 +291,8 @@ def churn(ctx: Context) -> Section:
             diagonal=True, marker="o"))
     _confusion(ctx, test, section)
     _explanations(ctx, section)
-    table = sorted({m for (m, _, s) in metrics if s == TEST})
-    names = ("auc", "auc_pr", "precision", "recall", "f1", "accuracy", "lift_top_decile")
-    section.tables.append(table_html(["model", *names], [[m, *[metrics.get((m, n, TEST)) for n in names]]
-                                                          for m in table], "Test metrics"))
+    section.tables.append(_test_table(metrics, ("auc", "auc_pr", "precision", "recall", "f1", "accuracy",
+                                                "lift_top_decile")))
     return section
 
 
@@ -367,11 +378,8 @@ def customer_value(ctx: Context) -> Section:
              "actual": [metrics[("bg_nbd", f"repeat_purchases_{g}_mean_actual", TEST)] for g in groups]},
             "repeat purchases before the cutoff", "mean purchases in the horizon",
             "The field's standard check: expected and actual purchases should match in every group."))
-    names = ("r2", "mae", "rmse", "purchases_mae", "auc_buys_again", "expected_purchases_total",
-             "actual_purchases_total")
-    rows = sorted({m for (m, _, s) in metrics if s == TEST})
-    section.tables.append(table_html(["model", *names], [[m, *[metrics.get((m, n, TEST)) for n in names]]
-                                                          for m in rows], "Test metrics"))
+    section.tables.append(_test_table(metrics, ("r2", "mae", "rmse", "purchases_mae", "auc_buys_again",
+                                                "expected_purchases_total", "actual_purchases_total")))
     return section
 
 
@@ -379,9 +387,8 @@ def segments(ctx: Context) -> Section:
     """Segment sizes and profiles, and the RFM grid."""
     section = Section("segments", "Segments", "Groups of similar customers, and the classic recency-frequency "
                       "grid.")
-    profiles = ctx.dated(tables.SEGMENT_PROFILES)
+    profiles = _rows(ctx, tables.SEGMENT_PROFILES, section, "No segments for this date: run train and score.")
     if profiles is None:
-        section.notes.append("No segments for this date: run train and score.")
         return section
     rows = profiles.orderBy("segment").collect()
     section.charts.append(charts.bars(
@@ -421,10 +428,8 @@ def recommendations(ctx: Context) -> Section:
             "Ranking quality on held-out purchases", [n.replace("_", " ") for n in names],
             {m: [metrics.get((m, n, TEST), 0.0) for n in names] for m in models}, "metric", "value",
             "Taller is better; the models should clear 'popular' (the best sellers for everyone) clearly."))
-        other = ("catalogue_coverage", "distribution_entropy", "novelty")
-        section.tables.append(table_html(["model", *names, *other],
-                                         [[m, *[metrics.get((m, n, TEST)) for n in (*names, *other)]] for m in models],
-                                         "Test metrics"))
+        section.tables.append(_test_table(metrics, (*names, "catalogue_coverage", "distribution_entropy",
+                                                    "novelty")))
     tuning = ctx.dated(tables.RECOMMENDATION_TUNING)
     if tuning is not None:
         trials = tuning.where(F.col("value").isNotNull()).collect()
@@ -438,9 +443,8 @@ def recommendations(ctx: Context) -> Section:
                 "Tuning trials on validation data", series, "trial", f"validation {trials[0]['metric']}",
                 "Each point is one setting tried; the champion is the best validation score of any family.",
                 marker="o"))
-    served = ctx.dated(tables.RECOMMENDATIONS)
+    served = _rows(ctx, tables.RECOMMENDATIONS, section, "No recommendations served for this date: run recommend.")
     if served is None:
-        section.notes.append("No recommendations served for this date: run recommend.")
         return section
     counts = sorted((r["n"] for r in served.groupBy(PRODUCT_ID).agg(F.count("*").alias("n")).collect()),
                     reverse=True)
@@ -464,9 +468,8 @@ def recommendations(ctx: Context) -> Section:
 def anomalies(ctx: Context) -> Section:
     """Flagged orders and customers, their scores and the strongest reasons."""
     section = Section("anomalies", "Anomalies", "Orders and customers far from the usual, for a person to check.")
-    df = ctx.dated(tables.ANOMALIES)
+    df = _rows(ctx, tables.ANOMALIES, section, "No anomalies for this date: run score.")
     if df is None:
-        section.notes.append("No anomalies for this date: run score.")
         return section
     levels = df.groupBy("level").agg(F.count("*").alias("n"), F.min(SCORE).alias("lo"),
                                      F.max(SCORE).alias("hi")).collect()
@@ -494,9 +497,8 @@ def campaigns(ctx: Context) -> Section:
     """Audience sizes, expected value, and the budget curve of each campaign."""
     section = Section("campaigns", "Campaigns", "Who each campaign contacts, what the contacts are expected to be "
                       "worth, and what a larger budget would add.")
-    df = ctx.dated(tables.CAMPAIGN_SUMMARY)
+    df = _rows(ctx, tables.CAMPAIGN_SUMMARY, section, "No campaigns for this date: run campaigns.")
     if df is None:
-        section.notes.append("No campaigns for this date: run campaigns.")
         return section
     rows = df.orderBy(F.coalesce(F.col("priority"), F.lit(1 << 30)), "campaign").collect()
     section.tables.append(table_html(
