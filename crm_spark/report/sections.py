@@ -122,13 +122,13 @@ def run_summary(ctx: Context) -> Section:
     section.tables.append(table_html(
         ["status", "as of date", "started (UTC)", "finished (UTC)", "wall seconds", "config hash"],
         [[row["status"], str(row["as_of_date"]), str(row["started_at"])[:19], str(row["finished_at"] or "")[:19],
-          None if took is None else float(took), row["config_hash"]]]))
+          "" if took is None else f"{took:,.1f}", row["config_hash"]]]))
     seconds = dict(row["stage_seconds"] or {})
     status, rows_in, rows_out = (dict(row[c] or {}) for c in ("stage_status", "rows_in", "rows_out"))
     stages = [s for s in row["stages"] if s in seconds]
     section.tables.append(table_html(
         ["stage", "status", "seconds", "rows in", "rows out"],
-        [[s, status.get(s, ""), float(seconds[s]), f"{rows_in.get(s, 0):,}", f"{rows_out.get(s, 0):,}"]
+        [[s, status.get(s, ""), f"{seconds[s]:,.1f}", f"{rows_in.get(s, 0):,}", f"{rows_out.get(s, 0):,}"]
          for s in stages]))
     if stages:
         section.charts.append(charts.bars(
