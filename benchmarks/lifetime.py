@@ -1,6 +1,7 @@
 """Benchmark: BG/NBD and Gamma-Gamma fitted as the pipeline fits them, on the public CDNOW
 transactions against the published parameters, and on simulated customers at growing counts to
-show the driver's fitting time does not grow with them.
+show how the driver's fitting time grows with them: with times to the day, and binned by week
+(``train.clv_period_bins``), where the distinct rows stop growing with the customers.
 
 CDNOW (Fader, Hardie and Lee 2005) is not in this repository: give the path of its transaction
 log (``CDNOW_sample.txt``, 2,357 customers, or ``CDNOW_master.txt``, 23,570; whitespace-separated
@@ -61,9 +62,13 @@ def read_cdnow(spark, path: str):
     return spark.createDataFrame(orders)
 
 
-def simulate(spark, n: int, seed: int = 1):
-    """Return ``n`` customers' summaries drawn from BG/NBD (weeks, observed 26 to 52 weeks) with values."""
-    x, t_x, age = simulate_bgnbd(n, *SIMULATED.values(), seed=seed)
+def simulate(spark, n: int, period_bins: bool, seed: int = 1):
+    """Return ``n`` customers' summaries drawn from BG/NBD with values: weeks to the day (as a
+    transaction log gives them), or binned by week as ``purchase_summaries`` bins them with
+    ``train.clv_period_bins``; observed 26 to 52 weeks."""
+    x, t_x, age = simulate_bgnbd(n, *SIMULATED.values(), seed=seed, step=1 / 7)
+    if period_bins:  # binned as purchase_summaries bins them
+        t_x, age = np.where(x > 0, np.floor(t_x + 1e-9) + 0.5, 0.0), np.floor(age + 1e-9) + 0.5
     rng = np.random.default_rng(seed)
     value = np.where(x > 0, rng.gamma(6.25, 1 / rng.gamma(3.74, 1 / 15.44, n)), 0.0).round(2)
     return spark.createDataFrame(pd.DataFrame({CUSTOMER_KEY: np.arange(n).astype(str), REPEAT_PURCHASES: x,
@@ -83,42 +88,52 @@ def main() -> None:
     figures: dict[str, dict] = {}
     if args.cdnow:
         orders = read_cdnow(spark, args.cdnow).cache()
-        summaries = purchase_summaries(orders, AS_OF, cfg.clv_period_days).cache()
-        began = time.perf_counter()
-        model = lifetime.fit(summaries, cfg)
-        params = model.params()
-        predicted = lifetime.predict(model, summaries, HOLDOUT_DAYS, cfg).transform(
-            with_actual_purchases, orders, AS_OF, HOLDOUT_DAYS)
-        totals = predicted.agg(F.count("*").alias("customers"), F.sum(EXPECTED_PURCHASES).alias("expected"),
-                               F.sum(ACTUAL_PURCHASES).alias("actual"),
-                               F.avg(F.abs(F.col(EXPECTED_PURCHASES) - F.col(ACTUAL_PURCHASES))).alias("mae")).first()
-        figures["cdnow"] = {"customers": totals["customers"], "fit_and_predict_seconds": time.perf_counter() - began,
-                            **params, "holdout_expected_purchases": totals["expected"],
-                            "holdout_actual_purchases": totals["actual"], "holdout_mae": totals["mae"]}
-        print(f"CDNOW, {totals['customers']} customers, calibration to 1997-09-30, holdout 39 weeks")
-        print(f"{'parameter':<22}{'fitted':>12}{'published':>12}{'difference':>12}")
+        fits = {}
+        for whole in (False, True):
+            summaries = purchase_summaries(orders, AS_OF, cfg.clv_period_days, whole).cache()
+            began = time.perf_counter()
+            model = lifetime.fit(summaries, cfg)
+            predicted = lifetime.predict(model, summaries, HOLDOUT_DAYS, cfg).transform(
+                with_actual_purchases, orders, AS_OF, HOLDOUT_DAYS)
+            totals = predicted.agg(
+                F.count("*").alias("customers"), F.sum(EXPECTED_PURCHASES).alias("expected"),
+                F.sum(ACTUAL_PURCHASES).alias("actual"),
+                F.avg(F.abs(F.col(EXPECTED_PURCHASES) - F.col(ACTUAL_PURCHASES))).alias("mae")).first()
+            fits[whole] = {"customers": totals["customers"], "distinct_rows": model.purchases.distinct_rows,
+                           "fit_and_predict_seconds": time.perf_counter() - began, **model.params(),
+                           "holdout_expected_purchases": totals["expected"],
+                           "holdout_actual_purchases": totals["actual"], "holdout_mae": totals["mae"]}
+        figures["cdnow"], figures["cdnow_week_bins"] = fits[False], fits[True]
+        sample = Path(args.cdnow).name.lower().startswith("cdnow_sample")
+        print(f"CDNOW, {fits[False]['customers']} customers, calibration to 1997-09-30, holdout 39 weeks")
+        print(f"{'parameter':<22}{'weeks (days/7)':>16}{'published':>12}{'difference':>12}{'week bins':>14}")
         for name, value in PUBLISHED.items():
-            if Path(args.cdnow).name.lower().startswith("cdnow_sample"):
-                print(f"{name:<22}{params[name]:>12.4f}{value:>12.4f}{params[name] / value - 1:>11.2%}")
-            else:
-                print(f"{name:<22}{params[name]:>12.4f}{'':>12}{'':>12}")
-        print(f"holdout purchases: expected {totals['expected']:.1f}, actual {totals['actual']:.0f}, "
-              f"MAE per customer {totals['mae']:.3f}")
+            fitted = fits[False][name]
+            print(f"{name:<22}{fitted:>16.4f}" + (f"{value:>12.4f}{fitted / value - 1:>11.2%}" if sample
+                                                   else f"{'':>12}{'':>12}") + f"{fits[True][name]:>14.4f}")
+        for whole, fit in fits.items():
+            print(f"{'week bins' if whole else 'weeks (days/7)'}: {fit['distinct_rows']} distinct rows; holdout "
+                  f"purchases expected {fit['holdout_expected_purchases']:.1f}, actual "
+                  f"{fit['holdout_actual_purchases']:.0f}, MAE per customer {fit['holdout_mae']:.3f}")
     counts = [int(n) for n in args.simulate.split(",") if n]
     if counts:
-        print(f"\n{'customers':>10}{'distinct rows':>15}{'aggregate+fit s':>17}{'BG/NBD fit s':>14}{'r':>8}"
-              f"{'alpha':>8}{'a':>8}{'b':>8}")
-    for n in counts:
-        summaries = simulate(spark, n).cache()
-        summaries.count()
-        began = time.perf_counter()
-        model = lifetime.fit(summaries, cfg)
-        seconds = time.perf_counter() - began
-        fitted = model.purchases
-        figures[f"simulated_{n}"] = {"customers": n, "seconds": seconds, **model.params()}
-        print(f"{n:>10}{fitted.distinct_rows:>15}{seconds:>17.2f}{fitted.seconds:>14.2f}"
-              f"{fitted.params.r:>8.3f}{fitted.params.alpha:>8.3f}{fitted.params.a:>8.3f}{fitted.params.b:>8.3f}")
-        summaries.unpersist()
+        print(f"\n{'customers':>10}{'times':>13}{'distinct rows':>15}{'aggregate+fit s':>17}{'BG/NBD fit s':>14}"
+              f"{'GG fit s':>10}{'r':>8}{'alpha':>8}{'a':>8}{'b':>8}")
+    for whole in (False, True):
+        for n in counts:
+            summaries = simulate(spark, n, whole).cache()
+            summaries.count()
+            began = time.perf_counter()
+            model = lifetime.fit(summaries, cfg)
+            seconds = time.perf_counter() - began
+            fitted, unit = model.purchases, "week bins" if whole else "days"
+            figures[f"simulated_{n}_{unit.replace(' ', '_')}"] = {
+                "customers": n, "times": unit, "distinct_rows": fitted.distinct_rows, "seconds": seconds,
+                "bgnbd_fit_seconds": fitted.seconds, "gg_fit_seconds": model.value.seconds, **model.params()}
+            print(f"{n:>10}{unit:>13}{fitted.distinct_rows:>15}{seconds:>17.2f}{fitted.seconds:>14.2f}"
+                  f"{model.value.seconds:>10.2f}{fitted.params.r:>8.3f}{fitted.params.alpha:>8.3f}"
+                  f"{fitted.params.a:>8.3f}{fitted.params.b:>8.3f}")
+            summaries.unpersist()
     Path(args.json).write_text(json.dumps(figures, indent=2))
     print(f"\nwrote {args.json}")
     spark.stop()

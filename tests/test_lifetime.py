@@ -126,9 +126,28 @@ def test_summaries_count_purchase_days_and_value_repeat_days_only(spark):
         [("k1", 2.0, 4.0, 30 / 7, 30.0), ("k2", 0.0, 0.0, 1.0, 0.0)],
         f"{CUSTOMER_KEY} string, {REPEAT_PURCHASES} double, {RECENCY_PERIODS} double, {AGE_PERIODS} double, "
         f"{REPEAT_ORDER_VALUE} double"))
+    # Binned by week, at the middle of each: k1's 28 and 30 days are both in week 4; k2's 7 days in week 1.
+    assertDataFrameEqual(purchase_summaries(orders, dt.date(2024, 2, 1), period_days=7, period_bins=True),
+                         spark.createDataFrame([("k1", 2.0, 4.5, 4.5, 30.0), ("k2", 0.0, 0.0, 1.5, 0.0)],
+                                               summaries.schema))
     actual = with_actual_purchases(summaries, orders, dt.date(2024, 2, 1), 30).select(CUSTOMER_KEY, "actual_purchases")
     assertDataFrameEqual(actual, spark.createDataFrame([("k1", 1.0), ("k2", 0.0)],
                                                        f"{CUSTOMER_KEY} string, actual_purchases double"))
+
+
+def test_period_bins_bound_the_distinct_rows_and_keep_the_parameters_close():
+    # Days (1/7 week) as a transaction log gives them, against the same customers binned by week.
+    x, t_x, age = simulate_bgnbd(40_000, *dataclasses.astuple(PARAMS), seed=3, step=1 / 7)
+    binned_t_x, binned_age = np.where(x > 0, np.floor(t_x + 1e-9) + 0.5, 0.0), np.floor(age + 1e-9) + 0.5
+    fits = {}
+    for name, times in {"days": (t_x, age), "bins": (binned_t_x, binned_age)}.items():
+        rows, counts = np.unique(np.stack([x, *times], axis=1), axis=0, return_counts=True)
+        fits[name] = bgnbd.fit(rows[:, 0], rows[:, 1], rows[:, 2], counts.astype(float))
+    # T takes 27 values (26.5 to 52.5), t_x at most 53: rows are bounded by the calendar, not the customers.
+    assert fits["bins"].distinct_rows <= len(np.unique(x)) * 27 * 53
+    assert fits["bins"].distinct_rows * 2 < fits["days"].distinct_rows
+    exact, binned = dataclasses.astuple(fits["days"].params), dataclasses.astuple(fits["bins"].params)
+    assert binned == pytest.approx(exact, rel=0.04)  # measured 0.1-1.6 % at 100,000 and 1,000,000 customers
 
 
 def test_fitting_from_spark_summaries_keeps_the_driver_work_to_distinct_rows(spark):

@@ -103,7 +103,7 @@ def with_p_alive(features_df: DataFrame, orders_df: DataFrame, as_of_date: dt.da
     """Add ``p_alive``, a candidate feature of the churn models: BG/NBD fitted on every customer's
     purchases before ``as_of_date`` (only the past, like every feature), null for customers
     without a purchase, and for everyone when there is nothing to fit."""
-    summaries = purchase_summaries(orders_df, as_of_date, cfg.clv_period_days)
+    summaries = purchase_summaries(orders_df, as_of_date, cfg.clv_period_days, cfg.clv_period_bins)
     try:
         (x, t_x, t), counts = distinct_rows(summaries, bgnbd.SUMMARY)
         params = bgnbd.fit(x, t_x, t, counts, cfg.clv_penalizer).params

@@ -25,9 +25,8 @@ class Fit:
 
 def distinct_rows(df: DataFrame, columns: tuple[str, ...]) -> tuple[list[np.ndarray], np.ndarray]:
     """Return the distinct values of ``columns`` (one array per column, in their order) and each one's count."""
-    rows = df.groupBy(*columns).count().orderBy(*columns).collect()
-    values = np.array([[row[c] for c in columns] for row in rows], dtype=float).reshape(len(rows), len(columns))
-    return [values[:, i] for i in range(len(columns))], np.array([row["count"] for row in rows], dtype=float)
+    rows = df.groupBy(*columns).count().orderBy(*columns).toPandas()
+    return [rows[c].to_numpy(dtype=float) for c in columns], rows["count"].to_numpy(dtype=float)
 
 
 def maximize(log_likelihood: Callable[[np.ndarray], np.ndarray], start: np.ndarray, counts: np.ndarray,

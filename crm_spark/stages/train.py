@@ -154,7 +154,8 @@ def train_lifetime(config: Config, run_id: str, labelled: DataFrame, orders_df: 
         actual purchases. Without a customer to fit on, no entry and no frames.
     """
     cutoff, horizon = config.training_cutoff, config.churn_horizon_days
-    summaries = purchase_summaries(orders_df, cutoff, config.train.clv_period_days).join(
+    summaries = purchase_summaries(orders_df, cutoff, config.train.clv_period_days,
+                                   config.train.clv_period_bins).join(
         labelled.select(CUSTOMER_KEY, LABEL, SPLIT), CUSTOMER_KEY)
     try:
         model = lifetime.fit(summaries.where(F.col(SPLIT) == TRAIN), config.train)

@@ -6,8 +6,9 @@ import numpy as np
 
 
 def simulate_bgnbd(n: int, r: float, alpha: float, a: float, b: float, seed: int,
-                   age_range: tuple[float, float] = (26.0, 52.0)) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Return (x, t_x, T) of ``n`` customers, times rounded to 0.1 period.
+                   age_range: tuple[float, float] = (26.0, 52.0), step: float = 0.1
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return (x, t_x, T) of ``n`` customers, times rounded to ``step`` periods (1/7 of a week: days).
 
     Each customer buys at a rate drawn from gamma(r, alpha) from a first purchase at time 0
     until the end of an observation drawn uniformly from ``age_range``, and may drop out
@@ -16,7 +17,7 @@ def simulate_bgnbd(n: int, r: float, alpha: float, a: float, b: float, seed: int
     rng = np.random.default_rng(seed)
     rate = rng.gamma(r, 1 / alpha, n)
     dropout = rng.beta(a, b, n)
-    age = rng.uniform(*age_range, n).round(1)
+    age = np.round(rng.uniform(*age_range, n) / step) * step
     x, t_x, t = np.zeros(n), np.zeros(n), rng.exponential(1 / rate)
     active = t <= age
     while active.any():  # every customer at once, one purchase per pass
@@ -24,4 +25,4 @@ def simulate_bgnbd(n: int, r: float, alpha: float, a: float, b: float, seed: int
         active &= rng.random(n) >= dropout
         t = t + rng.exponential(1 / rate)
         active &= t <= age
-    return x, t_x.round(1), age
+    return x, np.round(t_x / step) * step, age
