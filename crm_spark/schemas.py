@@ -411,6 +411,12 @@ RECOMMENDATION_TUNING_SCHEMA = StructType(
         StructField("value", DoubleType()),
         StructField("seconds", DoubleType(), False),
         StructField("chosen", BooleanType(), False),
+        # A blend's second ALS
+        StructField("partner_rank", IntegerType()),
+        StructField("partner_reg_param", DoubleType()),
+        StructField("partner_alpha", DoubleType()),
+        StructField("partner_max_iter", IntegerType()),
+        StructField("partner_confidence", StringType()),
     ]
 )
 

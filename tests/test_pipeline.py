@@ -277,9 +277,14 @@ def test_registry_records_saved_models_and_one_champion_per_task(spark, run):
         model for model, r in recommenders.items() if r["is_champion"]]  # only the champion is refitted and saved
     served = next(r for r in recommenders.values() if r["is_champion"])
     saved = {"als": ["als/metadata"], "ease": ["ease"], "blend": ["als/metadata", "ease"]}[served["model"]]
+    if "partner_rank" in served["params"]:  # a blend with a second ALS saves it beside the first
+        saved.append("als_partner/metadata")
     assert all((Path(served["path"]) / part).is_dir() for part in saved), served["path"]
-    assert set(recommenders["blend"]["params"]) == {"rank", "reg_param", "alpha", "max_iter", "log_confidence",
-                                                   "ease_reg", "als_share"}
+    als_settings = {"rank", "reg_param", "alpha", "max_iter", "log_confidence"}
+    blend_params = set(recommenders["blend"]["params"])
+    assert blend_params - {f"partner_{name}" for name in als_settings} == als_settings | {"ease_reg", "als_share"}
+    assert blend_params & {f"partner_{name}" for name in als_settings} in (set(), {
+        f"partner_{name}" for name in als_settings})
 
 
 def personal_values(spark, config):

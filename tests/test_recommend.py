@@ -184,6 +184,9 @@ def test_ease_and_blend_top_k_match_brute_force(spark):
     als_model = fitting.als_model(AlsParams(rank=3, reg_param=0.1, alpha=2.0, max_iter=5))
     factors = {r[0]: np.array(r[1]) for r in als_model.userFactors.collect()}
     item_factors = np.array([r[1] for r in als_model.itemFactors.orderBy("id").collect()])
+    partner = fitting.als_model(AlsParams(rank=2, reg_param=0.1, alpha=2.0, max_iter=5))
+    partner_factors = {r[0]: np.array(r[1]) for r in partner.userFactors.collect()}
+    partner_items = np.array([r[1] for r in partner.itemFactors.orderBy("id").collect()])
 
     def standardized(row: np.ndarray) -> np.ndarray:
         return (row - row.mean()) / row.std()
@@ -192,6 +195,10 @@ def test_ease_and_blend_top_k_match_brute_force(spark):
         (Recommender("ease", ease_reg=3.0), lambda u: matrix[u] @ weights),
         (Recommender("blend", als=AlsParams(3, 0.1, 2.0, 5), ease_reg=3.0, als_share=0.25),
          lambda u: 0.25 * standardized(item_factors @ factors[u]) + 0.75 * standardized(matrix[u] @ weights)),
+        (Recommender("blend", als=AlsParams(3, 0.1, 2.0, 5), ease_reg=3.0, als_share=0.5,
+                     partner=AlsParams(2, 0.1, 2.0, 5)),
+         lambda u: 0.25 * standardized(item_factors @ factors[u]) + 0.25 * standardized(
+             partner_items @ partner_factors[u]) + 0.5 * standardized(matrix[u] @ weights)),
     ):
         result = top_k_unseen(fitting.scorer(spec), frame.select("user"), frame, k=3)
         expected = []

@@ -63,14 +63,18 @@ def fit(interactions_df: DataFrame, params: AlsParams, explicit: bool, blocks: i
     return als.fit(interactions_df)
 
 
-def als_scorer(model: ALSModel) -> Scorer:
-    """Return the scoring of a fitted ALS model: user factors times every item's factors."""
+def als_scorer(model: ALSModel, column: str = "features") -> Scorer:
+    """Return the scoring of a fitted ALS model: user factors times every item's factors.
+
+    The user factors come in ``column``, so the factors of two models can sit side by side in a blend.
+    """
     item_factors = model.itemFactors.orderBy("id").toPandas()
     item_ids = item_factors["id"].to_numpy(dtype=np.int64)
     matrix = (np.stack(item_factors["features"].to_numpy()).astype(np.float32).T if len(item_ids)
               else np.zeros((model.rank, 0), dtype=np.float32))
 
     def score(part: pd.DataFrame) -> np.ndarray:
-        return np.stack(part["features"].to_numpy()).astype(np.float32) @ matrix
+        return np.stack(part[column].to_numpy()).astype(np.float32) @ matrix
 
-    return Scorer(item_ids, model.userFactors.withColumnRenamed("id", USER), score)
+    return Scorer(item_ids, model.userFactors.withColumnRenamed("id", USER).withColumnRenamed("features", column),
+                  score)

@@ -22,7 +22,9 @@ from crm_spark.schemas import CUSTOMER_KEY, PRODUCT_ID, SCORE
 
 log = logging.getLogger(__name__)
 
-BLEND_MODEL = "blend"  # ALS and EASE scores, each standardized per customer, weighed together
+PARTNER_FEATURES = "partner_features"  # the user factors of a blend's second ALS
+
+BLEND_MODEL = "blend"  # ALS (one or two) and EASE scores, each standardized per customer, weighed together
 
 
 @dataclass(frozen=True)
@@ -34,27 +36,31 @@ class Recommender:
         als: the ALS settings (ALS and blend).
         ease_reg: EASE's regularization (EASE and blend).
         als_share: a blend's weight of ALS's standardized scores; EASE's is the rest.
+        partner: a blend's second ALS, of another rank; the two share ``als_share`` evenly.
     """
 
     model: str
     als: AlsParams | None = None
     ease_reg: float | None = None
     als_share: float | None = None
+    partner: AlsParams | None = None
 
     def __str__(self) -> str:
         """Return the setting in a few words, e.g. ``ease reg 300`` or ``blend 0.5 als rank 64 ... + ease reg 300``."""
-        als_text = (f"als rank {self.als.rank} reg {self.als.reg_param:g} alpha {self.als.alpha:g} "
-                    f"iter {self.als.max_iter} {self.als.confidence}" if self.als else "")
+        als_text = " + ".join(f"als rank {p.rank} reg {p.reg_param:g} alpha {p.alpha:g} iter {p.max_iter} "
+                              f"{p.confidence}" for p in (self.als, self.partner) if p)
         ease_text = f"ease reg {self.ease_reg:g}" if self.ease_reg is not None else ""
         if self.model == BLEND_MODEL:
             return f"blend {self.als_share:g} {als_text} + {ease_text}"
         return als_text or ease_text
 
     def params(self) -> dict[str, float]:
-        """Return the numeric settings, for the registry."""
+        """Return the numeric settings, for the registry (a partner's prefixed ``partner_``)."""
         values = self.als.as_map() if self.als else {}
         values.update({name: getattr(self, name) for name in ("ease_reg", "als_share")
                        if getattr(self, name) is not None})
+        if self.partner:
+            values.update({f"partner_{name}": value for name, value in self.partner.as_map().items()})
         return values
 
 
@@ -130,33 +136,46 @@ class Fitting:
         ease = item_item.ease_scorer(self.indexed, self.items(), self.ease_weights(spec.ease_reg))
         if spec.model == EASE_MODEL:
             return ease
-        return blend(als.als_scorer(self.als_model(spec.als)), ease, spec.als_share)
+        if spec.partner is None:
+            return blend([(als.als_scorer(self.als_model(spec.als)), spec.als_share), (ease, 1.0 - spec.als_share)])
+        return blend([(als.als_scorer(self.als_model(spec.als)), spec.als_share / 2),
+                      (als.als_scorer(self.als_model(spec.partner), PARTNER_FEATURES), spec.als_share / 2),
+                      (ease, 1.0 - spec.als_share)])
 
     def save(self, spec: Recommender, path: str) -> None:
-        """Save the fitted ``spec`` under ``path``: the ALS model and the EASE weights as Parquet."""
+        """Save the fitted ``spec`` under ``path``: the ALS model (and a blend's partner) and the EASE weights as
+        Parquet."""
         if spec.model in (ALS_MODEL, BLEND_MODEL):
             self.als_model(spec.als).write().overwrite().save(f"{path}/{ALS_MODEL}")
+        if spec.partner is not None:
+            self.als_model(spec.partner).write().overwrite().save(f"{path}/{ALS_MODEL}_partner")
         if spec.model in (EASE_MODEL, BLEND_MODEL):
             item_item.weights_frame(self.spark, self.items(), self.ease_weights(spec.ease_reg).value).write.mode(
                 "overwrite").parquet(f"{path}/{EASE_MODEL}")
 
 
-def blend(first: Scorer, second: Scorer, share: float) -> Scorer:
-    """Return ``share`` times ``first``'s scores plus the rest times ``second``'s, each standardized per
-    customer (mean 0, standard deviation 1 over the items), so neither scale dominates.
+def blend(weighted: list[tuple[Scorer, float]]) -> Scorer:
+    """Return the weighted sum of several recommenders' scores, each standardized per customer
+    (mean 0, standard deviation 1 over the items), so no scale dominates.
+
+    The customers are those with every per-user column the parts read (ALS factors).
 
     Raises:
-        ValueError: the two score different items.
+        ValueError: the parts score different items.
     """
-    if not np.array_equal(first.item_ids, second.item_ids):
-        raise ValueError("a blend needs two recommenders fitted on the same items")
+    first = weighted[0][0]
+    if any(not np.array_equal(first.item_ids, part.item_ids) for part, _ in weighted):
+        raise ValueError("a blend needs recommenders fitted on the same items")
+    users = None
+    for part, _ in weighted:
+        if len(part.users.columns) > 1:  # per-user inputs beside the user
+            users = part.users if users is None else users.join(part.users, USER)
+    scores = [(part.score, weight) for part, weight in weighted]  # the scorers' frames stay on the driver
 
-    first_score, second_score = first.score, second.score  # the scorers' frames stay on the driver
+    def score(block: pd.DataFrame) -> np.ndarray:
+        return sum(weight * _standardized(part_score(block)) for part_score, weight in scores)
 
-    def score(part: pd.DataFrame) -> np.ndarray:
-        return share * _standardized(first_score(part)) + (1.0 - share) * _standardized(second_score(part))
-
-    return Scorer(first.item_ids, first.users, score)
+    return Scorer(first.item_ids, first.users if users is None else users, score)
 
 
 def _standardized(scores: np.ndarray) -> np.ndarray:

@@ -9,6 +9,7 @@ import dataclasses
 import datetime as dt
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from pyspark import StorageLevel
@@ -19,7 +20,7 @@ from crm_spark.config import RecommendConfig
 from crm_spark.errors import StageSkipped
 from crm_spark.frames import persisted
 from crm_spark.metrics import ranking
-from crm_spark.recommend.als import ALS_MODEL
+from crm_spark.recommend.als import ALS_MODEL, AlsParams
 from crm_spark.recommend.families import BLEND_MODEL, Fitting, Recommender, recommend_for, starting_points
 from crm_spark.recommend.holdout import validation_split
 from crm_spark.recommend.interactions import EXPLICIT, PURCHASES, index_pairs, to_pairs
@@ -40,9 +41,10 @@ class TuningTrial:
 
     def row(self, chosen: bool) -> tuple:
         """Return the trial as a ``recommendation_tuning`` row (without ``as_of_date`` and ``run_id``)."""
-        settings = self.spec.als
+        settings, partner = self.spec.als, self.spec.partner
         return (self.spec.model, *(dataclasses.astuple(settings) if settings else (None,) * 5),
-                self.spec.ease_reg, self.spec.als_share, self.metric, self.value, self.seconds, chosen)
+                self.spec.ease_reg, self.spec.als_share, self.metric, self.value, self.seconds, chosen,
+                *(dataclasses.astuple(partner) if partner else (None,) * 5))
 
 
 @dataclass(frozen=True)
@@ -68,8 +70,11 @@ def tune(spark: SparkSession, train_events: DataFrame, items_df: DataFrame, cfg:
     search (every listed ``reg_param``, then ``alpha`` and the confidence transform for
     implicit feedback, then ``rank``, then ``max_iter``, each time keeping the best so
     far; passes repeat while one moves the best), and the best ALS and EASE are blended
-    at every listed share. No trial starts once ``tune_budget_seconds`` have passed,
-    except the configured settings and the blends, whose models are fitted already.
+    at every listed share. When EASE and the blend are in play, the best ALS of another
+    rank (every listed ``reg_param`` tried at it, as a larger rank needs its own) joins
+    the blend too, the two ALS sharing ALS's weight: factorizations of two ranks err in
+    different places. No trial starts once ``tune_budget_seconds`` have passed, except
+    the configured settings and the blends, whose models are fitted already.
     With more customers than ``tune_max_customers``, tuning uses a seeded sample of them.
 
     Args:
@@ -148,12 +153,26 @@ def tune(spark: SparkSession, train_events: DataFrame, items_df: DataFrame, cfg:
                         trial(Recommender(ALS_MODEL, als=dataclasses.replace(best, **{name: value})))
         families = {t.spec.model for t in trials.values()}
         if cfg.tune and {ALS_MODEL, EASE_MODEL} <= families and BLEND_MODEL not in skipped:
-            for share in cfg.tune_blend_shares:  # both models are fitted already: past the budget too
-                trial(Recommender(BLEND_MODEL, als=best_of(ALS_MODEL).als, ease_reg=best_of(EASE_MODEL).ease_reg,
-                                  als_share=share), required=True)
+            partner = _partner(trials.values(), best_of(ALS_MODEL))
+            if partner is not None:  # its rank's own regularization
+                for reg in cfg.tune_reg_params:
+                    trial(Recommender(ALS_MODEL, als=dataclasses.replace(partner, reg_param=reg)))
+            best, ease_reg = best_of(ALS_MODEL).als, best_of(EASE_MODEL).ease_reg
+            partner = _partner(trials.values(), best_of(ALS_MODEL))
+            for share in cfg.tune_blend_shares:  # every model is fitted already: past the budget too
+                trial(Recommender(BLEND_MODEL, als=best, ease_reg=ease_reg, als_share=share), required=True)
+                if partner is not None:
+                    trial(Recommender(BLEND_MODEL, als=best, ease_reg=ease_reg, als_share=share, partner=partner),
+                          required=True)
         seconds = time.monotonic() - started
     best = {model: best_of(model) for model in {t.spec.model for t in trials.values()}}
     champion = max(best.values(), key=lambda spec: trials[spec].value)
     log.info("tuning chose %s (%s = %.4f on validation) after %d trials in %.1f s (budget %.0f s)",
              champion, metric, trials[champion].value, len(trials), seconds, cfg.tune_budget_seconds)
     return Selection(champion, best, list(trials.values()), skipped)
+
+
+def _partner(trials: Iterable[TuningTrial], best: Recommender) -> AlsParams | None:
+    """Return the best ALS setting tried at another rank than ``best``'s, or None."""
+    others = [t for t in trials if t.spec.model == ALS_MODEL and t.spec.als.rank != best.als.rank]
+    return max(others, key=lambda t: t.value).spec.als if others else None
