@@ -45,6 +45,10 @@ log = logging.getLogger(__name__)
 STAGE_HELP = {
     "pipeline": ("run ingest through evaluate in one process, then write the report (--generate first on the demo)",
                  "crm-spark pipeline --generate"),
+    "daily": ("the daily run in one process, fitting no model: ingest, prepare, quality_gate (with expectations), "
+              "features, score, serve, campaigns, then the report", "crm-spark daily --as-of-date 2025-01-02"),
+    "retrain": ("the retraining run on the features a daily run wrote: select, train, recommend, evaluate, then the "
+                "report", "crm-spark retrain --as-of-date 2025-01-05"),
     "generate": ("write the synthetic demo's raw files and their ground truth", "crm-spark generate"),
     "next_day": ("append the demo's activity of the day before as_of_date as new raw files",
                  "crm-spark next_day --as-of-date 2025-01-02"),
@@ -59,6 +63,8 @@ STAGE_HELP = {
               "crm-spark score --as-of-date 2025-01-02"),
     "recommend": ("tune and serve recommendations (ALS, EASE, their blend) -> gold.recommendations",
                   "crm-spark recommend"),
+    "serve": ("serve the registered recommender without refitting, changed customers folded in -> "
+              "gold.recommendations", "crm-spark serve --as-of-date 2025-01-02"),
     "campaigns": ("campaign audiences with offers -> gold.campaign_audiences and CSV/Parquet exports",
                   "crm-spark campaigns"),
     "evaluate": ("held-out metrics of every model -> gold.model_metrics", "crm-spark evaluate"),
@@ -131,8 +137,10 @@ def _stage_arguments(p: argparse.ArgumentParser, stage: str) -> None:
                    help="print the stages with the tables and paths they read and write, then exit before Spark")
     if stage == "pipeline":
         p.add_argument("--generate", action="store_true", help="generate the synthetic demo data first")
+    if stage in ("pipeline", "daily"):
         p.add_argument("--next-day", action="store_true",
                        help="append the demo's activity of the day before as_of_date first (after --generate)")
+    if stage in runs.PROFILES:
         p.add_argument("--stages", help=f"run only these stages, in pipeline order, e.g. features,select,train "
                                         f"(known: {', '.join(runs.STAGES)})")
         p.add_argument("--from", dest="first", metavar="STAGE", help="start the pipeline at this stage")
@@ -249,7 +257,7 @@ def plan(args: argparse.Namespace) -> list[str]:
     Raises:
         UsageError: ``--stages``, ``--from`` or ``--to`` name an unknown stage or an empty range.
     """
-    if args.command != "pipeline":
+    if args.command not in runs.PROFILES:
         return [args.command]
     spelled = {alias: stage for stage, aliases in ALIASES.items() for alias in aliases}
 
@@ -266,10 +274,10 @@ def plan(args: argparse.Namespace) -> list[str]:
         if not chosen:
             raise UsageError("--stages lists no stage")
         return [stage for stage in runs.STAGES if stage in chosen]
-    stages = list(runs.PIPELINE)
-    if args.next_day:
+    stages = list(runs.PROFILES[args.command])
+    if getattr(args, "next_day", False):
         stages.insert(0, "next_day")
-    if args.generate:
+    if getattr(args, "generate", False):
         stages.insert(0, "generate")
     order = [*stages, *[s for s in runs.STAGES if s not in stages]]
     first = order.index(known(args.first, "--from")) if args.first else 0
@@ -386,7 +394,7 @@ def _run_stages(config: Config, args: argparse.Namespace, stages: list[str]) -> 
     for skipped, reason in result.skipped.items():
         print(f"  skipped {skipped}: {reason}")
     print(summary(spark, config, result.run_id))
-    if args.command != "pipeline":
+    if args.command not in runs.PROFILES:
         return 0
     if result.stage_status.get("campaigns") == "succeeded":
         print(f"campaign lists: {config.paths.exports.rstrip('/')}/{config.as_of_date.isoformat()}/")
@@ -507,6 +515,8 @@ def main(argv: Sequence[str] | None = None, stage: str | None = None) -> int:
             return _init(args)
         stages = plan(args) if args.group == "stage" else []
         config = _load(args)
+        if args.command in runs.PROFILES and not getattr(args, "stages", None) and not config.quality.expectations:
+            stages = [stage for stage in stages if stage != "quality_gate"]  # a profile's gate needs expectations
         if args.command == "config" and args.action == "validate":
             print(f"crm-spark config: {args.config} is valid (hash {config.config_hash()}, "
                   f"{len(config.sources)} sources: {', '.join(config.sources)})")

@@ -49,11 +49,20 @@ STAGES: dict[str, Stage] = {
     "train": train.run,
     "score": score.run,
     "recommend": recommend.run,
+    "serve": recommend.serve,
     "campaigns": campaigns.run,
     "evaluate": evaluate.run,
     "maintain": maintain.run,
 }
 PIPELINE = ("ingest", "prepare", "features", "select", "train", "score", "recommend", "campaigns", "evaluate")
+# Run profiles: the whole pipeline; a daily run that applies the registered models and fits none
+# (the quality gate runs where quality.expectations are configured); a retraining run on the
+# features a daily run wrote.
+PROFILES = {
+    "pipeline": PIPELINE,
+    "daily": ("ingest", "prepare", "quality_gate", "features", "score", "serve", "campaigns"),
+    "retrain": ("select", "train", "recommend", "evaluate"),
+}
 # The tables each stage reads; their rows (of the run's dates, for dated tables) are its rows in.
 STAGE_INPUTS: dict[str, tuple[tables.Table, ...]] = {
     "prepare": tuple(tables.BRONZE.values()),
@@ -62,6 +71,7 @@ STAGE_INPUTS: dict[str, tuple[tables.Table, ...]] = {
     "train": (tables.CUSTOMER_FEATURES,),
     "score": (tables.CUSTOMER_FEATURES,),
     "recommend": (tables.ORDERS, tables.RATINGS),
+    "serve": (tables.ORDERS, tables.RATINGS),
     "campaigns": (tables.CUSTOMER_FEATURES,),
     "evaluate": (tables.CHURN_HOLDOUT, tables.CLV_HOLDOUT, tables.PURCHASE_HOLDOUT, tables.RECOMMENDATION_HOLDOUT),
 }
@@ -77,7 +87,8 @@ STAGE_OUTPUTS: dict[str, tuple[tables.Table, ...]] = {
     "score": (tables.CHURN_SCORES, tables.CLV_PREDICTIONS, tables.CUSTOMER_SEGMENTS, tables.SEGMENT_PROFILES,
               tables.ANOMALIES),
     "recommend": (tables.RECOMMENDATIONS, tables.RECOMMENDATION_HOLDOUT, tables.RECOMMENDATION_RELEVANCE,
-                  tables.RECOMMENDATION_TUNING, tables.RATING_HOLDOUT, tables.MODEL_REGISTRY),
+                  tables.RECOMMENDATION_TUNING, tables.RATING_HOLDOUT, tables.MODEL_REGISTRY, tables.RECOMMENDER_USERS),
+    "serve": (tables.RECOMMENDATIONS,),
     "campaigns": (tables.CAMPAIGN_AUDIENCES, tables.CAMPAIGN_SUMMARY),
     "evaluate": (tables.MODEL_METRICS,),
 }

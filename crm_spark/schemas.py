@@ -362,6 +362,16 @@ MODEL_REGISTRY_SCHEMA = StructType(
     ]
 )
 
+# The customers a saved recommender was fitted on, by the numbers of its user factors; an
+# erasure deletes a customer's row, which leaves their factor in the model unlinked.
+RECOMMENDER_USERS_SCHEMA = StructType(
+    [
+        StructField(RUN_ID, StringType(), False),
+        StructField(CUSTOMER_KEY, StringType(), False),
+        StructField("user", IntegerType(), False),
+    ]
+)
+
 # What explains a fitted model: chosen parameters, coefficients, importances, tree rules.
 MODEL_EXPLANATIONS_SCHEMA = StructType(
     [

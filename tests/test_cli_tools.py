@@ -81,6 +81,23 @@ def test_stage_ranges_run_in_pipeline_order():
     assert cli.plan(args) == ["features", "select", "train"]
     args = cli.parser().parse_args(["feature-selection"])
     assert (args.command, cli.plan(args)) == ("select", ["select"])
+    args = cli.parser().parse_args(["daily", "--next-day"])
+    assert cli.plan(args) == ["next_day", "ingest", "prepare", "quality_gate", "features", "score", "serve",
+                              "campaigns"]
+    args = cli.parser().parse_args(["retrain", "--from", "train"])
+    assert cli.plan(args) == ["train", "recommend", "evaluate"]
+
+
+def test_daily_runs_its_quality_gate_only_where_expectations_are_configured(capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)  # the example's files are in the repository; a dry run writes nothing
+    config = "conf/examples/orders_only.yaml"
+    for overrides, gate in (([], True), (["--set", "quality.expectations=[]"], False)):
+        code, out, err = run(capsys, "daily", "--config", config, "--dry-run", *overrides)
+        assert (code, err) == (0, "")
+        listed = [line.split(":")[0].split(". ")[1] for line in out.splitlines()
+                  if line[:3].strip().rstrip(".").isdigit()]
+        assert listed == ["ingest", "prepare", *(["quality_gate"] if gate else []), "features", "score", "serve",
+                          "campaigns"]
 
 
 @pytest.fixture

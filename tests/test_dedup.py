@@ -107,3 +107,41 @@ def test_fuzzy_matches_need_similar_names_and_corroboration(spark):
     assertDataFrameEqual(edges, expected)
     capped, _ = dedup.candidate_pairs(dedup.blocks(records), max_block_size=3)
     assert capped.isEmpty()
+
+
+def test_resolving_only_what_changed_equals_resolving_every_record(spark):
+    rules = PrepareConfig(max_block_size=4)
+    keyed_hash = privacy.keyed_hash(SECRET)
+    t, born, lee = dt.datetime(2024, 1, 1), dt.date(1980, 1, 1), dt.date(1990, 1, 1)
+
+    def record(cid, first, last, email=None, phone=None, birth=None, city="Austin"):
+        return (cid, first, last, email, phone, "U", birth, city, "US", t, t, None, None, *NO_FLAGS)
+
+    before = [
+        record("C1", "Ann", "Ash", email="a@x.com", phone="+14155550101"),
+        record("C2", "Ann", "Ash", email="a@x.com"),
+        record("C3", "Bo", "Birch", phone="+14155550102"),
+        record("C4", "James", "Smith", birth=born), record("C5", "Jmaes", "Smith", birth=born),
+        record("C6", "Cy", "Cole", email="c@x.com"), record("C7", "Cy", "Cole", email="c@x.com"),
+        *[record(f"C{n}", "Dee", "Lee", birth=lee) for n in range(8, 12)],  # a block of 4: compared
+        record("C20", "Eve", "Elm", email="e@x.com"),
+        record("C50", "Flo", "Fir", email="f@y.com"), record("C51", "Flo", "Fir", email="f@y.com"),  # untouched
+    ]
+    after = [
+        *[r for r in before if r[0] != "C7"],  # C7's only record is gone: C6 stands alone
+        record("C30", "Ann", "Ash", email="z@x.com", phone="+14155550102"),  # joins C3 by phone
+        record("C31", "Bo", "Birch", email="a@x.com"),  # joins C1 and C2 by email
+        record("C32", "Jamse", "Smith", birth=born),  # a typo of C4 and C5
+        record("C33", "Dee", "Lee", birth=lee),  # the block grows to 5: no longer compared, the Lees split
+        record("C20", "Eve", "Elm", email="f@x.com"),  # a second record of C20 with a new email
+        record("C40", "New", "Person", email="n@x.com"),
+    ]
+    previous, _ = dedup.resolve(spark.createDataFrame(before, SCHEMA), rules, keyed_hash)
+    assert previous.select("customer_key").distinct().count() == 7
+    everything = spark.createDataFrame(after, SCHEMA)
+    changed = spark.createDataFrame([("C30",), ("C31",), ("C32",), ("C33",), ("C20",), ("C40",)], "customer_id string")
+    incremental, counts = dedup.resolve_changed(everything, previous, changed, rules, keyed_hash)
+    full, _ = dedup.resolve(everything, rules, keyed_hash)
+    assertDataFrameEqual(incremental, full)
+    assert counts["dedup.records_resolved"] == len(after) - 2  # all but the untouched C50 and C51
+    assert full.select("customer_key").distinct().count() == 12

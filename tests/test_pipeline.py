@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import datetime as dt
 import html
 import logging
 import os
@@ -12,6 +13,7 @@ import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from delta.tables import DeltaTable
 from pyspark.sql import functions as F
@@ -21,6 +23,7 @@ from crm_spark import cli, runs, tables
 from crm_spark.config import GenerateConfig
 from crm_spark.features.customer import completed_before, customer_features, read_features
 from crm_spark.models.lifetime import with_p_alive
+from crm_spark.recommend.popularity import GROUP_POPULAR_MODEL, POPULAR_MODEL
 from crm_spark.report import page
 from crm_spark.report.sections import SECTIONS
 from crm_spark.stages import erase
@@ -488,3 +491,49 @@ def test_report_renders_offline_in_a_browser(report):
     blank = [i["alt"] for i in images if not i["complete"] or i["width"] < 100 or i["colours"] < 3]
     assert blank == []
     assert (ARTIFACTS / "report.png").stat().st_size > 50_000
+
+
+def test_serve_keeps_the_recommend_stages_lists_and_folds_in_a_new_purchase(spark, run, tmp_path):
+    # On a copy of the pipeline's lakehouse (the saved models stay where the pipeline wrote them).
+    shared, _ = run
+    lake = str(tmp_path / "lakehouse")
+    shutil.copytree(shared.paths.lakehouse_dir, lake)
+    config = dataclasses.replace(shared, paths=dataclasses.replace(shared.paths, lakehouse_dir=lake))
+    columns = ["customer_key", "product_id", "rank", "source"]
+    served = read(spark, config, tables.RECOMMENDATIONS).where(F.col("as_of_date") == config.as_of_date)
+    before = served.select(*columns, "score").toPandas()
+    registry_before = read(spark, config, tables.MODEL_REGISTRY).count()
+
+    # The same day: no customer has an event since the fit, so every list is the recommend stage's.
+    runs.execute(spark, config, ["serve"], run_id="serve-same-day")
+    again = read(spark, config, tables.RECOMMENDATIONS).where(F.col("as_of_date") == config.as_of_date)
+    assert again.select("run_id").distinct().collect() == [("serve-same-day",)]
+    assertDataFrameEqual(again.select(*columns), spark.createDataFrame(before[columns]))
+    scores = again.select(*columns, "score").toPandas().merge(before, on=columns)
+    assert len(scores) == len(before) and np.allclose(scores["score_x"], scores["score_y"], atol=1e-4)
+    assert read(spark, config, tables.MODEL_REGISTRY).count() == registry_before
+
+    # The next day, one customer buys their first recommendation: they alone are folded in.
+    model = before[~before["source"].isin([POPULAR_MODEL, GROUP_POPULAR_MODEL])]["source"].iloc[0]
+    first = before[(before["source"] == model) & (before["rank"] == 1)].sort_values("customer_key").iloc[0]
+    buyer, bought = first["customer_key"], first["product_id"]
+    orders = read(spark, config, tables.ORDERS)
+    line = orders.where((F.col("customer_key") == buyer) & F.col("product_id").isNotNull()).limit(1).withColumns({
+        "order_id": F.lit("serve-test-order"), "product_id": F.lit(bought), "status": F.lit("completed"),
+        "order_ts": F.lit(dt.datetime.combine(config.as_of_date, dt.time(12)))})
+    line.write.format("delta").mode("append").save(tables.ORDERS.path(lake))
+    next_day = dataclasses.replace(config, as_of_date=config.as_of_date + dt.timedelta(days=1))
+    runs.execute(spark, next_day, ["serve"], run_id="serve-next-day")
+    later = read(spark, config, tables.RECOMMENDATIONS).where(F.col("as_of_date") == next_day.as_of_date).toPandas()
+    buyer_list = later[later["customer_key"] == buyer]
+    assert bought not in set(buyer_list["product_id"]) and len(buyer_list) == config.recommend.top_k
+    assert list(buyer_list.sort_values("rank")["product_id"]) != list(
+        before[before["customer_key"] == buyer].sort_values("rank")["product_id"])
+    # Customers without an event on the new day keep their lists (the real data of that day changes others).
+    active = set(completed_before(orders, next_day.as_of_date).where(
+        F.col("order_ts") >= F.lit(dt.datetime.combine(config.as_of_date, dt.time()))).select(
+        "customer_key").toPandas()["customer_key"]) | {buyer}
+    steady = before[(before["source"] == model) & ~before["customer_key"].isin(active)]
+    kept = later.merge(steady, on=["customer_key", "product_id", "rank", "source"])
+    assert len(steady) > 1000 and len(kept) == len(steady)
+    assert later["customer_key"].nunique() == before["customer_key"].nunique()

@@ -36,7 +36,7 @@ def test_expectations_report_each_failure():
                         "ratings.rating.null_share <= 0.0: metric not measured in this run"]
 
 
-def test_gate_checks_the_newest_successful_prepare_of_the_date(spark, tmp_path):
+def test_gate_checks_its_own_runs_prepare_or_the_newest_successful_one_of_the_date(spark, tmp_path):
     config = make_config(tmp_path, quality=QualityConfig(expectations=("customers.email.valid_share >= 0.9",),
                                                          on_failure="warn"))
     lake = config.paths.lakehouse_dir
@@ -57,3 +57,7 @@ def test_gate_checks_the_newest_successful_prepare_of_the_date(spark, tmp_path):
     with pytest.raises(quality.QualityError, match=r"^prepare run new-bad: 1 data-quality expectation\(s\) not met; "
                                                    r"first: customers.email.valid_share >= 0.9: measured 0.5000"):
         quality_gate.run(spark, config, "gate")
+    # In a profile (crm-spark daily) the gate checks the prepare of its own run, still running.
+    measured = [Measure("customers", "email", "valid_share", 0.97)]
+    tables.write_table(quality.report(spark, config, "daily-run", measured), tables.DATA_QUALITY, lake, "daily-run")
+    assert quality_gate.run(spark, config, "daily-run") == {"quality_gate.expectations": 1}

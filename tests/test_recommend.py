@@ -209,17 +209,18 @@ def test_ease_and_blend_top_k_match_brute_force(spark):
                              spark.createDataFrame(expected, "user int, item int, rank int"))
 
 
-@pytest.mark.parametrize("confidence", ["linear", "log"])
-def test_folding_in_a_trained_customer_gives_back_the_models_factor(spark, confidence):
+@pytest.mark.parametrize(("confidence", "explicit"), [("linear", False), ("log", False), ("linear", True)])
+def test_folding_in_a_trained_customer_gives_back_the_models_factor(spark, confidence, explicit):
     rng = np.random.default_rng(8)
     matrix = _interaction_matrix(rng, 40, 15, 3) * rng.integers(1, 4, size=(40, 15))  # repeat purchases: strengths
     frame = spark.createDataFrame([(int(u), int(i), float(matrix[u, i])) for u, i in zip(*np.nonzero(matrix),
                                                                                           strict=True)],
                                   "user int, item int, strength float")
     params = AlsParams(rank=4, reg_param=0.05, alpha=3.0, max_iter=8, confidence=confidence)
-    model = fit(frame, params, explicit=False, blocks=2, seed=1)
+    model = fit(frame, params, explicit=explicit, blocks=2, seed=1)
     trained = {r["id"]: np.array(r["features"]) for r in model.userFactors.collect()}
-    folded = {r["user"]: np.array(r["features"]) for r in fold_in_users(model.itemFactors, frame, params).collect()}
+    folded = {r["user"]: np.array(r["features"])
+              for r in fold_in_users(model.itemFactors, frame, params, explicit).collect()}
     assert folded.keys() == trained.keys()
     # Spark's last step is this same solve in double precision, stored as float: the factors
     # agree to float rounding (measured largest difference 0 and 6e-8, factors near 1), far

@@ -94,18 +94,30 @@ def blocks(customers_df: DataFrame) -> DataFrame:
     return parts[0].unionByName(parts[1]).distinct()
 
 
-def candidate_pairs(blocks_df: DataFrame, max_block_size: int) -> tuple[DataFrame, DataFrame]:
+def candidate_pairs(blocks_df: DataFrame, max_block_size: int, sizes_df: DataFrame | None = None
+                    ) -> tuple[DataFrame, DataFrame]:
     """Return the record pairs sharing a block, skipping blocks larger than ``max_block_size``.
+
+    Args:
+        blocks_df: ``(id, block)``.
+        max_block_size: larger blocks are skipped.
+        sizes_df: ``(block, size)`` to judge the blocks by (of every record, when ``blocks_df``
+            holds some); by default counted from ``blocks_df``.
 
     Returns:
         Distinct pairs ``(src, dst)`` with ``src < dst``, and the block sizes
         (``block``, ``size``) so callers can report skipped blocks and comparisons.
     """
-    sizes = blocks_df.groupBy("block").agg(F.count(F.lit(1)).alias("size"))
+    sizes = block_sizes(blocks_df) if sizes_df is None else sizes_df
     usable = blocks_df.join(sizes.where(F.col("size") <= max_block_size), "block")
     pairs = usable.alias("l").join(usable.alias("r"), "block").where(F.col("l.id") < F.col("r.id")).select(
         F.col("l.id").alias("src"), F.col("r.id").alias("dst")).distinct()
     return pairs, sizes
+
+
+def block_sizes(blocks_df: DataFrame) -> DataFrame:
+    """Return ``(block, size)``: the records of each block."""
+    return blocks_df.groupBy("block").agg(F.count(F.lit(1)).alias("size"))
 
 
 def fuzzy_edges(customers_df: DataFrame, pairs_df: DataFrame, rules: PrepareConfig) -> DataFrame:
@@ -222,14 +234,15 @@ def golden_records(customers_df: DataFrame, xref_df: DataFrame) -> DataFrame:
     )
 
 
-def resolve(customers_df: DataFrame, rules: PrepareConfig, keyed_hash: Callable[[Column], Column]
-            ) -> tuple[DataFrame, dict[str, int]]:
+def resolve(customers_df: DataFrame, rules: PrepareConfig, keyed_hash: Callable[[Column], Column],
+            sizes_df: DataFrame | None = None) -> tuple[DataFrame, dict[str, int]]:
     """Cluster cleaned customer records into persons: exact edges plus blocked fuzzy edges.
 
     Args:
         customers_df: cleaned customer records.
         rules: fuzzy matching settings.
         keyed_hash: the secret-keyed hash that derives customer keys.
+        sizes_df: the block sizes to skip blocks by, when ``customers_df`` is part of the records.
 
     Returns:
         The cross-reference (``customer_id``, ``customer_key``, ``cluster_id``) and
@@ -242,7 +255,7 @@ def resolve(customers_df: DataFrame, rules: PrepareConfig, keyed_hash: Callable[
         counts["dedup.exact_edges"] = exact.count()
         edges = exact
         if rules.fuzzy_matching:
-            pairs, sizes = candidate_pairs(blocks(customers_df), rules.max_block_size)
+            pairs, sizes = candidate_pairs(blocks(customers_df), rules.max_block_size, sizes_df)
             pairs = scope.enter_context(persisted(pairs, StorageLevel.MEMORY_AND_DISK))
             block_stats = sizes.agg(F.count(F.lit(1)).alias("blocks"),
                                     F.count(F.when(F.col("size") > rules.max_block_size, 1)).alias("skipped")).first()
@@ -257,3 +270,59 @@ def resolve(customers_df: DataFrame, rules: PrepareConfig, keyed_hash: Callable[
         vertices = customers_df.select(F.col(CUSTOMER_ID).alias("id")).distinct()
         components = connected_components(vertices, edges)  # checkpointed: no longer needs the edges
     return xref(components, keyed_hash), counts
+
+
+def resolve_changed(customers_df: DataFrame, previous_xref_df: DataFrame, changed_ids_df: DataFrame,
+                    rules: PrepareConfig, keyed_hash: Callable[[Column], Column]) -> tuple[DataFrame, dict[str, int]]:
+    """Resolve again only the persons that new or changed records can touch; the others keep their keys.
+
+    Records link only through their values, and the persons of the previous resolution
+    are closed: every edge between two unchanged records lies inside one person. So a
+    changed record can only join, split or link the persons of the records it shares an
+    email, a phone or a name block with (a block compared now or, before the changed
+    records joined it, then), and its own earlier person. Those
+    records, every record of their persons and the persons of records that are gone are
+    resolved again as :func:`resolve` does, with blocks judged by their size over every
+    record, so the result equals a resolution of every record.
+
+    Args:
+        customers_df: every cleaned customer record.
+        previous_xref_df: the previous cross-reference (``customer_id``, ``customer_key``, ``cluster_id``).
+        changed_ids_df: ``customer_id`` of records new or changed since then (and any whose
+            cleaned values may have changed).
+        rules: fuzzy matching settings.
+        keyed_hash: the secret-keyed hash that derives customer keys.
+
+    Returns:
+        The whole cross-reference (checkpointed: it no longer reads ``previous_xref_df``)
+        and the counts of :func:`resolve` over the records resolved again, with
+        ``dedup.records_resolved``.
+    """
+    with contextlib.ExitStack() as scope:
+        changed = changed_ids_df.select(CUSTOMER_ID).distinct().checkpoint(eager=True)
+        changed_records = customers_df.join(changed, CUSTOMER_ID, "left_semi")
+        touched = changed.unionByName(previous_xref_df.select(CUSTOMER_ID).join(customers_df, CUSTOMER_ID, "left_anti"))
+        for column in MATCH_COLUMNS:
+            values = changed_records.where(F.col(column).isNotNull()).select(column).distinct()
+            touched = touched.unionByName(customers_df.join(values, column, "left_semi").select(CUSTOMER_ID))
+        sizes = None
+        if rules.fuzzy_matching:
+            every_block = blocks(customers_df)
+            sizes = scope.enter_context(persisted(block_sizes(every_block)))
+            # A block is compared now, or was before, unless even without the changed records it is too large.
+            changed_in = every_block.join(changed.withColumnRenamed(CUSTOMER_ID, "id"), "id", "left_semi").groupBy(
+                "block").agg(F.count(F.lit(1)).alias("changed"))
+            compared = changed_in.join(sizes, "block").where(
+                F.col("size") - F.col("changed") <= rules.max_block_size).select("block")
+            touched = touched.unionByName(
+                every_block.join(compared, "block", "left_semi").select(F.col("id").alias(CUSTOMER_ID)))
+        touched = touched.distinct().checkpoint(eager=True)
+        persons = previous_xref_df.join(touched, CUSTOMER_ID, "left_semi").select("cluster_id").distinct()
+        again = touched.unionByName(previous_xref_df.join(persons, "cluster_id", "left_semi").select(CUSTOMER_ID)) \
+            .distinct().checkpoint(eager=True)
+        records = customers_df.join(again, CUSTOMER_ID, "left_semi")
+        resolved, counts = resolve(records, rules, keyed_hash, sizes)
+        counts["dedup.records_resolved"] = records.count()
+        kept = previous_xref_df.select(CUSTOMER_ID, CUSTOMER_KEY, "cluster_id").join(again, CUSTOMER_ID, "left_anti")
+        # Checkpointed: the previous cross-reference is a table the caller is about to merge into.
+        return kept.unionByName(resolved).checkpoint(eager=True), counts

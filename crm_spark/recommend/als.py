@@ -35,6 +35,12 @@ class AlsParams:
         return {"rank": float(self.rank), "reg_param": self.reg_param, "alpha": self.alpha,
                 "max_iter": float(self.max_iter), "log_confidence": float(self.confidence == LOG)}
 
+    @classmethod
+    def from_map(cls, values: dict[str, float], prefix: str = "") -> AlsParams:
+        """Return the settings ``as_map`` gave, read from ``values`` under ``prefix`` (the registry's params)."""
+        return cls(int(values[f"{prefix}rank"]), values[f"{prefix}reg_param"], values[f"{prefix}alpha"],
+                   int(values[f"{prefix}max_iter"]), LOG if values.get(f"{prefix}log_confidence") else LINEAR)
+
 
 def configured(cfg: RecommendConfig) -> AlsParams:
     """Return the configured ALS settings (the search's starting point)."""
@@ -63,10 +69,15 @@ def fit(interactions_df: DataFrame, params: AlsParams, explicit: bool, blocks: i
     return als.fit(interactions_df)
 
 
-def als_scorer(model: ALSModel, column: str = "features") -> Scorer:
+def als_scorer(model: ALSModel, column: str = "features", user_factors_df: DataFrame | None = None) -> Scorer:
     """Return the scoring of a fitted ALS model: user factors times every item's factors.
 
     The user factors come in ``column``, so the factors of two models can sit side by side in a blend.
+
+    Args:
+        model: the fitted model.
+        column: the name of the user factors' column.
+        user_factors_df: ``(user, features)`` to score with instead of the model's own (folded-in customers).
     """
     item_factors = model.itemFactors.orderBy("id").toPandas()
     item_ids = item_factors["id"].to_numpy(dtype=np.int64)
@@ -76,5 +87,5 @@ def als_scorer(model: ALSModel, column: str = "features") -> Scorer:
     def score(part: pd.DataFrame) -> np.ndarray:
         return np.stack(part[column].to_numpy()).astype(np.float32) @ matrix
 
-    return Scorer(item_ids, model.userFactors.withColumnRenamed("id", USER).withColumnRenamed("features", column),
-                  score)
+    users = model.userFactors.withColumnRenamed("id", USER) if user_factors_df is None else user_factors_df
+    return Scorer(item_ids, users.withColumnRenamed("features", column), score)

@@ -4,6 +4,7 @@ item) and a blend of the two, fitted on one set of interactions and scored for t
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,7 +23,8 @@ from crm_spark.schemas import CUSTOMER_KEY, PRODUCT_ID, SCORE
 
 log = logging.getLogger(__name__)
 
-PARTNER_FEATURES = "partner_features"  # the user factors of a blend's second ALS
+PARTNER = "partner"  # a blend's second ALS: its params' prefix and its saved model's suffix
+PARTNER_FEATURES = f"{PARTNER}_features"  # the user factors of a blend's second ALS
 
 BLEND_MODEL = "blend"  # ALS (one or two) and EASE scores, each standardized per customer, weighed together
 
@@ -60,8 +62,15 @@ class Recommender:
         values.update({name: getattr(self, name) for name in ("ease_reg", "als_share")
                        if getattr(self, name) is not None})
         if self.partner:
-            values.update({f"partner_{name}": value for name, value in self.partner.as_map().items()})
+            values.update({f"{PARTNER}_{name}": value for name, value in self.partner.as_map().items()})
         return values
+
+    @classmethod
+    def from_params(cls, model: str, params: dict[str, float]) -> Recommender:
+        """Return the setting that ``params`` gave for ``model`` (a registry row's model and params)."""
+        return cls(model, als=AlsParams.from_map(params) if "rank" in params else None,
+                   ease_reg=params.get("ease_reg"), als_share=params.get("als_share"),
+                   partner=AlsParams.from_map(params, f"{PARTNER}_") if f"{PARTNER}_rank" in params else None)
 
 
 def starting_points(cfg: RecommendConfig) -> list[Recommender]:
@@ -131,16 +140,8 @@ class Fitting:
 
     def scorer(self, spec: Recommender) -> Scorer:
         """Return the scoring of ``spec`` fitted on these interactions."""
-        if spec.model == ALS_MODEL:
-            return als.als_scorer(self.als_model(spec.als))
-        ease = item_item.ease_scorer(self.indexed, self.items(), self.ease_weights(spec.ease_reg))
-        if spec.model == EASE_MODEL:
-            return ease
-        if spec.partner is None:
-            return blend([(als.als_scorer(self.als_model(spec.als)), spec.als_share), (ease, 1.0 - spec.als_share)])
-        return blend([(als.als_scorer(self.als_model(spec.als)), spec.als_share / 2),
-                      (als.als_scorer(self.als_model(spec.partner), PARTNER_FEATURES), spec.als_share / 2),
-                      (ease, 1.0 - spec.als_share)])
+        return scorer_of(spec, lambda params, column: als.als_scorer(self.als_model(params), column),
+                         lambda: item_item.ease_scorer(self.indexed, self.items(), self.ease_weights(spec.ease_reg)))
 
     def save(self, spec: Recommender, path: str) -> None:
         """Save the fitted ``spec`` under ``path``: the ALS model (and a blend's partner) and the EASE weights as
@@ -148,10 +149,30 @@ class Fitting:
         if spec.model in (ALS_MODEL, BLEND_MODEL):
             self.als_model(spec.als).write().overwrite().save(f"{path}/{ALS_MODEL}")
         if spec.partner is not None:
-            self.als_model(spec.partner).write().overwrite().save(f"{path}/{ALS_MODEL}_partner")
+            self.als_model(spec.partner).write().overwrite().save(f"{path}/{ALS_MODEL}_{PARTNER}")
         if spec.model in (EASE_MODEL, BLEND_MODEL):
             item_item.weights_frame(self.spark, self.items(), self.ease_weights(spec.ease_reg).value).write.mode(
                 "overwrite").parquet(f"{path}/{EASE_MODEL}")
+
+
+def scorer_of(spec: Recommender, als_part: Callable[[AlsParams, str], Scorer],
+              ease_part: Callable[[], Scorer]) -> Scorer:
+    """Return the scoring of ``spec`` from its parts: ALS, EASE, or their blend.
+
+    Args:
+        spec: the setting.
+        als_part: the scoring of the ALS with the given settings, its user factors in the given column.
+        ease_part: the scoring of EASE at ``spec.ease_reg``.
+    """
+    if spec.model == ALS_MODEL:
+        return als_part(spec.als, "features")
+    ease = ease_part()
+    if spec.model == EASE_MODEL:
+        return ease
+    if spec.partner is None:
+        return blend([(als_part(spec.als, "features"), spec.als_share), (ease, 1.0 - spec.als_share)])
+    return blend([(als_part(spec.als, "features"), spec.als_share / 2),
+                  (als_part(spec.partner, PARTNER_FEATURES), spec.als_share / 2), (ease, 1.0 - spec.als_share)])
 
 
 def blend(weighted: list[tuple[Scorer, float]]) -> Scorer:

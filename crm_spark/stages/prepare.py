@@ -13,10 +13,10 @@ from crm_spark.config import Config
 from crm_spark.frames import persisted
 from crm_spark.ingest import ledger
 from crm_spark.prepare import quality
-from crm_spark.prepare.clean import clean_customers
-from crm_spark.prepare.dedup import resolve
+from crm_spark.prepare.clean import MAX_AGE, MIN_AGE, blank_to_null, clean_customers
+from crm_spark.prepare.dedup import resolve, resolve_changed
 from crm_spark.prepare.silver import bronze_frames, customers_from_activity, merge_silver, rebuild_silver
-from crm_spark.schemas import BIRTH_DATE, CUSTOMER_FLAGS, CUSTOMER_KEY
+from crm_spark.schemas import AGE, BIRTH_DATE, CUSTOMER_FLAGS, CUSTOMER_ID, CUSTOMER_KEY, SOURCE_FILE
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +54,16 @@ def run(spark: SparkSession, config: Config, run_id: str) -> dict[str, int]:
         counts: dict[str, int] = {}
         rule_hits = customers.agg(*[F.sum(F.col(f).cast("int")).alias(f) for f in CUSTOMER_FLAGS]).first()
         counts.update({f"rule.{name}": int(value or 0) for name, value in rule_hits.asDict().items()})
-        xref_df, resolution = resolve(customers, config.prepare,
-                                      privacy.keyed_hash(privacy.load_secret(config.privacy)))
-        counts.update(resolution)
+        keyed_hash = privacy.keyed_hash(privacy.load_secret(config.privacy))
         incremental = config.ingest.incremental and tables.table_exists(spark, tables.CUSTOMER_XREF, lake)
         pending = ledger.pending_files(spark, lake)
+        if incremental:
+            xref_df, resolution = resolve_changed(customers, tables.read_table(spark, tables.CUSTOMER_XREF, lake),
+                                                  _changed_ids(spark, config, bronze, customers, pending),
+                                                  config.prepare, keyed_hash)
+        else:
+            xref_df, resolution = resolve(customers, config.prepare, keyed_hash)
+        counts.update(resolution)
         if incremental:
             counts.update(merge_silver(spark, config, bronze, customers, xref_df, pending))
         else:
@@ -73,6 +78,20 @@ def run(spark: SparkSession, config: Config, run_id: str) -> dict[str, int]:
         log.info("prepare %s = %d", name, value)
     quality.check(measures, config)
     return counts
+
+
+def _changed_ids(spark: SparkSession, config: Config, bronze: dict[str, DataFrame], customers: DataFrame,
+                 pending: list[str]) -> DataFrame:
+    """Return ``customer_id`` of the records an incremental resolution must compare again: those of
+    the pending files (of orders and ratings when customers come from them), and those whose
+    cleaned birth date may have changed with ``as_of_date`` (invalid, or at an end of the age range)."""
+    files = F.broadcast(spark.createDataFrame([(p,) for p in pending], f"{SOURCE_FILE} string"))
+    sources = ["customers"] if "customers" in config.sources else ["orders", "ratings"]
+    ids = customers.where(F.col("birth_date_invalid") | F.col(AGE).isin(MIN_AGE, MAX_AGE)).select(CUSTOMER_ID)
+    for source in sources:
+        ids = ids.unionByName(bronze[source].join(files, SOURCE_FILE, "left_semi").select(
+            blank_to_null(F.col(CUSTOMER_ID)).alias(CUSTOMER_ID)))  # as clean_customers spells ids
+    return ids.where(F.col(CUSTOMER_ID).isNotNull())
 
 
 def _order_rule_hits(orders_df: DataFrame) -> dict[str, int]:

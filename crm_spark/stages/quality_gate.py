@@ -17,7 +17,8 @@ log = logging.getLogger(__name__)
 
 
 def run(spark: SparkSession, config: Config, run_id: str) -> dict[str, int]:
-    """Check the expectations against the data-quality rows of the newest successful ``prepare``.
+    """Check the expectations against the data-quality rows of this run's ``prepare``, or else
+    of the newest successful ``prepare`` of ``as_of_date``.
 
     A scheduler runs this between ``prepare`` and the model stages (whatever
     ``quality.on_failure`` says), so models are never trained on data that failed.
@@ -31,16 +32,20 @@ def run(spark: SparkSession, config: Config, run_id: str) -> dict[str, int]:
     """
     lake = config.paths.lakehouse_dir
     prepared = None
-    if tables.table_exists(spark, tables.RUNS, lake):
-        prepared = tables.read_table(spark, tables.RUNS, lake).where(
+    if tables.table_exists(spark, tables.DATA_QUALITY, lake) and not tables.read_table(
+            spark, tables.DATA_QUALITY, lake).where(F.col(RUN_ID) == run_id).isEmpty():
+        prepared = run_id  # this run's own prepare (a profile such as daily)
+    elif tables.table_exists(spark, tables.RUNS, lake):
+        newest = tables.read_table(spark, tables.RUNS, lake).where(
             (F.col(AS_OF_DATE) == F.lit(config.as_of_date)) & (F.col("stage_status")["prepare"] == "succeeded")
         ).orderBy(F.col("finished_at").desc()).select(RUN_ID).first()
+        prepared = newest[RUN_ID] if newest else None
     if prepared is None:
         raise QualityError(f"no prepare run succeeded for {config.as_of_date}: nothing to check")
-    quality_df = tables.read_table(spark, tables.DATA_QUALITY, lake).where(F.col(RUN_ID) == prepared[RUN_ID])
+    quality_df = tables.read_table(spark, tables.DATA_QUALITY, lake).where(F.col(RUN_ID) == prepared)
     failures = failed_expectations([Measure.of_row(r) for r in quality_df.collect()], config.quality.expectations)
     if failures:
-        raise QualityError(f"prepare run {prepared[RUN_ID]}: {len(failures)} data-quality expectation(s) not met; "
+        raise QualityError(f"prepare run {prepared}: {len(failures)} data-quality expectation(s) not met; "
                            f"first: {failures[0]}")
-    log.info("prepare run %s met all %d expectations", prepared[RUN_ID], len(config.quality.expectations))
+    log.info("prepare run %s met all %d expectations", prepared, len(config.quality.expectations))
     return {"quality_gate.expectations": len(config.quality.expectations)}

@@ -17,8 +17,10 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from crm_spark import registry, tables
+from crm_spark import files, registry, tables
 from crm_spark.config import Config
+from crm_spark.dates import start_of
+from crm_spark.errors import StageSkipped
 from crm_spark.features.customer import registered_before
 from crm_spark.frames import persisted
 from crm_spark.recommend.als import als_blocks
@@ -26,8 +28,10 @@ from crm_spark.recommend.cold_start import SOURCE, cold_start, customer_groups
 from crm_spark.recommend.families import Fitting, Recommender, recommend_for
 from crm_spark.recommend.holdout import split
 from crm_spark.recommend.interactions import (
+    EXPLICIT,
     ITEM,
     PURCHASES,
+    USER,
     catalogue,
     dense_index,
     index_pairs,
@@ -38,7 +42,8 @@ from crm_spark.recommend.interactions import (
 )
 from crm_spark.recommend.popularity import POPULAR_MODEL, popular_unseen, popularity
 from crm_spark.recommend.rating_model import rating_holdout
-from crm_spark.recommend.top_k import candidates_for_cap, cap_per_category, inactive_items
+from crm_spark.recommend.saved import SavedRecommender, items_path, load_items, save_items, serving_index
+from crm_spark.recommend.top_k import Scorer, candidates_for_cap, cap_per_category, inactive_items
 from crm_spark.recommend.tuning import Selection, tune
 from crm_spark.registry import RECOMMEND_TASK
 from crm_spark.schemas import (
@@ -49,6 +54,7 @@ from crm_spark.schemas import (
     POPULARITY,
     PRODUCT_ID,
     RECOMMENDATION_TUNING_SCHEMA,
+    RUN_ID,
     SCORE,
 )
 
@@ -142,7 +148,8 @@ def _evaluate(spark: SparkSession, config: Config, events: DataFrame, items: Dat
 
 def _serve(spark: SparkSession, config: Config, run_id: str, events: DataFrame, items: DataFrame,
            products: DataFrame, kind: str, champion: Recommender, blocks: int, write: tables.DatedWriter) -> str:
-    """Refit the champion on every interaction, save it, and write top-k lists for every registered customer.
+    """Refit the champion on every interaction, save it with its item and customer indexes, and write
+    top-k lists for every registered customer.
 
     Returns:
         Where the refitted model is saved.
@@ -151,28 +158,88 @@ def _serve(spark: SparkSession, config: Config, run_id: str, events: DataFrame, 
     with contextlib.ExitStack() as scope:
         pairs = scope.enter_context(persisted(to_pairs(events, cfg, kind), StorageLevel.MEMORY_AND_DISK))
         users, indexed = _indexed(pairs, items, scope)
-        known = users.select(CUSTOMER_KEY)
         fitting = scope.enter_context(Fitting(spark, indexed, cfg, blocks))
-        served = recommend_for(fitting.scorer(champion), users, items, indexed, known,
-                               candidates_for_cap(cfg.top_k, cfg.max_per_category),
-                               inactive_items(events, items, config.as_of_date, cfg.inactive_after_days))
-        if cfg.max_per_category is not None:
-            served = cap_per_category(served, products.select(PRODUCT_ID, CATEGORY), cfg.max_per_category,
-                                      cfg.top_k)
         path = registry.model_path(lake, run_id, RECOMMEND_TASK, champion.model)
         fitting.save(champion, path)
-        customers = registered_before(tables.read_table(spark, tables.CUSTOMERS, lake), config.as_of_date)
-        cold = customers.select(CUSTOMER_KEY).join(known, CUSTOMER_KEY, "left_anti")
-        groups = None
-        if tables.table_exists(spark, tables.CUSTOMER_FEATURES, lake):
-            features = tables.read_table(spark, tables.CUSTOMER_FEATURES, lake).where(
-                F.col(AS_OF_DATE) == F.lit(config.as_of_date))
-            groups = customer_groups(features, cfg.cold_start_by)
-        started = time.monotonic()
-        write(served.withColumn(SOURCE, F.lit(champion.model)).unionByName(
-            cold_start(pairs, cold, groups, cfg.top_k, cfg.cold_start_min_customers)), tables.RECOMMENDATIONS)
-        log.info("top-%d for every customer written in %.1f s", cfg.top_k, time.monotonic() - started)
+        save_items(items, path)
+        write.counts[tables.RECOMMENDER_USERS.qualified] = tables.write_table(
+            users.select(F.lit(run_id).alias(RUN_ID), CUSTOMER_KEY, USER), tables.RECOMMENDER_USERS, lake, run_id)
+        _write_served(spark, config, fitting.scorer(champion), champion.model, events, pairs, users, items, indexed,
+                      products, write)
     return path
+
+
+def serve(spark: SparkSession, config: Config, run_id: str) -> dict[str, int]:
+    """Serve top-k lists for every registered customer from the registered recommender, without refitting.
+
+    The champion is the newest registered for a date up to ``as_of_date``. Customers keep
+    the model's user factors unless they have an event since its ``as_of_date`` or are new
+    to it: those are folded in against the model's item factors. EASE scores everyone's
+    current history with its saved weights. Exclusions, category cap and cold start are the
+    recommend stage's; products new since the fit reach customers through cold start only,
+    until the next recommend.
+
+    Returns:
+        Rows written per table.
+
+    Raises:
+        StageSkipped: no recommender is registered yet (or it was saved without its product
+            index), or there are no interactions.
+    """
+    lake, cfg = config.paths.lakehouse_dir, config.recommend
+    entry = registry.champions(spark, config).get(RECOMMEND_TASK)
+    if entry is None or not entry["path"]:
+        raise StageSkipped("no recommender in the registry: run recommend (or crm-spark retrain) first")
+    if not files.exists(spark, items_path(entry["path"])):
+        raise StageSkipped(f"the registered recommender of run {entry[RUN_ID]} was saved without its product index "
+                           f"(by an earlier version): run recommend (or crm-spark retrain) once")
+    spec = Recommender.from_params(entry["model"], entry["params"] or {})
+    orders = tables.read_table(spark, tables.ORDERS, lake)
+    ratings = tables.read_table(spark, tables.RATINGS, lake)
+    kind = interaction_kind(cfg, orders, ratings)
+    fitted_users = tables.read_table(spark, tables.RECOMMENDER_USERS, lake).where(
+        F.col(RUN_ID) == entry[RUN_ID]).select(CUSTOMER_KEY, USER)
+    log.info("serving %s of run %s (as of %s), %s", spec, entry[RUN_ID], entry[AS_OF_DATE], kind)
+    write = tables.DatedWriter(lake, config.as_of_date, run_id)
+    with contextlib.ExitStack() as scope:
+        events = scope.enter_context(persisted(
+            purchase_events(orders, config.as_of_date) if kind == PURCHASES
+            else rating_events(ratings, config.as_of_date), StorageLevel.MEMORY_AND_DISK))
+        pairs = scope.enter_context(persisted(to_pairs(events, cfg, kind), StorageLevel.MEMORY_AND_DISK))
+        items = scope.enter_context(persisted(load_items(spark, entry["path"])))
+        users, indexed, changed = serving_index(pairs, events, fitted_users, items, start_of(entry[AS_OF_DATE]))
+        users = scope.enter_context(persisted(users))
+        indexed = scope.enter_context(persisted(indexed, StorageLevel.MEMORY_AND_DISK))
+        changed = scope.enter_context(persisted(changed))
+        log.info("%d of %d customers with history folded in", changed.count(), users.count())
+        saved = scope.enter_context(SavedRecommender(spark, entry["path"], spec, cfg.feedback == EXPLICIT))
+        _write_served(spark, config, saved.scorer(indexed, changed), spec.model, events, pairs, users, items, indexed,
+                      tables.read_table(spark, tables.PRODUCTS, lake), write)
+    return write.counts
+
+
+def _write_served(spark: SparkSession, config: Config, scorer: Scorer, model: str, events: DataFrame,
+                  pairs: DataFrame, users: DataFrame, items: DataFrame, indexed: DataFrame, products: DataFrame,
+                  write: tables.DatedWriter) -> None:
+    """Write top-k lists for every registered customer: the recommender's for customers with
+    interactions it knows, cold start for the others."""
+    cfg, lake = config.recommend, config.paths.lakehouse_dir
+    known = users.join(indexed.select(USER).distinct(), USER).select(CUSTOMER_KEY)
+    served = recommend_for(scorer, users, items, indexed, known, candidates_for_cap(cfg.top_k, cfg.max_per_category),
+                           inactive_items(events, items, config.as_of_date, cfg.inactive_after_days))
+    if cfg.max_per_category is not None:
+        served = cap_per_category(served, products.select(PRODUCT_ID, CATEGORY), cfg.max_per_category, cfg.top_k)
+    customers = registered_before(tables.read_table(spark, tables.CUSTOMERS, lake), config.as_of_date)
+    cold = customers.select(CUSTOMER_KEY).join(known, CUSTOMER_KEY, "left_anti")
+    groups = None
+    if tables.table_exists(spark, tables.CUSTOMER_FEATURES, lake):
+        features = tables.read_table(spark, tables.CUSTOMER_FEATURES, lake).where(
+            F.col(AS_OF_DATE) == F.lit(config.as_of_date))
+        groups = customer_groups(features, cfg.cold_start_by)
+    started = time.monotonic()
+    write(served.withColumn(SOURCE, F.lit(model)).unionByName(
+        cold_start(pairs, cold, groups, cfg.top_k, cfg.cold_start_min_customers)), tables.RECOMMENDATIONS)
+    log.info("top-%d for every customer written in %.1f s", cfg.top_k, time.monotonic() - started)
 
 
 def _indexed(pairs_df: DataFrame, items_df: DataFrame, scope: contextlib.ExitStack) -> tuple[DataFrame, DataFrame]:

@@ -1,0 +1,219 @@
+"""Benchmark: the full run and an incremental daily run of the synthetic demo at a given size, each
+as its own ``crm-spark`` process, beside a single-process pandas + scikit-learn version of the
+daily path on the same raw files.
+
+Steps, each timed with the peak resident memory of the driver's Python process, its JVM and
+the Python workers sampled twice a second (not the configured heap):
+
+1. ``generate`` (skipped with ``--reuse`` when the work folder already has generated files);
+2. ``pipeline`` without generate: the full run, as of ``as_of_date`` (skipped with
+   ``--daily-only``, which starts from a copy of the last full run's lakehouse);
+3. ``next_day``: the demo's activity of ``as_of_date`` appended as new raw files;
+4. ``daily`` as of the next day: ingest and prepare only the new files, features, score, serve
+   from the registered models, campaigns and the report, fitting nothing;
+5. the pandas baseline as of the next day: every raw order read, recency, frequency and
+   spend per customer, a logistic-regression churn model fitted at the training cutoff and
+   applied at the date, and the ten most popular products each customer has not bought,
+   written as Parquet.
+
+Prints one table (wall time, peak memory, rows per second of raw order lines) and the stage
+times of the full and daily runs with their headline metrics, and writes them as JSON. From
+the repository root:
+
+    .venv/bin/python benchmarks/daily.py [--customers 100000] [--work /tmp/crm-daily-bench] [--reuse]
+        [--daily-only] [--json benchmarks/daily.json] [--set key=value ...]
+
+scikit-learn comes with the ``dev`` extra (``make test`` installs it); it is never a runtime dependency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import glob
+import json
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import psutil
+
+from crm_spark.config import load_config
+
+REPO = Path(__file__).resolve().parents[1]
+STAGE_LINE = re.compile(r"^  (\w+)\s+(succeeded|skipped|failed)\s+([\d.]+)\s+([\d,]+)\s+([\d,]+)$")
+METRIC_LINE = re.compile(r"^  (\w+)\s+(\S+)\s+(\w+)\s+(-?[\d.]+|n/a)$")
+MB = 1024 * 1024
+
+
+def measured(command: list[str]) -> dict:
+    """Run ``command``, sampling the peak memory of its process tree; return times, peaks and its output."""
+    began = time.perf_counter()
+    process = psutil.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(process.stdout), daemon=True)
+    reader.start()
+    peaks = {"python": 0, "jvm": 0, "workers": 0}
+    while process.poll() is None:
+        try:
+            now = {"python": process.memory_info().rss, "jvm": 0, "workers": 0}
+            for child in process.children(recursive=True):
+                with_rss = child.memory_info().rss
+                now["jvm" if "java" in child.name() else "workers"] += with_rss
+        except psutil.Error:
+            now = {}
+        peaks = {k: max(v, now.get(k, 0)) for k, v in peaks.items()}
+        time.sleep(0.5)
+    reader.join()
+    seconds = time.perf_counter() - began
+    if process.returncode != 0:
+        sys.exit(f"{' '.join(command)} failed ({process.returncode}):\n{''.join(lines[-40:])}")
+    stages = {m[1]: {"seconds": float(m[3]), "rows_in": int(m[4].replace(",", "")),
+                     "rows_out": int(m[5].replace(",", ""))} for m in map(STAGE_LINE.match, lines) if m}
+    metrics = {f"{m[1]}/{m[2]}/{m[3]}": None if m[4] == "n/a" else float(m[4])
+               for m in map(METRIC_LINE.match, lines) if m and not STAGE_LINE.match(m[0])}
+    return {"seconds": round(seconds, 1), **{f"peak_{k}_mb": round(v / MB) for k, v in peaks.items()},
+            "stages": stages, "metrics": metrics}
+
+
+def read_orders(raw: Path) -> pd.DataFrame:
+    """Return every parsable order line of the raw JSON-lines files (a bad line is skipped, as ingest quarantines)."""
+    frames = []
+    for path in sorted(glob.glob(str(raw / "orders" / "*"))):
+        if Path(path).name.startswith(("_", ".")):
+            continue
+        try:
+            frames.append(pd.read_json(path, lines=True, dtype=False))
+        except ValueError:
+            good = []
+            for line in Path(path).read_text(encoding="utf-8", errors="replace").splitlines():
+                try:
+                    good.append(json.loads(line))
+                except ValueError:
+                    continue
+            frames.append(pd.DataFrame(good))
+    return pd.concat(frames, ignore_index=True)
+
+
+def baseline(raw: Path, as_of: dt.date, horizon_days: int, out: Path) -> dict:
+    """The daily path in pandas + scikit-learn, in this process: returns its wall time and order lines read."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    began = time.perf_counter()
+    orders = read_orders(raw)
+    lines = len(orders)
+    orders["order_ts"] = pd.to_datetime(orders["order_ts"], errors="coerce")
+    orders["amount"] = pd.to_numeric(orders["quantity"], errors="coerce") * pd.to_numeric(orders["unit_price"],
+                                                                                          errors="coerce")
+    orders = orders[(orders["status"] == "completed") & orders["customer_id"].notna() & orders["order_ts"].notna()]
+    cutoff = as_of - dt.timedelta(days=horizon_days)
+
+    def features(date: dt.date) -> pd.DataFrame:
+        past = orders[orders["order_ts"] < pd.Timestamp(date)]
+        grouped = past.groupby("customer_id")
+        return pd.DataFrame({
+            "recency_days": (pd.Timestamp(date) - grouped["order_ts"].max()).dt.days,
+            "frequency": grouped["order_id"].nunique(),
+            "monetary": grouped["amount"].sum(),
+            "tenure_days": (pd.Timestamp(date) - grouped["order_ts"].min()).dt.days,
+        })
+
+    train = features(cutoff)
+    horizon = orders[(orders["order_ts"] >= pd.Timestamp(cutoff)) & (orders["order_ts"] < pd.Timestamp(as_of))]
+    churned = ~train.index.isin(horizon["customer_id"].unique())
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=200)).fit(train.fillna(0), churned)
+    current = features(as_of)
+    scores = pd.DataFrame({"customer_id": current.index,
+                           "churn_probability": model.predict_proba(current.fillna(0))[:, 1]})
+    past = orders[orders["order_ts"] < pd.Timestamp(as_of)].dropna(subset=["product_id"])
+    ranked = past["product_id"].value_counts().index.to_numpy()
+    seen = past.groupby("customer_id")["product_id"].agg(set)
+    recs = [(customer, product, rank) for customer, bought in seen.items()
+            for rank, product in enumerate((p for p in ranked if p not in bought), 1) if rank <= 10]
+    recommendations = pd.DataFrame(recs, columns=["customer_id", "product_id", "rank"])
+    out.mkdir(parents=True, exist_ok=True)
+    scores.to_parquet(out / "churn_scores.parquet")
+    recommendations.to_parquet(out / "recommendations.parquet")
+    return {"seconds": round(time.perf_counter() - began, 1), "order_lines": lines, "customers_scored": len(scores),
+            "customers_served": int(recommendations["customer_id"].nunique())}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--customers", type=int, default=100_000, help="customers to generate (default 100000)")
+    parser.add_argument("--work", default="/tmp/crm-daily-bench", help="folder of the raw files and the lakehouse")
+    parser.add_argument("--reuse", action="store_true", help="reuse the work folder's generated files if it has them")
+    parser.add_argument("--daily-only", action="store_true",
+                        help="start from the lakehouse of the work folder's last full run: next_day, daily, baseline")
+    parser.add_argument("--json", default="benchmarks/daily.json", help="where to write the figures")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="a config override for every run, e.g. spark.master=local[2] (repeatable)")
+    args = parser.parse_args()
+    work = Path(args.work).resolve()
+    config = load_config(str(REPO / "conf" / "local.yaml"), [])
+    as_of, next_day = config.as_of_date, config.as_of_date + dt.timedelta(days=1)
+    settings = [f"paths.truth_dir={work}/truth", f"paths.lakehouse_dir={work}/lakehouse",
+                f"paths.checkpoint_dir={work}/checkpoints", f"paths.allowed_roots=['{work}']",
+                f"privacy.secret_file={work}/.secrets/customer-key.secret", f"generate.customers={args.customers}",
+                *args.overrides]
+
+    def crm(command: str, date: dt.date, raw: str = "raw") -> list[str]:
+        return [str(REPO / ".venv" / "bin" / "crm-spark"), command, "--config", "conf/local.yaml", "--as-of-date",
+                date.isoformat(), *[part for setting in [f"paths.raw_dir={work}/{raw}", *settings]
+                                    for part in ("--set", setting)]]
+
+    steps: dict[str, dict] = {}
+
+    def step(name: str, command: list[str]) -> None:
+        print(f"{name} ...", flush=True)
+        steps[name] = measured(command)
+        print(f"{name}: {steps[name]['seconds']:.1f} s", flush=True)
+        Path(args.json).write_text(json.dumps({"customers": args.customers, "steps": steps}, indent=2))  # so far
+
+    if args.daily_only:
+        if not (work / "lakehouse-full").exists():
+            sys.exit(f"--daily-only needs an earlier full run's {work / 'lakehouse-full'}")
+    elif not (args.reuse and (work / "generated").exists()):
+        shutil.rmtree(work, ignore_errors=True)
+        step("generate", crm("generate", as_of, "generated"))
+    for folder in ("raw", "lakehouse", "checkpoints", "baseline"):  # every run starts from the generated files
+        shutil.rmtree(work / folder, ignore_errors=True)
+    shutil.copytree(work / "generated", work / "raw")
+    if args.daily_only:
+        shutil.copytree(work / "lakehouse-full", work / "lakehouse")
+    else:
+        step("full", crm("pipeline", as_of))
+        shutil.rmtree(work / "lakehouse-full", ignore_errors=True)
+        shutil.copytree(work / "lakehouse", work / "lakehouse-full")  # for --daily-only
+    step("next_day", crm("next_day", next_day))
+    step("daily", crm("daily", next_day))
+    steps["baseline"] = baseline(work / "raw", next_day, config.churn_horizon_days, work / "baseline")
+    lines = steps["baseline"]["order_lines"]
+
+    print(f"\n{args.customers:,} customers, {lines:,} raw order lines, as of {as_of} and {next_day}")
+    print(f"{'step':<12} {'wall s':>8} {'python MB':>10} {'JVM MB':>8} {'workers MB':>11} {'order lines/s':>14}")
+    for name, step in steps.items():
+        rate = f"{lines / step['seconds']:,.0f}" if name in ("full", "daily", "baseline") else ""
+        print(f"{name:<12} {step['seconds']:>8.1f} {step.get('peak_python_mb', ''):>10} "
+              f"{step.get('peak_jvm_mb', ''):>8} {step.get('peak_workers_mb', ''):>11} {rate:>14}")
+    print(f"daily / pandas baseline: {steps['daily']['seconds'] / steps['baseline']['seconds']:.2f}x")
+    for name in ("full", "daily"):
+        if name in steps:
+            print(f"\n{name} stages: " + ", ".join(f"{stage} {s['seconds']:.1f}s"
+                                                  for stage, s in steps[name]["stages"].items()))
+    for metric, value in steps.get("full", {}).get("metrics", {}).items():
+        print(f"  {metric:<60} {value}")
+    Path(args.json).write_text(json.dumps({"customers": args.customers, "order_lines": lines,
+                                           "as_of_date": str(as_of), "steps": steps}, indent=2))
+    print(f"\nwrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
