@@ -279,11 +279,11 @@ def resolve_changed(customers_df: DataFrame, previous_xref_df: DataFrame, change
     Records link only through their values, and the persons of the previous resolution
     are closed: every edge between two unchanged records lies inside one person. So a
     changed record can only join, split or link the persons of the records it shares an
-    email, a phone or a name block with (a block compared now or, before the changed
-    records joined it, then), and its own earlier person. Those
-    records, every record of their persons and the persons of records that are gone are
-    resolved again as :func:`resolve` does, with blocks judged by their size over every
-    record, so the result equals a resolution of every record.
+    email, a phone or a name block with (a block compared now, or compared before the
+    changed records joined it), and its own earlier person. Those records, every record of
+    their persons and the persons of records that are gone are resolved again as
+    :func:`resolve` does, with blocks judged by their size over every record, so the
+    result equals a resolution of every record.
 
     Args:
         customers_df: every cleaned customer record.

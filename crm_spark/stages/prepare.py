@@ -24,10 +24,11 @@ log = logging.getLogger(__name__)
 def run(spark: SparkSession, config: Config, run_id: str) -> dict[str, int]:
     """Write the silver tables and the run's ``data_quality`` rows from the bronze ones.
 
-    With ``ingest.incremental`` and silver already built, the rows of files ingested
-    since the last run are merged in (:func:`~crm_spark.prepare.silver.merge_silver`);
-    otherwise silver is rebuilt from all of bronze. Either way the files are then
-    marked prepared.
+    With ``ingest.incremental`` and silver already built, only the persons that records of
+    the new files can reach are resolved again (:func:`~crm_spark.prepare.dedup.resolve_changed`)
+    and the rows of files ingested since the last run are merged in
+    (:func:`~crm_spark.prepare.silver.merge_silver`); otherwise silver is rebuilt from all of
+    bronze. Either way the files are then marked prepared.
 
     Args:
         spark: the session.
@@ -61,12 +62,11 @@ def run(spark: SparkSession, config: Config, run_id: str) -> dict[str, int]:
             xref_df, resolution = resolve_changed(customers, tables.read_table(spark, tables.CUSTOMER_XREF, lake),
                                                   _changed_ids(spark, config, bronze, customers, pending),
                                                   config.prepare, keyed_hash)
-        else:
-            xref_df, resolution = resolve(customers, config.prepare, keyed_hash)
-        counts.update(resolution)
-        if incremental:
+            counts.update(resolution)
             counts.update(merge_silver(spark, config, bronze, customers, xref_df, pending))
         else:
+            xref_df, resolution = resolve(customers, config.prepare, keyed_hash)
+            counts.update(resolution)
             counts.update(rebuild_silver(spark, config, bronze, customers, xref_df))
         if pending:
             ledger.mark_prepared(spark, lake, pending, run_id)
