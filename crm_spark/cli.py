@@ -47,8 +47,8 @@ STAGE_HELP = {
                  "crm-spark pipeline --generate"),
     "daily": ("the daily run in one process, fitting no model: ingest, prepare, quality_gate (with expectations), "
               "features, score, serve, campaigns, then the report", "crm-spark daily --as-of-date 2025-01-02"),
-    "retrain": ("the retraining run on the features a daily run wrote: select, train, recommend, evaluate, then the "
-                "report", "crm-spark retrain --as-of-date 2025-01-05"),
+    "retrain": ("the retraining run on the features a daily run wrote: training_features, select, train, recommend, "
+                "evaluate, then the report", "crm-spark retrain --as-of-date 2025-01-05"),
     "generate": ("write the synthetic demo's raw files and their ground truth", "crm-spark generate"),
     "next_day": ("append the demo's activity of the day before as_of_date as new raw files",
                  "crm-spark next_day --as-of-date 2025-01-02"),
@@ -56,7 +56,9 @@ STAGE_HELP = {
     "prepare": ("bronze -> silver: clean, standardize, de-duplicate customers", "crm-spark prepare"),
     "quality_gate": ("fail unless the newest prepare of as_of_date met every quality expectation",
                      "crm-spark quality_gate"),
-    "features": ("silver -> gold.customer_features as of as_of_date and the training cutoff", "crm-spark features"),
+    "features": ("silver -> gold.customer_features as of as_of_date", "crm-spark features"),
+    "training_features": ("silver -> gold.customer_features as of the training cutoff, which fitting reads",
+                          "crm-spark training_features"),
     "select": ("chi-square and correlation feature selection -> gold.feature_selection", "crm-spark select"),
     "train": ("churn classifiers, value models, segments -> models.registry", "crm-spark train"),
     "score": ("apply the registered champions, no retraining -> churn scores, value, segments, anomalies",

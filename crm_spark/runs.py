@@ -45,6 +45,7 @@ STAGES: dict[str, Stage] = {
     "prepare": prepare.run,
     "quality_gate": quality_gate.run,
     "features": features.run,
+    "training_features": features.run_training,
     "select": select.run,
     "train": train.run,
     "score": score.run,
@@ -54,19 +55,21 @@ STAGES: dict[str, Stage] = {
     "evaluate": evaluate.run,
     "maintain": maintain.run,
 }
-PIPELINE = ("ingest", "prepare", "features", "select", "train", "score", "recommend", "campaigns", "evaluate")
+PIPELINE = ("ingest", "prepare", "features", "training_features", "select", "train", "score", "recommend", "campaigns",
+            "evaluate")
 # Run profiles: the whole pipeline; a daily run that applies the registered models and fits none
-# (the quality gate runs where quality.expectations are configured); a retraining run on the
-# features a daily run wrote.
+# (the quality gate runs where quality.expectations are configured); a retraining run that adds
+# the training cutoff's features to the ones a daily run wrote.
 PROFILES = {
     "pipeline": PIPELINE,
     "daily": ("ingest", "prepare", "quality_gate", "features", "score", "serve", "campaigns"),
-    "retrain": ("select", "train", "recommend", "evaluate"),
+    "retrain": ("training_features", "select", "train", "recommend", "evaluate"),
 }
 # The tables each stage reads; their rows (of the run's dates, for dated tables) are its rows in.
 STAGE_INPUTS: dict[str, tuple[tables.Table, ...]] = {
     "prepare": tuple(tables.BRONZE.values()),
     "features": (tables.CUSTOMERS, tables.ORDERS, tables.RATINGS),
+    "training_features": (tables.CUSTOMERS, tables.ORDERS, tables.RATINGS),
     "select": (tables.CUSTOMER_FEATURES,),
     "train": (tables.CUSTOMER_FEATURES,),
     "score": (tables.CUSTOMER_FEATURES,),
@@ -81,6 +84,7 @@ STAGE_OUTPUTS: dict[str, tuple[tables.Table, ...]] = {
     "prepare": (tables.CUSTOMERS, tables.CUSTOMER_XREF, tables.PRODUCTS, tables.ORDERS, tables.RATINGS,
                 tables.DATA_QUALITY),
     "features": (tables.CUSTOMER_FEATURES,),
+    "training_features": (tables.CUSTOMER_FEATURES,),
     "select": (tables.FEATURE_SELECTION,),
     "train": (tables.CHURN_HOLDOUT, tables.CLV_HOLDOUT, tables.PURCHASE_HOLDOUT, tables.MODEL_REGISTRY,
               tables.MODEL_EXPLANATIONS),

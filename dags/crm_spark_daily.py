@@ -9,8 +9,9 @@ Tasks:
         the report. It applies the registered models and fits none.
     retrain_day: lets the run go on to ``retrain`` only when ``as_of_date`` falls on the
         retraining weekday; on other days ``retrain`` is skipped.
-    retrain: ``crm-spark retrain`` in one ``spark-submit``: select, train, recommend (with
-        tuning) and evaluate on the features the daily task wrote, then the report. The
+    retrain: ``crm-spark retrain`` in one ``spark-submit``: the training cutoff's features,
+        select, train, recommend (with tuning) and evaluate, beside the features the daily
+        task wrote, then the report. The
         next day's ``daily`` serves the new champions.
 
 A task is a profile, not a stage: each ``spark-submit`` starts a JVM and a Spark session

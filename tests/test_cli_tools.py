@@ -78,12 +78,14 @@ def test_stage_ranges_run_in_pipeline_order():
     args = cli.parser().parse_args(["pipeline", "--stages", "train,features,select-features"])
     assert cli.plan(args) == ["features", "select", "train"]
     args = cli.parser().parse_args(["pipeline", "--generate", "--from", "features", "--to", "train"])
-    assert cli.plan(args) == ["features", "select", "train"]
+    assert cli.plan(args) == ["features", "training_features", "select", "train"]
     args = cli.parser().parse_args(["feature-selection"])
     assert (args.command, cli.plan(args)) == ("select", ["select"])
     args = cli.parser().parse_args(["daily", "--next-day"])
     assert cli.plan(args) == ["next_day", "ingest", "prepare", "quality_gate", "features", "score", "serve",
                               "campaigns"]
+    args = cli.parser().parse_args(["retrain"])
+    assert cli.plan(args) == ["training_features", "select", "train", "recommend", "evaluate"]
     args = cli.parser().parse_args(["retrain", "--from", "train"])
     assert cli.plan(args) == ["train", "recommend", "evaluate"]
 

@@ -150,31 +150,46 @@ def customer_features(
         Customers without purchases have frequency 0 and null recency.
     """
     cutoff = start_of(as_of_date)
-    lines = completed_before(orders_df, as_of_date).join(
-        products_df.select(PRODUCT_ID, CATEGORY), PRODUCT_ID, "left"
-    ).withColumn("amount", F.col(QUANTITY) * F.col(UNIT_PRICE))
     recent_start = start_of(as_of_date - dt.timedelta(days=RECENT_DAYS))
-    recent = F.col(ORDER_TS) >= recent_start
-    prior = (F.col(ORDER_TS) < recent_start) & (
+    completed = F.col(STATUS) == STATUS_COMPLETED
+    recent = completed & (F.col(ORDER_TS) >= recent_start)
+    prior = completed & (F.col(ORDER_TS) < recent_start) & (
         F.col(ORDER_TS) >= start_of(as_of_date - dt.timedelta(days=2 * RECENT_DAYS)))
-    share_aggs = [
-        F.sum(F.when(F.col(CATEGORY) == c, F.lit(1.0)).otherwise(0.0)).alias(category_share_column(c))
-        for c in categories
-    ]
-    purchases = lines.groupBy(CUSTOMER_KEY).agg(
-        F.max(ORDER_TS).alias("last_order_ts"),
-        F.min(ORDER_TS).alias("first_order_ts"),
-        F.countDistinct(ORDER_ID).alias(FREQUENCY),
-        F.sum("amount").alias(MONETARY),
-        F.count(F.lit(1)).alias("n_lines"),
-        F.countDistinct(F.when(recent, F.col(ORDER_ID))).alias(FREQUENCY_RECENT),
-        F.countDistinct(F.when(prior, F.col(ORDER_ID))).alias("frequency_prior"),
-        F.sum(F.when(recent, F.col("amount")).otherwise(0.0)).alias(MONETARY_RECENT),
-        *share_aggs,
+
+    def flag(condition: Column) -> Column:
+        return F.max(condition.cast("int"))
+
+    def completed_sum(value: Column) -> Column:
+        return F.sum(F.when(completed, value))
+
+    # One row per order first: distinct orders are then counted by summing flags, where
+    # counting distinct order ids of several conditions in one aggregation expands every line.
+    per_order = orders_df.where((F.col(ORDER_TS) < cutoff) & F.col(CUSTOMER_KEY).isNotNull()).join(
+        products_df.select(PRODUCT_ID, CATEGORY), PRODUCT_ID, "left"
+    ).groupBy(CUSTOMER_KEY, ORDER_ID).agg(
+        flag(completed).alias("_completed"), flag(recent).alias("_recent"), flag(prior).alias("_prior"),
+        flag(F.col(STATUS) == STATUS_RETURNED).alias("_returned"),
+        F.max(F.when(completed, F.col(ORDER_TS))).alias("last_order_ts"),
+        F.min(F.when(completed, F.col(ORDER_TS))).alias("first_order_ts"),
+        completed_sum(F.col(QUANTITY) * F.col(UNIT_PRICE)).alias(MONETARY),
+        completed_sum(F.lit(1)).alias("n_lines"),
+        completed_sum(F.when(recent, F.col(QUANTITY) * F.col(UNIT_PRICE))).alias(MONETARY_RECENT),
+        *[completed_sum(F.when(F.col(CATEGORY) == c, F.lit(1.0)).otherwise(0.0)).alias(category_share_column(c))
+          for c in categories],
     )
-    returns = orders_df.where((F.col(ORDER_TS) < cutoff) & F.col(CUSTOMER_KEY).isNotNull()).groupBy(
-        CUSTOMER_KEY).agg((F.countDistinct(F.when(F.col(STATUS) == STATUS_RETURNED, F.col(ORDER_ID)))
-                           / F.countDistinct(ORDER_ID)).alias(RETURN_RATE))
+    bought = F.col("_completed") == 1
+    purchases = per_order.groupBy(CUSTOMER_KEY).agg(
+        F.max("last_order_ts").alias("last_order_ts"),
+        F.min("first_order_ts").alias("first_order_ts"),
+        F.sum("_completed").alias(FREQUENCY),
+        F.sum(MONETARY).alias(MONETARY),
+        F.sum("n_lines").alias("n_lines"),
+        F.sum("_recent").alias(FREQUENCY_RECENT),
+        F.sum("_prior").alias("frequency_prior"),
+        F.sum(F.when(bought, F.coalesce(MONETARY_RECENT, F.lit(0.0)))).alias(MONETARY_RECENT),
+        *[F.sum(category_share_column(c)).alias(category_share_column(c)) for c in categories],
+        (F.sum("_returned") / F.count(F.lit(1))).alias(RETURN_RATE),
+    ).withColumn(FREQUENCY, F.when(F.col(FREQUENCY) > 0, F.col(FREQUENCY)))
     rated = ratings_df.where((F.col(RATED_TS) < cutoff) & F.col(CUSTOMER_KEY).isNotNull())
     rated = rated.join(rated.groupBy(PRODUCT_ID).agg(F.avg(RATING).alias("_product_rating")), PRODUCT_ID).groupBy(
         CUSTOMER_KEY).agg(
@@ -190,7 +205,6 @@ def customer_features(
         registered_before(customers_df, as_of_date).select(CUSTOMER_KEY, SIGNUP_TS, BIRTH_DATE, AGE, GENDER, *carried)
         .join(purchases, CUSTOMER_KEY, "left")
         .join(rated, CUSTOMER_KEY, "left")
-        .join(returns, CUSTOMER_KEY, "left")
         .select(
             CUSTOMER_KEY,
             F.lit(as_of_date).alias(AS_OF_DATE),
@@ -236,11 +250,13 @@ def read_features(spark: SparkSession, lakehouse_dir: str, as_of_date: dt.date) 
     """Read the ``customer_features`` rows of one date.
 
     Raises:
-        FileNotFoundError: the features stage has not written that date.
+        FileNotFoundError: no stage has written that date (``features`` writes ``as_of_date``,
+            ``training_features`` the training cutoff).
     """
     features_df = tables.read_table(spark, tables.CUSTOMER_FEATURES, lakehouse_dir).where(
         F.col(AS_OF_DATE) == F.lit(as_of_date)
     )
     if features_df.isEmpty():
-        raise FileNotFoundError(f"no customer_features for {as_of_date}: run the features stage first")
+        raise FileNotFoundError(f"no customer_features for {as_of_date}: run the features stage first "
+                                "(training_features for the training cutoff)")
     return features_df

@@ -29,11 +29,12 @@ def robust_z(value: Column, median: Column, mad: Column, floor: float) -> Column
     return (value - median) / F.greatest(mad * F.lit(MAD_TO_SD), F.lit(floor))
 
 
-def _reference(df: DataFrame, by: str, column: str, prefix: str) -> DataFrame:
-    """Return per ``by`` value: the median, MAD and count of ``column``."""
-    medians = df.groupBy(by).agg(F.median(column).alias(f"{prefix}_median"), F.count(F.lit(1)).alias(f"{prefix}_n"))
+def _reference(df: DataFrame, by: str, columns: dict[str, str]) -> DataFrame:
+    """Return per ``by`` value, for each of ``columns`` (column -> prefix): the median, MAD and count."""
+    medians = df.groupBy(by).agg(*[F.median(c).alias(f"{p}_median") for c, p in columns.items()],
+                                 *[F.count(F.lit(1)).alias(f"{p}_n") for p in columns.values()])
     mads = df.join(medians, by).groupBy(by).agg(
-        F.median(F.abs(F.col(column) - F.col(f"{prefix}_median"))).alias(f"{prefix}_mad"))
+        *[F.median(F.abs(F.col(c) - F.col(f"{p}_median"))).alias(f"{p}_mad") for c, p in columns.items()])
     return medians.join(mads, by)
 
 
@@ -63,9 +64,8 @@ def order_anomalies(lines_df: DataFrame, threshold: float, floor: float) -> Data
     ).select(ORDER_ID, CUSTOMER_KEY, PRODUCT_ID, QUANTITY, UNIT_PRICE,
              F.log(QUANTITY).alias("lq"), F.log(UNIT_PRICE).alias("lp"))
     scored = (
-        lines.join(_reference(lines, CUSTOMER_KEY, "lq", "cq"), CUSTOMER_KEY)
-        .join(_reference(lines, PRODUCT_ID, "lq", "pq"), PRODUCT_ID)
-        .join(_reference(lines, PRODUCT_ID, "lp", "pp"), PRODUCT_ID)
+        lines.join(_reference(lines, CUSTOMER_KEY, {"lq": "cq"}), CUSTOMER_KEY)
+        .join(_reference(lines, PRODUCT_ID, {"lq": "pq", "lp": "pp"}), PRODUCT_ID)
     )
     own = F.col("cq_n") >= MIN_HISTORY
     signals = {
@@ -112,7 +112,7 @@ def customer_anomalies(assigned_df: DataFrame, centres: list[np.ndarray], thresh
     squares = F.aggregate(F.zip_with(vector_to_array(FEATURES_VECTOR), centre, lambda x, c: (x - c) * (x - c)),
                           F.lit(0.0), lambda acc, v: acc + v)
     distances = assigned_df.select(CUSTOMER_KEY, SEGMENT, F.sqrt(squares).alias("distance"))
-    reference = _reference(distances, SEGMENT, "distance", "d")
+    reference = _reference(distances, SEGMENT, {"distance": "d"})
     scored = distances.join(reference, SEGMENT).withColumn(
         SCORE, robust_z(F.col("distance"), F.col("d_median"), F.col("d_mad"), 1e-6))
     return scored.where(F.col(SCORE) >= threshold).select(

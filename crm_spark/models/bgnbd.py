@@ -113,7 +113,20 @@ def hyp2f1(a: Column, b: Column, c: Column, z: Column, max_terms: int) -> Column
 
 def expected_purchases(params: BgNbd, periods: float, max_terms: int) -> Column:
     """Return a customer's expected purchases in the next ``periods``, from the summary columns
-    (equation 10 of Fader, Hardie and Lee 2005).
+    (equation 10 of Fader, Hardie and Lee 2005): :func:`purchases_if_alive` divided by one plus
+    the odds of having dropped out."""
+    return purchases_if_alive(params, periods, max_terms) / alive_divisor(params)
+
+
+def alive_divisor(params: BgNbd) -> Column:
+    """Return one plus the odds that a customer has dropped out: expected purchases are
+    :func:`purchases_if_alive` divided by it."""
+    return F.lit(1.0) + _dropout_odds(params)
+
+
+def purchases_if_alive(params: BgNbd, periods: float, max_terms: int) -> Column:
+    """Return the numerator of equation 10 of Fader, Hardie and Lee 2005, which depends on
+    ``repeat_purchases`` and ``age_periods`` only (so it can be computed once per distinct pair).
 
     Euler's transformation 2F1(r+x, b+x; a+b+x-1; z) = (1-z)^(a-1-r-x) 2F1(a+b-1-r, a-1; a+b+x-1; z)
     turns the series into one whose first two parameters do not grow with ``x``, so it
@@ -125,5 +138,4 @@ def expected_purchases(params: BgNbd, periods: float, max_terms: int) -> Column:
     x, t = F.col(REPEAT_PURCHASES), F.col(AGE_PERIODS)
     z = F.lit(periods) / (alpha + t + F.lit(periods))
     series = hyp2f1(a + b - 1 - r, a - 1, a + b + x - 1, z, max_terms)
-    numerator = (a + b + x - 1) / (a - 1) * (F.lit(1.0) - F.pow(F.lit(1.0) - z, a - 1) * series)
-    return numerator / (F.lit(1.0) + _dropout_odds(params))
+    return (a + b + x - 1) / (a - 1) * (F.lit(1.0) - F.pow(F.lit(1.0) - z, a - 1) * series)

@@ -16,6 +16,7 @@ from crm_spark.features.purchase_summary import purchase_summaries
 from crm_spark.models import bgnbd, gamma_gamma
 from crm_spark.models.likelihood import Fit, distinct_rows
 from crm_spark.schemas import (
+    AGE_PERIODS,
     CUSTOMER_KEY,
     EXPECTED_ORDER_VALUE,
     EXPECTED_PURCHASES,
@@ -72,30 +73,40 @@ def fit(summaries_df: DataFrame, cfg: TrainConfig) -> LifetimeModel:
     return LifetimeModel(purchases, gamma_gamma.fit(x, m, counts, cfg.clv_penalizer))
 
 
-def lifetime_value(model: LifetimeModel, cfg: TrainConfig) -> Column:
-    """Return the discounted value of a customer's purchases over ``clv_months``: each month's
-    expected purchases times the expected order value and ``clv_margin``, discounted at
+def _discounted_purchases_if_alive(params: bgnbd.BgNbd, cfg: TrainConfig) -> Column:
+    """Return the discounted sum over ``clv_months`` of each month's purchases if alive
+    (:func:`~crm_spark.models.bgnbd.purchases_if_alive`), discounted at
     ``clv_monthly_discount_rate`` per month."""
-    params = model.purchases.params
     per_month = DAYS_PER_MONTH / cfg.clv_period_days
-    cumulative = [bgnbd.expected_purchases(params, month * per_month, cfg.clv_series_terms)
+    cumulative = [bgnbd.purchases_if_alive(params, month * per_month, cfg.clv_series_terms)
                   for month in range(cfg.clv_months + 1)]
-    discounted = sum((cumulative[month] - cumulative[month - 1]) / (1 + cfg.clv_monthly_discount_rate) ** month
-                     for month in range(1, cfg.clv_months + 1))
-    return discounted * gamma_gamma.expected_order_value(model.value.params) * F.lit(cfg.clv_margin)
+    return sum((cumulative[month] - cumulative[month - 1]) / (1 + cfg.clv_monthly_discount_rate) ** month
+               for month in range(1, cfg.clv_months + 1))
 
 
 def predict(model: LifetimeModel, summaries_df: DataFrame, horizon_days: int, cfg: TrainConfig) -> DataFrame:
     """Return ``customer_key`` (with ``label`` and ``split`` and any other column of ``summaries_df``),
     ``p_alive``, ``expected_purchases`` in the next ``horizon_days``, ``expected_order_value`` and
-    ``lifetime_value``."""
-    return summaries_df.select(
-        "*",
-        bgnbd.p_alive(model.purchases.params).alias(P_ALIVE),
-        bgnbd.expected_purchases(model.purchases.params, horizon_days / cfg.clv_period_days,
-                                 cfg.clv_series_terms).alias(EXPECTED_PURCHASES),
-        gamma_gamma.expected_order_value(model.value.params).alias(EXPECTED_ORDER_VALUE),
-        lifetime_value(model, cfg).alias(LIFETIME_VALUE),
+    ``lifetime_value``: the discounted value of the purchases over ``clv_months``, each month's
+    expected purchases times the expected order value and ``clv_margin``.
+
+    The hypergeometric series of the expected purchases depend on ``repeat_purchases`` and
+    ``age_periods`` only, so they are summed once per distinct pair, of which there are far
+    fewer than customers, and joined back.
+    """
+    params = model.purchases.params
+    pair = [REPEAT_PURCHASES, AGE_PERIODS]
+    series = summaries_df.select(*pair).distinct().select(
+        *pair, bgnbd.purchases_if_alive(params, horizon_days / cfg.clv_period_days, cfg.clv_series_terms)
+        .alias("_horizon"), _discounted_purchases_if_alive(params, cfg).alias("_discounted"))
+    divisor = bgnbd.alive_divisor(params)
+    order_value = gamma_gamma.expected_order_value(model.value.params)
+    return summaries_df.join(series, pair).select(
+        *summaries_df.columns,
+        bgnbd.p_alive(params).alias(P_ALIVE),
+        (F.col("_horizon") / divisor).alias(EXPECTED_PURCHASES),
+        order_value.alias(EXPECTED_ORDER_VALUE),
+        (F.col("_discounted") / divisor * order_value * F.lit(cfg.clv_margin)).alias(LIFETIME_VALUE),
     )
 
 
@@ -103,7 +114,9 @@ def with_p_alive(features_df: DataFrame, orders_df: DataFrame, as_of_date: dt.da
     """Add ``p_alive``, a candidate feature of the churn models: BG/NBD fitted on every customer's
     purchases before ``as_of_date`` (only the past, like every feature), null for customers
     without a purchase, and for everyone when there is nothing to fit."""
-    summaries = purchase_summaries(orders_df, as_of_date, cfg.clv_period_days, cfg.clv_period_bins)
+    # Checkpointed: the fit and the join would each compute the summaries from every order line.
+    summaries = purchase_summaries(orders_df, as_of_date, cfg.clv_period_days, cfg.clv_period_bins).select(
+        CUSTOMER_KEY, *bgnbd.SUMMARY).checkpoint(eager=True)
     try:
         (x, t_x, t), counts = distinct_rows(summaries, bgnbd.SUMMARY)
         params = bgnbd.fit(x, t_x, t, counts, cfg.clv_penalizer).params

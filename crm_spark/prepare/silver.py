@@ -79,7 +79,8 @@ def merge_silver(spark: SparkSession, config: Config, bronze: dict[str, DataFram
     by ``order_line_id`` (the later ``order_ts`` wins) from the pending rows and every
     row of a re-keyed id; ratings by customer and product (the later rating wins)
     after the rows of re-keyed persons, and rows of unknown customers, are taken out
-    and derived again.
+    and derived again. Products are merged (with every bronze row, as the catalogue
+    is complete) only when a products file is pending.
 
     Returns:
         Rows per silver table after the merge and ``merge.<table>.<inserted|updated|deleted>``.
@@ -101,9 +102,12 @@ def merge_silver(spark: SparkSession, config: Config, bronze: dict[str, DataFram
         counts["merge.rekeyed_ids"] = rekeyed.count()
         merged(tables.CUSTOMER_XREF, xref_df, (CUSTOMER_ID,), delete_missing=True)
         merged(tables.CUSTOMERS, golden_records(customers, xref_df), (CUSTOMER_KEY,), delete_missing=True)
-        merged(tables.PRODUCTS, clean_products(bronze["products"]), (PRODUCT_ID,), delete_missing=True)
-
         new_rows = spark.createDataFrame([(p,) for p in pending], f"{SOURCE_FILE} string")
+        if bronze["products"].join(F.broadcast(new_rows), SOURCE_FILE, "left_semi").isEmpty():
+            counts.update({f"merge.{tables.PRODUCTS.qualified}.{k}": 0 for k in ("inserted", "updated", "deleted")})
+        else:  # the catalogue changes only with a new products file
+            merged(tables.PRODUCTS, clean_products(bronze["products"]), (PRODUCT_ID,), delete_missing=True)
+
         rekeyed_ids = F.broadcast(rekeyed.select(CUSTOMER_ID))
         orders = bronze["orders"].join(F.broadcast(new_rows), SOURCE_FILE, "left_semi").unionByName(
             bronze["orders"].join(rekeyed_ids, CUSTOMER_ID, "left_semi"))
