@@ -61,16 +61,20 @@ def pools(people_df: DataFrame, products_df: DataFrame, cfg: GenerateConfig) -> 
     """Return each person's preferred products, best first, as an array ``pool``.
 
     Candidates are drawn by the group's category mix; they are ranked by taste match
-    plus product popularity plus Gumbel noise.
+    plus product popularity plus Gumbel noise. The catalogue's factors and popularity are
+    constants of the query (a thousand products are a few hundred kilobytes), looked up
+    by product number instead of joined.
     """
     seed = cfg.seed
     n_cat = len(CATEGORIES)
     per_category = [(cfg.products - c + n_cat - 1) // n_cat for c in range(n_cat)]
+    catalogue = products_df.select("product_number", "factors", "popularity").orderBy("product_number").collect()
+    position = (F.col("product_number") + 1).cast("int")  # product j at position j + 1
     pid, k = F.col("person_id"), F.col("candidate")
+    # Each uniform is a column of its own: inside the branches below it would be hashed once per branch.
     cat = F.lit(0)
     for g, group in enumerate(GROUPS):
-        cat = F.when(F.col("group") == g,
-                     pick(uniform(seed, "cand_cat", pid, k), list(range(n_cat)), list(group.category_weights))
+        cat = F.when(F.col("group") == g, pick(F.col("_u_cat"), list(range(n_cat)), list(group.category_weights))
                      ).otherwise(cat)
     size = F.element_at(F.array(*[F.lit(n) for n in per_category]), F.col("cat") + 1)
     number = F.col("cat") + F.lit(n_cat) * F.floor(uniform(seed, "cand_item", pid, k) * size)
@@ -78,9 +82,11 @@ def pools(people_df: DataFrame, products_df: DataFrame, cfg: GenerateConfig) -> 
     candidates = (
         people_df.select("person_id", "group", "taste")
         .withColumn("candidate", F.explode(F.sequence(F.lit(1), F.lit(POOL_CANDIDATES))))
+        .withColumn("_u_cat", uniform(seed, "cand_cat", pid, k))
         .withColumn("cat", cat.cast("int"))
         .withColumn("product_number", number.cast("long"))
-        .join(F.broadcast(products_df.select("product_number", "factors", "popularity")), "product_number")
+        .withColumn("factors", F.element_at(F.lit([list(row["factors"]) for row in catalogue]), position))
+        .withColumn("popularity", F.element_at(F.lit([row["popularity"] for row in catalogue]), position))
         .withColumn("score", _dot("taste", "factors") / F.lit(TASTE_DIM**0.5) + F.col("popularity") + gumbel)
     )
     ranked = F.array_sort(F.collect_list(F.struct((-F.col("score")).alias("neg"), "product_number")))

@@ -6,6 +6,7 @@ so the generated data is the same for any number of partitions or executors.
 
 from __future__ import annotations
 
+import itertools
 import math
 
 from pyspark.sql import Column
@@ -63,14 +64,14 @@ def poisson(mean: Column, u: Column, max_k: int) -> Column:
 
 
 def pick(u: Column, options: list, weights: list[float] | None = None) -> Column:
-    """Return one of ``options`` chosen by uniform ``u`` with the given weights."""
+    """Return one of ``options`` chosen by uniform ``u`` with the given weights.
+
+    The choice is the number of cumulative weights ``u`` reaches, so ``u`` appears outside
+    any branch and Spark computes it once per row.
+    """
     weights = weights or [1.0] * len(options)
     total = sum(weights)
-    expr = None
-    cumulative = 0.0
-    for option, weight in zip(options[:-1], weights[:-1], strict=True):
-        cumulative += weight / total
-        expr = (F.when(u < cumulative, F.lit(option)) if expr is None
-                else expr.when(u < cumulative, F.lit(option)))
-    last = F.lit(options[-1])
-    return last if expr is None else expr.otherwise(last)
+    reached = F.lit(0)
+    for cumulative in itertools.accumulate(weight / total for weight in weights[:-1]):
+        reached = reached + (u >= F.lit(cumulative)).cast("int")
+    return F.element_at(F.array(*[F.lit(option) for option in options]), reached + 1)
