@@ -34,7 +34,7 @@ from crm_spark.schemas import AS_OF_DATE, CUSTOMER_KEY, RUN_ID, SOURCE_FILE
 from .conftest import AS_OF, make_config
 
 REPO = Path(__file__).resolve().parents[1]
-STAGES = ["ingest", "prepare", "features"]
+STAGES = ["ingest", "prepare", "features", "training_features"]
 LATE = "C000999999"
 # What a run writes besides run-scoped tables; compared without the writing run's id.
 DATA_TABLES = (*tables.BRONZE.values(), tables.QUARANTINE, tables.CUSTOMER_XREF, tables.CUSTOMERS, tables.PRODUCTS,
