@@ -177,7 +177,6 @@ def customer_features(
         *[completed_sum(F.when(F.col(CATEGORY) == c, F.lit(1.0)).otherwise(0.0)).alias(category_share_column(c))
           for c in categories],
     )
-    bought = F.col("_completed") == 1
     purchases = per_order.groupBy(CUSTOMER_KEY).agg(
         F.max("last_order_ts").alias("last_order_ts"),
         F.min("first_order_ts").alias("first_order_ts"),
@@ -186,7 +185,7 @@ def customer_features(
         F.sum("n_lines").alias("n_lines"),
         F.sum("_recent").alias(FREQUENCY_RECENT),
         F.sum("_prior").alias("frequency_prior"),
-        F.sum(F.when(bought, F.coalesce(MONETARY_RECENT, F.lit(0.0)))).alias(MONETARY_RECENT),
+        F.sum(MONETARY_RECENT).alias(MONETARY_RECENT),
         *[F.sum(category_share_column(c)).alias(category_share_column(c)) for c in categories],
         (F.sum("_returned") / F.count(F.lit(1))).alias(RETURN_RATE),
     ).withColumn(FREQUENCY, F.when(F.col(FREQUENCY) > 0, F.col(FREQUENCY)))
