@@ -10,6 +10,8 @@ from pyspark.testing import assertDataFrameEqual
 
 from crm_spark.config import GenerateConfig
 from crm_spark.synth import activity, people
+from crm_spark.synth.random import constant_poisson, poisson, uniform
+from crm_spark.synth.world import GROUPS
 
 END = dt.date(2025, 1, 1)
 
@@ -33,6 +35,19 @@ def test_same_seed_same_data_for_any_partitioning(spark):
     assertDataFrameEqual(lines_a, lines_b)
     _, other_seed = records(spark, dataclasses.replace(cfg, seed=6))
     assert other_seed.select("email").exceptAll(records_a.select("email")).count() > 0
+
+
+def test_constant_poisson_draws_as_the_looped_inversion_does(spark):
+    means = [0.3, 2.5, 30.0, *[g.basket_lines - 1.0 for g in GROUPS]]
+    rows = spark.range(20_000).crossJoin(spark.createDataFrame([(float(m),) for m in means], "mean double"))
+    u = uniform(7, "poisson", F.col("id"))
+    looped = rows.select("id", "mean", poisson(F.col("mean"), u, 20).alias("k"))
+    compiled = rows.select("id", "mean", F.element_at(F.array(*[constant_poisson(m, u, 20) for m in means]),
+                                                      F.array_position(F.array(*map(F.lit, means)), F.col("mean"))
+                                                      .cast("int")).alias("k"))
+    assertDataFrameEqual(compiled, looped)
+    # The cap binds: a mean of 30 is drawn above 20 most of the time, and both return 20 then.
+    assert looped.where((F.col("mean") == 30.0) & (F.col("k") == 20)).count() > 10_000
 
 
 def test_planted_shares_and_churn_timing(spark):

@@ -8,7 +8,7 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from crm_spark.config import GenerateConfig
-from crm_spark.synth.random import normal, pick, poisson, uniform
+from crm_spark.synth.random import constant_poisson, normal, pick, uniform
 from crm_spark.synth.world import (
     CATEGORIES,
     CATEGORY_PRICE,
@@ -28,6 +28,14 @@ def _dot(left: str, right: str) -> Column:
     for term in terms[1:]:
         total = total + term
     return total
+
+
+def _doubles(values: list) -> Column:
+    """Return a (nested) list of floats as one array literal, parsed once by Spark's SQL parser
+    (``F.lit`` of a list makes a call to the JVM per element). ``repr`` round-trips each double."""
+    def sql(value) -> str:
+        return f"array({', '.join(map(sql, value))})" if isinstance(value, list) else f"{float(value)!r}D"
+    return F.expr(sql(values))
 
 
 def products(spark: SparkSession, cfg: GenerateConfig) -> DataFrame:
@@ -85,8 +93,8 @@ def pools(people_df: DataFrame, products_df: DataFrame, cfg: GenerateConfig) -> 
         .withColumn("_u_cat", uniform(seed, "cand_cat", pid, k))
         .withColumn("cat", cat.cast("int"))
         .withColumn("product_number", number.cast("long"))
-        .withColumn("factors", F.element_at(F.lit([list(row["factors"]) for row in catalogue]), position))
-        .withColumn("popularity", F.element_at(F.lit([row["popularity"] for row in catalogue]), position))
+        .withColumn("factors", F.element_at(_doubles([list(row["factors"]) for row in catalogue]), position))
+        .withColumn("popularity", F.element_at(_doubles([row["popularity"] for row in catalogue]), position))
         .withColumn("score", _dot("taste", "factors") / F.lit(TASTE_DIM**0.5) + F.col("popularity") + gumbel)
     )
     ranked = F.array_sort(F.collect_list(F.struct((-F.col("score")).alias("neg"), "product_number")))
@@ -116,7 +124,7 @@ def order_lines(
     window = F.col("window")
     orders = (
         people_df.where(F.col("n_orders") > 0)
-        .select("person_id", "basket_extra_lines", "satisfaction", "taste",
+        .select("person_id", "group", "satisfaction", "taste",
                 F.posexplode("order_windows").alias("w", "window"))
         .where(window["n"] > 0)
         .withColumn("order_number", F.explode(F.sequence(F.lit(1), window["n"])))
@@ -130,7 +138,9 @@ def order_lines(
             F.col("dup_id").isNotNull() & (F.to_date("order_ts") >= F.col("dup_signup"))
             & (uniform(seed, "which", pid, k) < 0.5), F.col("dup_id")).otherwise(F.col("customer_id")))
         .withColumn("order_id", F.format_string("O%09d%05d", pid + 1, k))
-        .withColumn("n_lines", F.lit(1) + poisson(F.col("basket_extra_lines"), uniform(seed, "lines", pid, k), 20))
+        .withColumn("_u_lines", uniform(seed, "lines", pid, k))
+        .withColumn("n_lines", F.lit(1) + F.element_at(F.array(*[
+            constant_poisson(g.basket_lines - 1.0, F.col("_u_lines"), 20) for g in GROUPS]), F.col("group") + 1))
         .withColumn("anomaly", F.when(uniform(seed, "anomaly", pid, k) < cfg.anomaly_share,
                                       pick(uniform(seed, "akind", pid, k), ["quantity", "price"])))
         .withColumn("status", pick(uniform(seed, "status", pid, k), list(ORDER_STATUS_WEIGHTS),
@@ -146,7 +156,7 @@ def order_lines(
         .where(F.col("nth") == 1)
         .join(F.broadcast(products_df.select("product_number", "product_id", "price", "factors")), "product_number")
     )
-    quantity = F.lit(1) + poisson(F.lit(0.3), uniform(seed, "qty", pid, k, line), 10)
+    quantity = F.lit(1) + constant_poisson(0.3, uniform(seed, "qty", pid, k, line), 10)
     discount = F.when(uniform(seed, "disc", pid, k, line) < 0.2, F.lit(0.9)).otherwise(F.lit(1.0))
     unit_price = F.round(F.col("price") * discount, 2)
     factor = F.floor(F.lit(40) + uniform(seed, "afactor", pid, k) * 160)

@@ -199,7 +199,7 @@ def _write_raw(records_df: DataFrame, products_df: DataFrame, lines_df: DataFram
 
 def _write_truth(persons_df: DataFrame, records_df: DataFrame, lines_df: DataFrame, truth: str) -> None:
     """Write the ground truth: persons, customer records, anomalous orders and malformed lines."""
-    persons_df.drop("basket_extra_lines").write.mode("overwrite").parquet(f"{truth}/persons")
+    persons_df.write.mode("overwrite").parquet(f"{truth}/persons")
     records_df.select("customer_id", "person_id", "is_duplicate", "variation", "dirt", "malformed") \
         .write.mode("overwrite").parquet(f"{truth}/customers")
     lines_df.where(F.col("anomaly").isNotNull()).select("order_id", "anomaly").distinct() \

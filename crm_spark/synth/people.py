@@ -130,9 +130,7 @@ def persons(
         + F.lit(0.8) * normal(seed, "taste", pid, F.lit(j))
         for j in range(TASTE_DIM)
     ]
-    return df.withColumn("taste", F.array(*taste)).withColumn(
-        "basket_extra_lines", _by_group([g.basket_lines - 1.0 for g in GROUPS])
-    )
+    return df.withColumn("taste", F.array(*taste))
 
 
 def _customer_id(number: Column) -> Column:

@@ -63,6 +63,26 @@ def poisson(mean: Column, u: Column, max_k: int) -> Column:
     return F.when(mean > 200, approx).otherwise(exact).cast("int")
 
 
+def constant_poisson(mean: float, u: Column, max_k: int) -> Column:
+    """Return the draw of :func:`poisson` for a constant ``mean``, without its loop.
+
+    The CDF is summed here in the order :func:`poisson` sums it (the same IEEE arithmetic;
+    only ``exp`` may differ from the JVM's in the last bit), and the draw is the number of
+    its values ``u`` reaches (the CDF never decreases), up to the same cap. Spark compiles
+    the comparisons, where :func:`poisson`'s ``aggregate`` is interpreted.
+    """
+    if mean > 200:
+        return poisson(F.lit(float(mean)), u, max_k)
+    steps = min(max_k, math.ceil(mean + 10.0 * math.sqrt(mean) + 10.0))
+    pmf = cdf = math.exp(-mean)
+    reached = (u >= F.lit(cdf)).cast("int")
+    for i in range(1, steps):
+        pmf = pmf * mean / i
+        cdf = cdf + pmf
+        reached = reached + (u >= F.lit(cdf)).cast("int")
+    return reached
+
+
 def pick(u: Column, options: list, weights: list[float] | None = None) -> Column:
     """Return one of ``options`` chosen by uniform ``u`` with the given weights.
 
