@@ -204,10 +204,9 @@ def main() -> None:
         print(f"{name:<12} {step['seconds']:>8.1f} {step.get('peak_python_mb', ''):>10} "
               f"{step.get('peak_jvm_mb', ''):>8} {step.get('peak_workers_mb', ''):>11} {rate:>14}")
     print(f"daily / pandas baseline: {steps['daily']['seconds'] / steps['baseline']['seconds']:.2f}x")
-    for name in ("full", "daily"):
-        if name in steps:
-            print(f"\n{name} stages: " + ", ".join(f"{stage} {s['seconds']:.1f}s"
-                                                  for stage, s in steps[name]["stages"].items()))
+    for name, step in steps.items():  # the stage times inside each process (generate's is its one stage)
+        if step.get("stages"):
+            print(f"\n{name} stages: " + ", ".join(f"{stage} {s['seconds']:.1f}s" for stage, s in step["stages"].items()))
     for metric, value in steps.get("full", {}).get("metrics", {}).items():
         print(f"  {metric:<60} {value}")
     Path(args.json).write_text(json.dumps({"customers": args.customers, "order_lines": lines,
