@@ -39,7 +39,7 @@ def test_same_seed_same_data_for_any_partitioning(spark):
 
 def test_constant_poisson_draws_as_the_looped_inversion_does(spark):
     means = [0.3, 2.5, 30.0, *[g.basket_lines - 1.0 for g in GROUPS]]
-    rows = spark.range(20_000).crossJoin(spark.createDataFrame([(float(m),) for m in means], "mean double"))
+    rows = spark.range(5_000).crossJoin(spark.createDataFrame([(float(m),) for m in means], "mean double"))
     u = uniform(7, "poisson", F.col("id"))
     looped = rows.select("id", "mean", poisson(F.col("mean"), u, 20).alias("k"))
     compiled = rows.select("id", "mean", F.element_at(F.array(*[constant_poisson(m, u, 20) for m in means]),
@@ -47,7 +47,7 @@ def test_constant_poisson_draws_as_the_looped_inversion_does(spark):
                                                       .cast("int")).alias("k"))
     assertDataFrameEqual(compiled, looped)
     # The cap binds: a mean of 30 is drawn above 20 most of the time, and both return 20 then.
-    assert looped.where((F.col("mean") == 30.0) & (F.col("k") == 20)).count() > 10_000
+    assert looped.where((F.col("mean") == 30.0) & (F.col("k") == 20)).count() > 4_000
 
 
 def test_planted_shares_and_churn_timing(spark):
