@@ -206,7 +206,8 @@ def main() -> None:
     print(f"daily / pandas baseline: {steps['daily']['seconds'] / steps['baseline']['seconds']:.2f}x")
     for name, step in steps.items():  # the stage times inside each process (generate's is its one stage)
         if step.get("stages"):
-            print(f"\n{name} stages: " + ", ".join(f"{stage} {s['seconds']:.1f}s" for stage, s in step["stages"].items()))
+            times = ", ".join(f"{stage} {s['seconds']:.1f}s" for stage, s in step["stages"].items())
+            print(f"\n{name} stages: {times}")
     for metric, value in steps.get("full", {}).get("metrics", {}).items():
         print(f"  {metric:<60} {value}")
     Path(args.json).write_text(json.dumps({"customers": args.customers, "order_lines": lines,
