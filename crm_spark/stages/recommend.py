@@ -22,7 +22,7 @@ from crm_spark.config import Config
 from crm_spark.dates import start_of
 from crm_spark.errors import StageSkipped
 from crm_spark.features.customer import registered_before
-from crm_spark.frames import persisted
+from crm_spark.frames import persisted, task_slots
 from crm_spark.recommend.als import als_blocks
 from crm_spark.recommend.cold_start import SOURCE, cold_start, customer_groups
 from crm_spark.recommend.families import Fitting, Recommender, recommend_for
@@ -90,7 +90,7 @@ def run(spark: SparkSession, config: Config, run_id: str) -> dict[str, int]:
             purchase_events(orders, config.as_of_date) if kind == PURCHASES
             else rating_events(ratings, config.as_of_date), StorageLevel.MEMORY_AND_DISK))
         items = scope.enter_context(persisted(dense_index(catalogue(products, orders, ratings), PRODUCT_ID, ITEM)))
-        blocks = als_blocks(events.count(), spark.sparkContext.defaultParallelism)
+        blocks = als_blocks(events.count(), task_slots(spark))
         selection = _evaluate(spark, config, events, items, kind, blocks, write)
         rated = rating_events(ratings, config.as_of_date)
         if not rated.isEmpty():

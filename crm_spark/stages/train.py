@@ -27,7 +27,7 @@ from crm_spark.features.labels import (
 )
 from crm_spark.features.purchase_summary import purchase_summaries, with_actual_purchases
 from crm_spark.features.selection import kept_features
-from crm_spark.frames import persisted
+from crm_spark.frames import for_fitting, persisted
 from crm_spark.metrics.classification import auc
 from crm_spark.metrics.regression import rmse
 from crm_spark.models import churn, clv, lifetime, segments
@@ -210,6 +210,7 @@ def run(spark: SparkSession, config: Config, run_id: str) -> dict[str, int]:
     labelled_df = labelled_customers(spark, config, source)  # raises StageSkipped when there is nothing to label
     kept = kept_features(spark, config)
     with persisted(labelled_df, StorageLevel.MEMORY_AND_DISK) as labelled:
+        labelled = for_fitting(labelled, labelled.count())
         entries, holdout, explained = train_classifiers(config, run_id, labelled, kept, source == HORIZON)
         write(holdout, tables.CHURN_HOLDOUT)
 
@@ -219,6 +220,7 @@ def run(spark: SparkSession, config: Config, run_id: str) -> dict[str, int]:
             config.churn_horizon_days).transform(
             with_split, config.train.validation_share, config.train.test_share, config.train.seed)
         with persisted(spend, StorageLevel.MEMORY_AND_DISK) as labelled:
+            labelled = for_fitting(labelled, labelled.count())
             clv_entries, clv_holdout = train_regressors(config, run_id, labelled, kept)
             lifetime_entries, lifetime_spend, purchases = train_lifetime(
                 config, run_id, labelled, tables.read_table(spark, tables.ORDERS, lake))
