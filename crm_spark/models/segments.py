@@ -17,7 +17,7 @@ from pyspark.sql import functions as F
 
 from crm_spark.config import TrainConfig
 from crm_spark.features.customer import category_share_columns, informative
-from crm_spark.frames import for_fitting, persisted
+from crm_spark.frames import persisted
 from crm_spark.models.preprocessing import ModelInputs, preprocessing
 from crm_spark.schemas import (
     AGE_BAND,
@@ -117,7 +117,6 @@ def fit_best(customers_df: DataFrame, columns: list[str], cfg: TrainConfig) -> l
         prepared = scope.enter_context(persisted(
             prepared_model.transform(customers_df).select(CUSTOMER_KEY, FEATURES_VECTOR)))
         total = prepared.count()
-        prepared = for_fitting(prepared, total)
         sample = prepared if total <= cfg.segment_sample else scope.enter_context(persisted(prepared.sample(
             fraction=cfg.segment_sample / total, seed=cfg.seed)))
         for algorithm in cfg.segment_algorithms:
