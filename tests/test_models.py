@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 from pyspark.ml import Pipeline
+from pyspark.ml.evaluation import BinaryClassificationEvaluator
+from pyspark.ml.tuning import TrainValidationSplit
 from pyspark.sql import functions as F
 
 from crm_spark.config import TrainConfig
@@ -92,6 +94,35 @@ def test_classifiers_are_tuned_weighted_and_explained(spark):
             assert kinds == {"parameter", "coefficient", "intercept"}
             coefficients = {row.feature for row in rows if row.kind == "coefficient"}
             assert coefficients == {"recency_days", "log1p(frequency)", "gender=M", "gender=F", "gender=__unknown"}
+
+
+def test_grid_aucs_are_those_of_mllib_train_validation_split_over_the_whole_pipeline(spark):
+    # Noisy labels and missing frequencies: the imputer's median and the scaler depend on which rows they see.
+    frame = spark.range(600).select(
+        F.concat(F.lit("k"), F.col("id").cast("string")).alias("customer_key"),
+        (F.col("id") % 89).cast("double").alias("recency_days"),
+        F.when(F.col("id") % 5 == 0, None).otherwise((F.col("id") * 37 % 601).cast("double")).alias("frequency"),
+        F.when(F.col("id") % 3 == 0, "F").otherwise("M").alias("gender"),
+        # Planted on recency and frequency (also where it is missing), every 7th customer's label flipped.
+        F.when((F.col("id") % 89 / 89 + F.col("id") * 37 % 601 / 601 > 1.0) != (F.col("id") % 7 == 0), 1.0)
+        .otherwise(0.0).alias("label"),
+    )
+    inputs = model_inputs(["recency_days", "frequency", "gender"], frame)
+    cfg = TrainConfig(lr_reg_params=(0.001, 0.3), lr_elastic_nets=(0.0, 0.5), dt_max_depths=(1, 3),
+                      dt_min_instances=(1, 50))
+    for name in (churn.LOGISTIC_REGRESSION, churn.DECISION_TREE):
+        fitted = churn.fit(frame, inputs, name, cfg)
+        classifier, grid = churn.classifiers(cfg)[name]
+        search = TrainValidationSplit(
+            estimator=Pipeline(stages=[*preprocessing(inputs), classifier]), estimatorParamMaps=grid,
+            evaluator=BinaryClassificationEvaluator(labelCol="label", rawPredictionCol="probability"),
+            trainRatio=cfg.tvs_train_ratio, seed=cfg.seed).fit(churn.with_class_weights(frame))
+        assert fitted.grid_aucs == pytest.approx(search.validationMetrics, abs=1e-9), name
+        assert len(set(fitted.grid_aucs)) > 1 and 0.5 < fitted.tvs_auc < 1.0, name  # the points differ
+        best = grid[search.validationMetrics.index(max(search.validationMetrics))]
+        assert fitted.params == {p.name: float(v) for p, v in best.items()}, name
+        # The chosen point is refitted on every row: the same model as the search's.
+        assert churn.score(fitted.model, frame).exceptAll(churn.score(search.bestModel, frame)).isEmpty(), name
 
 
 def test_regression_metrics_and_decile_calibration_by_hand(spark):
