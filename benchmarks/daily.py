@@ -3,7 +3,10 @@ as its own ``crm-spark`` process, beside a single-process pandas + scikit-learn 
 daily path on the same raw files.
 
 Steps, each timed with the peak resident memory of the driver's Python process, its JVM and
-the Python workers sampled twice a second (not the configured heap):
+the Python workers sampled twice a second (not the configured heap), and the largest heap the
+driver JVM kept after a garbage collection (from its ``-Xlog:gc`` log): the JVM's resident
+memory grows towards its heap limit whatever it holds, the heap after a collection follows what
+it holds. Each run's stage lines are echoed as they come:
 
 1. ``generate`` (skipped with ``--reuse`` when the work folder already has generated files);
 2. ``pipeline`` without generate: the full run, as of ``as_of_date`` (skipped with
@@ -48,6 +51,8 @@ from crm_spark.config import load_config
 REPO = Path(__file__).resolve().parents[1]
 STAGE_LINE = re.compile(r"^  (\w+)\s+(succeeded|skipped|failed)\s+([\d.]+)\s+([\d,]+)\s+([\d,]+)$")
 METRIC_LINE = re.compile(r"^  (\w+)\s+(\S+)\s+(\w+)\s+(-?[\d.]+|n/a)$")
+PROGRESS_LINE = re.compile(r"^\[\d+/\d+\] ")  # "[3/10] features ...", "[3/10] features succeeded in 21.3s"
+GC_PAUSE = re.compile(r"Pause .*\s\d+M->(\d+)M\(\d+M\)")  # "... Pause Young (Normal) ... 2236M->886M(2784M) 20ms"
 MB = 1024 * 1024
 
 
@@ -56,7 +61,14 @@ def measured(command: list[str]) -> dict:
     began = time.perf_counter()
     process = psutil.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(process.stdout), daemon=True)
+
+    def read() -> None:
+        for line in process.stdout:
+            lines.append(line)
+            if PROGRESS_LINE.match(line):
+                print(f"  {line.rstrip()}", flush=True)
+
+    reader = threading.Thread(target=read, daemon=True)
     reader.start()
     peaks = {"python": 0, "jvm": 0, "workers": 0}
     while process.poll() is None:
@@ -79,6 +91,13 @@ def measured(command: list[str]) -> dict:
                for m in map(METRIC_LINE.match, lines) if m and not STAGE_LINE.match(m[0])}
     return {"seconds": round(seconds, 1), **{f"peak_{k}_mb": round(v / MB) for k, v in peaks.items()},
             "stages": stages, "metrics": metrics}
+
+
+def heap_after_gc(log: Path) -> int | None:
+    """Return the largest heap, in MB, that a ``-Xlog:gc`` log shows left after a collection (None without one)."""
+    if not log.exists():
+        return None
+    return max((int(m[1]) for m in map(GC_PAUSE.search, log.read_text().splitlines()) if m), default=None)
 
 
 def read_orders(raw: Path) -> pd.DataFrame:
@@ -157,23 +176,28 @@ def main() -> None:
                         help="a config override for every run, e.g. spark.master=local[2] (repeatable)")
     args = parser.parse_args()
     work = Path(args.work).resolve()
-    config = load_config(str(REPO / "conf" / "local.yaml"), [])
+    config = load_config(str(REPO / "conf" / "local.yaml"), args.overrides)
     as_of, next_day = config.as_of_date, config.as_of_date + dt.timedelta(days=1)
     settings = [f"paths.truth_dir={work}/truth", f"paths.lakehouse_dir={work}/lakehouse",
                 f"paths.checkpoint_dir={work}/checkpoints", f"paths.allowed_roots=['{work}']",
                 f"privacy.secret_file={work}/.secrets/customer-key.secret", f"generate.customers={args.customers}",
                 *args.overrides]
 
-    def crm(command: str, date: dt.date, raw: str = "raw") -> list[str]:
-        return [str(REPO / ".venv" / "bin" / "crm-spark"), command, "--config", "conf/local.yaml", "--as-of-date",
-                date.isoformat(), *[part for setting in [f"paths.raw_dir={work}/{raw}", *settings]
-                                    for part in ("--set", setting)]]
-
     steps: dict[str, dict] = {}
 
-    def step(name: str, command: list[str]) -> None:
+    def step(name: str, command: str, date: dt.date, raw: str = "raw") -> None:
+        gc_log = work / "gc" / f"{name}.log"
+        gc_log.parent.mkdir(parents=True, exist_ok=True)
+        gc_log.unlink(missing_ok=True)
+        extra = dict(config.spark.extra)
+        options = extra.get("spark.driver.extraJavaOptions", "")
+        extra["spark.driver.extraJavaOptions"] = f"{options} -Xlog:gc:file={gc_log}".strip()
+        argv = [str(REPO / ".venv" / "bin" / "crm-spark"), command, "--config", "conf/local.yaml", "--as-of-date",
+                date.isoformat(), *[part for setting in [f"paths.raw_dir={work}/{raw}", *settings,
+                                                         f"spark.extra={json.dumps(extra)}"]
+                                    for part in ("--set", setting)]]
         print(f"{name} ...", flush=True)
-        steps[name] = measured(command)
+        steps[name] = {**measured(argv), "peak_heap_after_gc_mb": heap_after_gc(gc_log)}
         print(f"{name}: {steps[name]['seconds']:.1f} s", flush=True)
         Path(args.json).write_text(json.dumps({"customers": args.customers, "steps": steps}, indent=2))  # so far
 
@@ -182,27 +206,29 @@ def main() -> None:
             sys.exit(f"--daily-only needs an earlier full run's {work / 'lakehouse-full'}")
     elif not (args.reuse and (work / "generated").exists()):
         shutil.rmtree(work, ignore_errors=True)
-        step("generate", crm("generate", as_of, "generated"))
+        step("generate", "generate", as_of, "generated")
     for folder in ("raw", "lakehouse", "checkpoints", "baseline"):  # every run starts from the generated files
         shutil.rmtree(work / folder, ignore_errors=True)
     shutil.copytree(work / "generated", work / "raw")
     if args.daily_only:
         shutil.copytree(work / "lakehouse-full", work / "lakehouse")
     else:
-        step("full", crm("pipeline", as_of))
+        step("full", "pipeline", as_of)
         shutil.rmtree(work / "lakehouse-full", ignore_errors=True)
         shutil.copytree(work / "lakehouse", work / "lakehouse-full")  # for --daily-only
-    step("next_day", crm("next_day", next_day))
-    step("daily", crm("daily", next_day))
+    step("next_day", "next_day", next_day)
+    step("daily", "daily", next_day)
     steps["baseline"] = baseline(work / "raw", next_day, config.churn_horizon_days, work / "baseline")
     lines = steps["baseline"]["order_lines"]
 
     print(f"\n{args.customers:,} customers, {lines:,} raw order lines, as of {as_of} and {next_day}")
-    print(f"{'step':<12} {'wall s':>8} {'python MB':>10} {'JVM MB':>8} {'workers MB':>11} {'order lines/s':>14}")
+    print(f"{'step':<12} {'wall s':>8} {'python MB':>10} {'JVM MB':>8} {'heap after GC MB':>17} {'workers MB':>11} "
+          f"{'order lines/s':>14}")
     for name, step in steps.items():
         rate = f"{lines / step['seconds']:,.0f}" if name in ("full", "daily", "baseline") else ""
         print(f"{name:<12} {step['seconds']:>8.1f} {step.get('peak_python_mb', ''):>10} "
-              f"{step.get('peak_jvm_mb', ''):>8} {step.get('peak_workers_mb', ''):>11} {rate:>14}")
+              f"{step.get('peak_jvm_mb', ''):>8} {step.get('peak_heap_after_gc_mb') or '':>17} "
+              f"{step.get('peak_workers_mb', ''):>11} {rate:>14}")
     print(f"daily / pandas baseline: {steps['daily']['seconds'] / steps['baseline']['seconds']:.2f}x")
     for name, step in steps.items():  # the stage times inside each process (generate's is its one stage)
         if step.get("stages"):
