@@ -45,6 +45,7 @@ def test_ranking_metrics_match_hand_computation(spark):
     assert metrics["precision_at_k"] == pytest.approx((1 / 2) / 3)
     assert metrics["recall_at_k"] == pytest.approx(1 / 3)
     assert metrics["ndcg_at_k"] == pytest.approx((1 / math.log2(3)) / 3)
+    assert ranking.ranking_metrics(frame, k=2, names=("ndcg_at_k",)) == {"ndcg_at_k": metrics["ndcg_at_k"]}
     assert ranking.catalogue_coverage(recs, items) == pytest.approx(4 / 5)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from pyspark.ml.evaluation import RankingEvaluator
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -43,14 +45,17 @@ def ranking_frame(recs_df: DataFrame, relevant_df: DataFrame, items_df: DataFram
     )
 
 
-def ranking_metrics(frame_df: DataFrame, k: int) -> dict[str, float]:
-    """Return precision, recall, nDCG and MAP at ``k`` over the customers of ``frame_df``."""
+def ranking_metrics(frame_df: DataFrame, k: int, names: Sequence[str] = tuple(RANKING_METRICS)) -> dict[str, float]:
+    """Return the ``names`` of ``RANKING_METRICS`` (precision, recall, nDCG and MAP at ``k`` by
+    default) over the customers of ``frame_df``; each is a pass over it, so ask only for those needed."""
+    def value(df: DataFrame, name: str) -> float:
+        return float(RankingEvaluator(predictionCol="predicted", labelCol="relevant", metricName=RANKING_METRICS[name],
+                                      k=k).evaluate(df))
+
+    if len(names) == 1:
+        return {names[0]: value(frame_df, names[0])}
     with persisted(frame_df) as kept:
-        return {
-            name: float(RankingEvaluator(predictionCol="predicted", labelCol="relevant", metricName=metric, k=k)
-                        .evaluate(kept))
-            for name, metric in RANKING_METRICS.items()
-        }
+        return {name: value(kept, name) for name in names}
 
 
 def catalogue_coverage(recs_df: DataFrame, products_df: DataFrame) -> float:

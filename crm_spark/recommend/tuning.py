@@ -126,8 +126,9 @@ def tune(spark: SparkSession, train_events: DataFrame, items_df: DataFrame, cfg:
                 return
             began = time.monotonic()
             recs = recommend_for(fitting.scorer(spec), users, items_df, indexed, targets, cfg.top_k)
-            values = ranking.ranking_metrics(ranking.ranking_frame(recs, relevant, items_df), cfg.top_k)
-            trials[spec] = TuningTrial(spec, metric, values[f"{cfg.tune_metric}_at_k"], time.monotonic() - began)
+            tuned = f"{cfg.tune_metric}_at_k"
+            values = ranking.ranking_metrics(ranking.ranking_frame(recs, relevant, items_df), cfg.top_k, (tuned,))
+            trials[spec] = TuningTrial(spec, metric, values[tuned], time.monotonic() - began)
             log.info("tuning %s: %s = %.4f (%.1f s)", spec, metric, trials[spec].value, trials[spec].seconds)
 
         def best_of(model: str) -> Recommender:
