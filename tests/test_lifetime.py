@@ -15,7 +15,7 @@ from scipy.special import hyp2f1
 
 from crm_spark.config import TrainConfig
 from crm_spark.features.purchase_summary import purchase_summaries, with_actual_purchases
-from crm_spark.models import bgnbd, gamma_gamma, lifetime
+from crm_spark.models import bgnbd, gamma_gamma, lifetime, likelihood
 from crm_spark.models.likelihood import Fit
 from crm_spark.schemas import (
     AGE_PERIODS,
@@ -57,6 +57,57 @@ def test_bgnbd_recovers_simulated_parameters_from_distinct_rows():
     for name in ("r", "alpha", "a", "b"):
         assert getattr(fitted.params, name) == pytest.approx(getattr(PARAMS, name), rel=0.10), fitted.params
     assert fitted.log_likelihood >= bgnbd.log_likelihood(PARAMS, x, t_x, age).sum()  # the optimum, not a stop short
+
+
+def test_bgnbd_gradient_is_the_log_likelihoods():
+    """The exact gradient against central differences, per customer and parameter, at the
+    published values and out where a and b are in the thousands."""
+    x, t_x, age = np.array([0.0, 1.0, 3.0, 12.0]), np.array([0.0, 2.0, 7.5, 30.0]), np.array([10.0, 10.0, 38.0, 31.0])
+    of = bgnbd.likelihood_of(x, t_x, age)
+    for params in (PARAMS, bgnbd.BgNbd(r=2.5, alpha=23.0, a=40.0, b=9000.0)):
+        values = np.array(dataclasses.astuple(params))
+        _, gradient = of(params)
+        for j in range(4):
+            step = np.where(np.arange(4) == j, values * 1e-6, 0.0)
+            central = (of(bgnbd.BgNbd(*(values + step)))[0] - of(bgnbd.BgNbd(*(values - step)))[0]) / (2 * step[j])
+            assert gradient[:, j] == pytest.approx(central, rel=1e-5, abs=1e-9), (params, j)
+
+
+def test_bgnbd_likelihood_keeps_its_digits_where_dropout_hardly_varies():
+    """With a and b in the trillions the beta of the dropout is a point mass at p = a / (a + b):
+    L = Gamma(r + x) alpha^r / Gamma(r) [(1 - p)^x (alpha + T)^-(r+x) + p (1 - p)^(x-1) (alpha + t_x)^-(r+x)],
+    the second term for x > 0 only. Log-gammas of 10^12 differ in their third decimal from rounding alone."""
+    r, alpha, p, size = 2.5, 23.0, 0.0046, 1e12
+    x, t_x, age = np.array([0.0, 1.0, 5.0, 40.0]), np.array([0.0, 3.0, 20.0, 50.0]), np.array([30.0, 30.0, 40.0, 52.0])
+    point_mass = [math.lgamma(r + n) - math.lgamma(r) + r * math.log(alpha) + math.log(
+        (1 - p) ** n * (alpha + a) ** -(r + n) + (p * (1 - p) ** (n - 1) * (alpha + tx) ** -(r + n) if n else 0.0))
+        for n, tx, a in zip(x, t_x, age, strict=True)]
+    actual = bgnbd.log_likelihood(bgnbd.BgNbd(r, alpha, p * size, (1 - p) * size), x, t_x, age)
+    assert actual == pytest.approx(point_mass, abs=1e-8)
+
+
+def test_bgnbd_fits_customers_whose_dropout_hardly_varies():
+    """Dropout beta(500, 9,500): p 0.05 give or take 0.002. The likelihood rises towards a and b
+    without bound along a ridge, where the search without the exact gradient stopped short and
+    fell back to Nelder-Mead (8 s here, 300 s at 620,000 rows; now 0.05 s). The fit follows the
+    ridge: the gradient flat, the likelihood above the truth's, r, alpha and the mean dropout
+    recovered (measured within 0.3, 1.4 and 1.9 %)."""
+    truth = bgnbd.BgNbd(r=2.5, alpha=23.0, a=500.0, b=9500.0)
+    x, t_x, age = simulate_bgnbd(20_000, *dataclasses.astuple(truth), seed=4)
+    rows, counts = np.unique(np.stack([x, t_x, age], axis=1), axis=0, return_counts=True)
+    fitted = bgnbd.fit(rows[:, 0], rows[:, 1], rows[:, 2], counts.astype(float))
+    params = fitted.params
+    assert (params.r, params.alpha) == pytest.approx((truth.r, truth.alpha), rel=0.10), params
+    assert params.a / (params.a + params.b) == pytest.approx(truth.a / (truth.a + truth.b), rel=0.10), params
+    assert fitted.log_likelihood >= bgnbd.log_likelihood(truth, x, t_x, age).sum()
+    _, gradient = bgnbd.likelihood_of(rows[:, 0], rows[:, 1], rows[:, 2])(params)
+    log_gradient = (counts / counts.sum()) @ gradient * np.array(dataclasses.astuple(params))
+    assert np.abs(log_gradient).max() < likelihood.GRADIENT_TOLERANCE
+
+
+def test_bgnbd_needs_whole_repeat_purchases():
+    with pytest.raises(ValueError, match="whole numbers"):
+        bgnbd.likelihood_of(np.array([0.0, 1.5]), np.array([0.0, 1.0]), np.array([5.0, 5.0]))
 
 
 def test_gamma_gamma_recovers_simulated_parameters():
