@@ -18,6 +18,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StringType
 
 from crm_spark import files, tables
+from crm_spark.frames import persisted
 from crm_spark.schemas import (
     AS_OF_DATE,
     CAMPAIGN,
@@ -41,18 +42,14 @@ def escape_formula(value: Column) -> Column:
     return F.when(value.rlike(FORMULA_START), F.concat(F.lit("'"), value)).otherwise(value)
 
 
-def export_rows(audience: DataFrame, products: DataFrame | None) -> DataFrame:
+def export_rows(audience: DataFrame, names: dict[str, str], width: int) -> DataFrame:
     """Return the rows of one campaign's file, by rank: ids, rank, value, reason and offers with their names.
 
     Args:
         audience: the campaign's ``campaign_audiences`` rows (with ``customer_id``).
-        products: ``product_id`` and ``name`` of the catalogue, or None.
+        names: the name of each product offered (an offer without one gets an empty name).
+        width: the columns of offers: the most offers any of the campaign's customers has.
     """
-    width = audience.agg(F.max(F.size(OFFERS)).alias("w")).first()["w"] or 0
-    names = {}
-    if products is not None and width:
-        names = {row[PRODUCT_ID]: row[NAME] for row in products.join(
-            audience.select(F.explode(OFFERS).alias(PRODUCT_ID)).distinct(), PRODUCT_ID).collect()}
     name_of = F.create_map(*[F.lit(v) for kv in names.items() for v in kv]) if names else None
     columns = [F.col(CUSTOMER_ID), F.col(CAMPAIGN), F.col(RANK), F.round(EXPECTED_VALUE, 2).alias(EXPECTED_VALUE),
                F.col(REASON)]
@@ -72,6 +69,8 @@ def write_exports(audiences: DataFrame, source_ids: DataFrame, products: DataFra
     """Write each campaign's list as ``<export_dir>/<as_of_date>/<campaign>.csv`` and ``.parquet``.
 
     The files are written into a staging folder first, which then replaces the date's folder.
+    The audiences with their source ids are computed once for every file, and the offer
+    columns and product names of every campaign in one pass.
 
     Args:
         audiences: ``campaign_audiences`` rows of the date.
@@ -91,15 +90,21 @@ def write_exports(audiences: DataFrame, source_ids: DataFrame, products: DataFra
     staging = f"{root}/.staging-{as_of_date.isoformat()}"
     files.delete(spark, staging)
     written = {}
-    audiences = audiences.join(source_ids, CUSTOMER_KEY)
-    for campaign in campaigns:
-        rows = export_rows(audiences.where(F.col(CAMPAIGN) == campaign), products)
-        single = rows.coalesce(1).sortWithinPartitions(RANK)
-        single.write.option("header", True).option("escape", '"').csv(f"{staging}/_{campaign}_csv")
-        files.single_part(spark, f"{staging}/_{campaign}_csv", f"{staging}/{campaign}.csv")
-        single.write.parquet(f"{staging}/_{campaign}_parquet")
-        files.single_part(spark, f"{staging}/_{campaign}_parquet", f"{staging}/{campaign}.parquet")
-        written[campaign] = f"{final}/{campaign}.csv"
+    with persisted(audiences.join(source_ids, CUSTOMER_KEY)) as joined:
+        widths = {r[CAMPAIGN]: r["w"] or 0
+                  for r in joined.groupBy(CAMPAIGN).agg(F.max(F.size(OFFERS)).alias("w")).collect()}
+        names = {}
+        if products is not None and any(widths.values()):
+            names = {row[PRODUCT_ID]: row[NAME] for row in products.join(
+                joined.select(F.explode(OFFERS).alias(PRODUCT_ID)).distinct(), PRODUCT_ID).collect()}
+        for campaign in campaigns:
+            rows = export_rows(joined.where(F.col(CAMPAIGN) == campaign), names, widths.get(campaign, 0))
+            single = rows.coalesce(1).sortWithinPartitions(RANK)
+            single.write.option("header", True).option("escape", '"').csv(f"{staging}/_{campaign}_csv")
+            files.single_part(spark, f"{staging}/_{campaign}_csv", f"{staging}/{campaign}.csv")
+            single.write.parquet(f"{staging}/_{campaign}_parquet")
+            files.single_part(spark, f"{staging}/_{campaign}_parquet", f"{staging}/{campaign}.parquet")
+            written[campaign] = f"{final}/{campaign}.csv"
     files.drop_checksums(spark, staging)
     files.move(spark, staging, final)
     log.info("exported %d campaign lists to %s", len(campaigns), final)

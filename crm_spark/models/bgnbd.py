@@ -61,7 +61,7 @@ def likelihood_of(x: np.ndarray, t_x: np.ndarray, t: np.ndarray) -> Callable[[Bg
     recencies, t_x_at = np.unique(t_x, return_inverse=True)
     ages, t_at = np.unique(t, return_inverse=True)
     counts = xs.astype(int)
-    k = np.arange(counts.max())
+    k = np.arange(counts.max(initial=0))
     repeat = x > 0
     shape_power = np.where(xs > 0, xs - 1, 0.0)  # b + x - 1 of repeat customers (x = 0 rows take no a4)
 
