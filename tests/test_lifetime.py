@@ -136,25 +136,31 @@ def reference_expected_purchases(params: bgnbd.BgNbd, t: float, x: float, t_x: f
     return head / (1 + odds)
 
 
-def test_spark_predictions_match_a_python_implementation(spark):
+# The dropout probability beta(a, b) wide (CDNOW's), narrow around 5 % and nearly fixed at 0.5 %: the
+# series of the expected purchases needs u z / (1 - z) terms for u = a - 1 in one form and r + x in
+# the other, so a large a takes the other form (Euler's form alone gave 20.0 and 201.0 purchases in 90 days
+# for the third customer under the last two, against 0.49 and 0.79).
+@pytest.mark.parametrize("params", [PARAMS, bgnbd.BgNbd(r=1.2, alpha=30.0, a=500.0, b=9500.0),
+                                    bgnbd.BgNbd(r=0.8, alpha=12.0, a=1e9, b=2e11)], ids=["cdnow", "narrow", "ridge"])
+def test_spark_predictions_match_a_python_implementation(spark, params):
     cfg = TrainConfig(clv_period_days=7, clv_months=3, clv_monthly_discount_rate=0.02, clv_margin=0.3)
     customers = [(0.0, 0.0, 1.0, 0.0), (0.0, 0.0, 38.9, 0.0), (2.0, 30.4, 38.9, 22.35), (1.0, 1.7, 38.9, 11.77),
                  (25.0, 38.0, 38.9, 40.0), (60.0, 50.0, 52.0, 15.0)]
     frame = spark.createDataFrame([(f"k{i}", *c) for i, c in enumerate(customers)],
                                   f"{CUSTOMER_KEY} string, {REPEAT_PURCHASES} double, {RECENCY_PERIODS} double, "
                                   f"{AGE_PERIODS} double, {REPEAT_ORDER_VALUE} double")
-    model = lifetime.LifetimeModel(Fit(PARAMS, 0.0, 0, 0.0), Fit(VALUE, 0.0, 0, 0.0))
+    model = lifetime.LifetimeModel(Fit(params, 0.0, 0, 0.0), Fit(VALUE, 0.0, 0, 0.0))
     rows = {r[CUSTOMER_KEY]: r for r in lifetime.predict(model, frame, 90, cfg).collect()}
     per_month = 365.25 / 12 / 7
     for i, (x, t_x, age, m) in enumerate(customers):
         row = rows[f"k{i}"]
-        odds = PARAMS.a / (PARAMS.b + x - 1) * ((PARAMS.alpha + age) / (PARAMS.alpha + t_x)) ** (PARAMS.r + x)
+        odds = params.a / (params.b + x - 1) * ((params.alpha + age) / (params.alpha + t_x)) ** (params.r + x)
         assert row[P_ALIVE] == pytest.approx(1 / (1 + odds) if x > 0 else 1.0, rel=1e-12)
-        expected = reference_expected_purchases(PARAMS, 90 / 7, x, t_x, age)
+        expected = reference_expected_purchases(params, 90 / 7, x, t_x, age)
         assert row[EXPECTED_PURCHASES] == pytest.approx(expected, rel=1e-9), (i, expected)
         value = VALUE.p * (VALUE.v + x * m) / (VALUE.p * x + VALUE.q - 1)
         assert row[EXPECTED_ORDER_VALUE] == pytest.approx(value, rel=1e-12)
-        monthly = [reference_expected_purchases(PARAMS, k * per_month, x, t_x, age) if k else 0.0 for k in range(4)]
+        monthly = [reference_expected_purchases(params, k * per_month, x, t_x, age) if k else 0.0 for k in range(4)]
         clv = sum((monthly[k] - monthly[k - 1]) / 1.02 ** k for k in range(1, 4)) * value * 0.3
         assert row[LIFETIME_VALUE] == pytest.approx(clv, rel=1e-9), (i, clv)
 

@@ -5,7 +5,6 @@ with the exact gradient; predictions in Spark built-ins."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -19,7 +18,7 @@ from crm_spark.schemas import AGE_PERIODS, RECENCY_PERIODS, REPEAT_PURCHASES
 
 BG_NBD = "bg_nbd"
 SUMMARY = (REPEAT_PURCHASES, RECENCY_PERIODS, AGE_PERIODS)
-SERIES_TOLERANCE = 1e-12  # the hypergeometric series stops once z**k falls below this
+SERIES_TOLERANCE = 1e-12  # the hypergeometric series stops once its remaining terms sum below this
 
 
 @dataclass(frozen=True)
@@ -120,19 +119,26 @@ def p_alive(params: BgNbd) -> Column:
     return F.lit(1.0) / (F.lit(1.0) + _dropout_odds(params))
 
 
-def hyp2f1(a: Column, b: Column, c: Column, z: Column, max_terms: int) -> Column:
-    """Return the Gauss hypergeometric function 2F1(a, b; c; z) for 0 <= z < 1 by its series.
+def weighted_hyp2f1(p: Column, q: Column, c: Column, z: Column, u: Column, max_terms: int) -> Column:
+    """Return (1 - z)^u 2F1(p, q; c; z) for 0 < z < 1 by its series, where each term's ratio to the
+    one before, (p + k) (q + k) / ((c + k) (k + 1)) z, is at most (u + k) / (k + 1) z.
 
-    Each row sums as many terms as its ``z`` needs for ``SERIES_TOLERANCE`` (at most
-    ``max_terms``) with Spark's ``aggregate`` over a sequence: no Python UDF.
+    The weight is the first term, so the terms are bounded by the negative binomial
+    probabilities of (u, z) and neither overflow nor leave a difference of huge numbers. Each row
+    sums the terms its ``u`` and ``z`` need for ``SERIES_TOLERANCE`` (at most ``max_terms``):
+    past the peak, about u z / (1 - z) terms in, the ratio falls below sqrt(z) (z itself when
+    u <= 1), and the tail then shrinks geometrically. Spark's ``aggregate`` over a sequence:
+    no Python UDF.
     """
-    terms = F.least(F.lit(max_terms), F.greatest(
-        F.lit(1), F.ceil(F.lit(math.log(SERIES_TOLERANCE)) / F.log(F.greatest(z, F.lit(1e-300)))).cast("int")))
-    zero = F.struct(F.lit(1.0).alias("term"), F.lit(0.0).alias("total"))
+    rate = F.when(u <= 1, z).otherwise(F.sqrt(z))
+    peak = F.greatest(F.lit(0.0), (u * rate - 1) / (F.lit(1.0) - rate))
+    needed = peak + F.log(F.lit(SERIES_TOLERANCE) * (F.lit(1.0) - rate)) / F.log(rate)
+    terms = F.least(F.lit(float(max_terms)), F.greatest(F.lit(1.0), F.ceil(needed))).cast("int")
+    zero = F.struct(F.exp(u * F.log1p(-z)).alias("term"), F.lit(0.0).alias("total"))
 
     def step(acc: Column, k: Column) -> Column:
         k = k.cast("double")
-        ratio = (a + k) * (b + k) / ((c + k) * (k + 1)) * z
+        ratio = (p + k) * (q + k) / ((c + k) * (k + 1)) * z
         return F.struct((acc["term"] * ratio).alias("term"), (acc["total"] + acc["term"]).alias("total"))
 
     return F.aggregate(F.sequence(F.lit(0), terms - 1), zero, step)["total"]
@@ -153,16 +159,22 @@ def alive_divisor(params: BgNbd) -> Column:
 
 def purchases_if_alive(params: BgNbd, periods: float, max_terms: int) -> Column:
     """Return the numerator of equation 10 of Fader, Hardie and Lee 2005, which depends on
-    ``repeat_purchases`` and ``age_periods`` only (so it can be computed once per distinct pair).
+    ``repeat_purchases`` and ``age_periods`` only (so it can be computed once per distinct pair):
+    (a + b + x - 1) / (a - 1) (1 - (1 - z)^(r + x) 2F1(r + x, b + x; a + b + x - 1; z)), with
+    z = periods / (alpha + T + periods).
 
-    Euler's transformation 2F1(r+x, b+x; a+b+x-1; z) = (1-z)^(a-1-r-x) 2F1(a+b-1-r, a-1; a+b+x-1; z)
-    turns the series into one whose first two parameters do not grow with ``x``, so it
-    converges at the rate of ``z`` = periods / (alpha + T + periods) for any customer.
+    The series needs about u z / (1 - z) terms for u = r + x. Euler's transformation
+    (1 - z)^(r + x) 2F1(r + x, b + x; a + b + x - 1; z) = (1 - z)^(a - 1) 2F1(a + b - 1 - r, a - 1; a + b + x - 1; z)
+    gives one with u = a - 1, so each row sums whichever is shorter: the transformed one for
+    frequent buyers when the dropout distribution is wide (a small), the one as printed when a
+    is large, where the dropout probability hardly varies across customers.
     """
     if periods <= 0:
         return F.lit(0.0)
     r, alpha, a, b = (F.lit(v) for v in (params.r, params.alpha, params.a, params.b))
     x, t = F.col(REPEAT_PURCHASES), F.col(AGE_PERIODS)
     z = F.lit(periods) / (alpha + t + F.lit(periods))
-    series = hyp2f1(a + b - 1 - r, a - 1, a + b + x - 1, z, max_terms)
-    return (a + b + x - 1) / (a - 1) * (F.lit(1.0) - F.pow(F.lit(1.0) - z, a - 1) * series)
+    euler = a - 1 <= r + x
+    weighted = weighted_hyp2f1(F.when(euler, a + b - 1 - r).otherwise(r + x), F.when(euler, a - 1).otherwise(b + x),
+                               a + b + x - 1, z, F.least(a - 1, r + x), max_terms)
+    return (a + b + x - 1) / (a - 1) * (F.lit(1.0) - weighted)
