@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from pyspark.sql import Column
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from scipy.special import digamma, gammaln
 
@@ -144,37 +144,40 @@ def weighted_hyp2f1(p: Column, q: Column, c: Column, z: Column, u: Column, max_t
     return F.aggregate(F.sequence(F.lit(0), terms - 1), zero, step)["total"]
 
 
-def expected_purchases(params: BgNbd, periods: float, max_terms: int) -> Column:
-    """Return a customer's expected purchases in the next ``periods``, from the summary columns
-    (equation 10 of Fader, Hardie and Lee 2005): :func:`purchases_if_alive` divided by one plus
-    the odds of having dropped out."""
-    return purchases_if_alive(params, periods, max_terms) / alive_divisor(params)
-
-
 def alive_divisor(params: BgNbd) -> Column:
-    """Return one plus the odds that a customer has dropped out: expected purchases are
-    :func:`purchases_if_alive` divided by it."""
+    """Return one plus the odds that a customer has dropped out: expected purchases are the
+    columns of :func:`with_purchases_if_alive` divided by it."""
     return F.lit(1.0) + _dropout_odds(params)
 
 
-def purchases_if_alive(params: BgNbd, periods: float, max_terms: int) -> Column:
-    """Return the numerator of equation 10 of Fader, Hardie and Lee 2005, which depends on
-    ``repeat_purchases`` and ``age_periods`` only (so it can be computed once per distinct pair):
-    (a + b + x - 1) / (a - 1) (1 - (1 - z)^(r + x) 2F1(r + x, b + x; a + b + x - 1; z)), with
-    z = periods / (alpha + T + periods).
+def with_purchases_if_alive(pairs_df: DataFrame, params: BgNbd, periods: dict[str, float],
+                            max_terms: int) -> DataFrame:
+    """Return ``pairs_df`` (``repeat_purchases``, ``age_periods`` and any other column) with a
+    column per entry of ``periods`` (name: periods ahead): the numerator of equation 10 of Fader,
+    Hardie and Lee 2005, (a + b + x - 1) / (a - 1) (1 - (1 - z)^(r + x) 2F1(r + x, b + x; a + b + x - 1; z))
+    with z = periods / (alpha + T + periods). It depends on x and T only, so callers compute it
+    once per distinct pair.
 
     The series needs about u z / (1 - z) terms for u = r + x. Euler's transformation
     (1 - z)^(r + x) 2F1(r + x, b + x; a + b + x - 1; z) = (1 - z)^(a - 1) 2F1(a + b - 1 - r, a - 1; a + b + x - 1; z)
     gives one with u = a - 1, so each row sums whichever is shorter: the transformed one for
     frequent buyers when the dropout distribution is wide (a small), the one as printed when a
-    is large, where the dropout probability hardly varies across customers.
+    is large, where the dropout probability hardly varies across customers. The choice and the
+    series' parameters are computed once for every entry of ``periods``.
     """
-    if periods <= 0:
-        return F.lit(0.0)
     r, alpha, a, b = (F.lit(v) for v in (params.r, params.alpha, params.a, params.b))
-    x, t = F.col(REPEAT_PURCHASES), F.col(AGE_PERIODS)
-    z = F.lit(periods) / (alpha + t + F.lit(periods))
+    x = F.col(REPEAT_PURCHASES)
     euler = a - 1 <= r + x
-    weighted = weighted_hyp2f1(F.when(euler, a + b - 1 - r).otherwise(r + x), F.when(euler, a - 1).otherwise(b + x),
-                               a + b + x - 1, z, F.least(a - 1, r + x), max_terms)
-    return (a + b + x - 1) / (a - 1) * (F.lit(1.0) - weighted)
+    inputs = pairs_df.select("*", F.when(euler, a + b - 1 - r).otherwise(r + x).alias("_p"),
+                             F.when(euler, a - 1).otherwise(b + x).alias("_q"), (a + b + x - 1).alias("_c"),
+                             F.least(a - 1, r + x).alias("_u"))
+    p, q, c, u = (F.col(name) for name in ("_p", "_q", "_c", "_u"))
+
+    def numerator(ahead: Column) -> Column:
+        z = ahead / (alpha + F.col(AGE_PERIODS) + ahead)
+        return F.when(ahead > 0, c / (a - 1) * (F.lit(1.0) - weighted_hyp2f1(p, q, c, z, u, max_terms))).otherwise(0.0)
+
+    # One expression over every period (an array of them): building one per period costs more than summing it.
+    values = inputs.select(*pairs_df.columns, F.transform(F.array(*[F.lit(float(v)) for v in periods.values()]),
+                                                          numerator).alias("_ahead"))
+    return values.select(*pairs_df.columns, *[F.col("_ahead")[i].alias(name) for i, name in enumerate(periods)])

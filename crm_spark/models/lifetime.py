@@ -8,7 +8,7 @@ import datetime as dt
 import logging
 from dataclasses import dataclass
 
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from crm_spark.config import TrainConfig
@@ -73,22 +73,12 @@ def fit(summaries_df: DataFrame, cfg: TrainConfig) -> LifetimeModel:
     return LifetimeModel(purchases, gamma_gamma.fit(x, m, counts, cfg.clv_penalizer))
 
 
-def _discounted_purchases_if_alive(params: bgnbd.BgNbd, cfg: TrainConfig) -> Column:
-    """Return the discounted sum over ``clv_months`` of each month's purchases if alive
-    (:func:`~crm_spark.models.bgnbd.purchases_if_alive`), discounted at
-    ``clv_monthly_discount_rate`` per month."""
-    per_month = DAYS_PER_MONTH / cfg.clv_period_days
-    cumulative = [bgnbd.purchases_if_alive(params, month * per_month, cfg.clv_series_terms)
-                  for month in range(cfg.clv_months + 1)]
-    return sum((cumulative[month] - cumulative[month - 1]) / (1 + cfg.clv_monthly_discount_rate) ** month
-               for month in range(1, cfg.clv_months + 1))
-
-
 def predict(model: LifetimeModel, summaries_df: DataFrame, horizon_days: int, cfg: TrainConfig) -> DataFrame:
     """Return ``customer_key`` (with ``label`` and ``split`` and any other column of ``summaries_df``),
     ``p_alive``, ``expected_purchases`` in the next ``horizon_days``, ``expected_order_value`` and
     ``lifetime_value``: the discounted value of the purchases over ``clv_months``, each month's
-    expected purchases times the expected order value and ``clv_margin``.
+    expected purchases times the expected order value and ``clv_margin``, discounted at
+    ``clv_monthly_discount_rate`` per month.
 
     The hypergeometric series of the expected purchases depend on ``repeat_purchases`` and
     ``age_periods`` only, so they are summed once per distinct pair, of which there are far
@@ -96,9 +86,14 @@ def predict(model: LifetimeModel, summaries_df: DataFrame, horizon_days: int, cf
     """
     params = model.purchases.params
     pair = [REPEAT_PURCHASES, AGE_PERIODS]
-    series = summaries_df.select(*pair).distinct().select(
-        *pair, bgnbd.purchases_if_alive(params, horizon_days / cfg.clv_period_days, cfg.clv_series_terms)
-        .alias("_horizon"), _discounted_purchases_if_alive(params, cfg).alias("_discounted"))
+    per_month = DAYS_PER_MONTH / cfg.clv_period_days
+    months = [f"_month{month}" for month in range(cfg.clv_months + 1)]  # purchases if alive up to each month
+    series = bgnbd.with_purchases_if_alive(
+        summaries_df.select(*pair).distinct(), params,
+        {"_horizon": horizon_days / cfg.clv_period_days, **{name: m * per_month for m, name in enumerate(months)}},
+        cfg.clv_series_terms)
+    discounted = sum((F.col(months[m]) - F.col(months[m - 1])) / (1 + cfg.clv_monthly_discount_rate) ** m
+                     for m in range(1, cfg.clv_months + 1))
     divisor = bgnbd.alive_divisor(params)
     order_value = gamma_gamma.expected_order_value(model.value.params)
     return summaries_df.join(series, pair).select(
@@ -106,7 +101,7 @@ def predict(model: LifetimeModel, summaries_df: DataFrame, horizon_days: int, cf
         bgnbd.p_alive(params).alias(P_ALIVE),
         (F.col("_horizon") / divisor).alias(EXPECTED_PURCHASES),
         order_value.alias(EXPECTED_ORDER_VALUE),
-        (F.col("_discounted") / divisor * order_value * F.lit(cfg.clv_margin)).alias(LIFETIME_VALUE),
+        (discounted / divisor * order_value * F.lit(cfg.clv_margin)).alias(LIFETIME_VALUE),
     )
 
 
