@@ -124,6 +124,7 @@ def write_table(df: DataFrame, table: Table, lakehouse_dir: str, key: object = N
         kept = [f.name for f in df.schema.fields if f.name not in personal and isinstance(f.dataType, statistics_types)]
         writer = writer.option("delta.dataSkippingStatsColumns", ",".join(f"`{c}`" for c in kept))
     path = table.path(lakehouse_dir)
+    # Looked up before the write as well: Delta commits nothing for an empty frame replacing no rows.
     before, _ = last_commit(df.sparkSession, path)
     if table.scope == "all" and where and before >= 0:
         # New columns (a customer attribute added to the config) join the table's schema.
