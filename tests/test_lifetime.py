@@ -139,7 +139,7 @@ def reference_expected_purchases(params: bgnbd.BgNbd, t: float, x: float, t_x: f
 # The dropout probability beta(a, b) wide (CDNOW's), narrow around 5 % and nearly fixed at 0.5 %: the
 # series of the expected purchases needs u z / (1 - z) terms for u = a - 1 in one form and r + x in
 # the other, so a large a takes the other form (Euler's form alone gave 20.0 and 201.0 purchases in 90 days
-# for the third customer under the last two, against 0.49 and 0.79).
+# for the first customer under the last two, against 0.49 and 0.79).
 @pytest.mark.parametrize("params", [PARAMS, bgnbd.BgNbd(r=1.2, alpha=30.0, a=500.0, b=9500.0),
                                     bgnbd.BgNbd(r=0.8, alpha=12.0, a=1e9, b=2e11)], ids=["cdnow", "narrow", "ridge"])
 def test_spark_predictions_match_a_python_implementation(spark, params):
