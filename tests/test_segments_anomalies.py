@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from pyspark.ml.linalg import Vectors
+from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from crm_spark.config import TrainConfig
@@ -86,3 +87,16 @@ def test_customers_far_from_their_segment_centre_are_flagged(spark):
     flagged = anomalies.customer_anomalies(assigned, [np.array([0.2, 0.0])], threshold=4.0)
     assert [(r["level"], r["customer_key"]) for r in flagged.collect()] == [("customer", "far")]
     assert "the usual distance to the centre of segment 0" in flagged.first()["reason"]
+
+
+def test_reference_medians_and_mads_are_those_of_spark_median(spark):
+    # Groups of one to seven values, odd and even counts, with ties: the sorted-array reading
+    # must give F.median's values exactly, MAD included.
+    rng = np.random.default_rng(4)
+    rows = [(f"g{g}", float(v)) for g in range(1, 8) for v in rng.choice([0.5, 1.0, 2.5, 4.0, 7.25], size=g)]
+    df = spark.createDataFrame(rows, "g string, x double")
+    medians = df.groupBy("g").agg(F.median("x").alias("q_median"), F.count("x").alias("q_n"))
+    expected = df.join(medians, "g").groupBy("g", "q_median", "q_n").agg(
+        F.median(F.abs(F.col("x") - F.col("q_median"))).alias("q_mad"))
+    assertDataFrameEqual(anomalies._reference(df, "g", {"x": "q"}).select("g", "q_median", "q_mad", "q_n"),
+                         expected.select("g", "q_median", "q_mad", F.col("q_n").cast("int").alias("q_n")))

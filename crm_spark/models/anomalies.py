@@ -29,13 +29,31 @@ def robust_z(value: Column, median: Column, mad: Column, floor: float) -> Column
     return (value - median) / F.greatest(mad * F.lit(MAD_TO_SD), F.lit(floor))
 
 
+def _median(ascending: Column) -> Column:
+    """Return the median of a sorted, non-empty array, as ``F.median`` computes it (the mean of the middle two)."""
+    n = F.size(ascending)
+    lower, upper = F.get(ascending, ((n - 1) / 2).cast("int")), F.get(ascending, (n / 2).cast("int"))
+    return F.when(n % 2 == 1, lower).otherwise(F.lit(0.5) * lower + F.lit(0.5) * upper)
+
+
+def _median_and_mad(ascending: Column) -> tuple[Column, Column]:
+    """Return the median and the median absolute deviation of a sorted, non-empty array."""
+    median = _median(ascending)
+    return median, _median(F.array_sort(F.transform(ascending, lambda v: F.abs(v - median))))
+
+
 def _reference(df: DataFrame, by: str, columns: dict[str, str]) -> DataFrame:
-    """Return per ``by`` value, for each of ``columns`` (column -> prefix): the median, MAD and count."""
-    medians = df.groupBy(by).agg(*[F.median(c).alias(f"{p}_median") for c, p in columns.items()],
-                                 *[F.count(F.lit(1)).alias(f"{p}_n") for p in columns.values()])
-    mads = df.join(medians, by).groupBy(by).agg(
-        *[F.median(F.abs(F.col(c) - F.col(f"{p}_median"))).alias(f"{p}_mad") for c, p in columns.items()])
-    return medians.join(mads, by)
+    """Return per ``by`` value, for each of ``columns`` (column -> prefix): the median, MAD and count.
+
+    One aggregation collects each group's values, sorted; the median and the median
+    absolute deviation are read from them, so the rows are shuffled once.
+    """
+    values = df.groupBy(by).agg(*[F.array_sort(F.collect_list(c)).alias(p) for c, p in columns.items()])
+    out = [by]
+    for p in columns.values():
+        median, mad = _median_and_mad(F.col(p))
+        out += [median.alias(f"{p}_median"), mad.alias(f"{p}_mad"), F.size(p).alias(f"{p}_n")]
+    return values.select(*out)
 
 
 def order_anomalies(lines_df: DataFrame, threshold: float, floor: float) -> DataFrame:
