@@ -185,12 +185,8 @@ def merge_table(
     )
     if delete_missing:
         merge = merge.whenNotMatchedBySourceDelete()
-    before, _ = last_commit(df.sparkSession, path)
-    merge.execute()
-    version, metrics = last_commit(df.sparkSession, path)
-    metrics = metrics if version > before else {}
-    counts = {name: int(metrics.get(f"numTargetRows{name.capitalize()}", 0))
-              for name in ("inserted", "updated", "deleted")}
+    metrics = merge.execute().first()
+    counts = {name: int(metrics[f"num_{name}_rows"]) for name in ("inserted", "updated", "deleted")}
     log.info("merged into %s: %s", table.qualified, counts)
     return counts
 
