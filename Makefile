@@ -6,6 +6,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONFIG ?= conf/local.yaml
 ARGS ?=
+# Test processes (pytest-xdist), each with its own SparkSession; a test file stays in one process.
+TEST_WORKERS ?= 2
 
 .PHONY: run test lint setup clean
 
@@ -28,7 +30,7 @@ lint: $(STAMP)
 	$(BIN)/lint-imports pyproject.toml
 
 test: $(STAMP)
-	$(BIN)/python -m pytest $(ARGS); rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(ARGS); rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
 
 clean:
 	rm -rf $(VENV) lakehouse lakehouse-examples data spark-warehouse build dist *.egg-info crm_spark.zip

@@ -102,7 +102,7 @@ def cluster(tmp_path_factory):
     env = {**os.environ, "SPARK_HOME": str(spark_home), "SPARK_LOCAL_IP": "127.0.0.1",
            "SPARK_LOG_DIR": str(root / "logs"), "SPARK_WORKER_DIR": str(root / "work")}
     spark_class = str(spark_home / "bin" / "spark-class")
-    ui_port, started = free_port(), []
+    master_port, ui_port, started = free_port(), free_port(), []
 
     def start(name: str, *args: str) -> None:
         log_file = (root / f"{name}.log").open("w")
@@ -110,15 +110,15 @@ def cluster(tmp_path_factory):
                                         start_new_session=True))
 
     try:
-        start("master", "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1", "--port", "7077",
+        start("master", "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1", "--port", str(master_port),
               "--webui-port", str(ui_port))
         wait_for(lambda: master_state(ui_port)["status"] == "ALIVE", "the master")
         for i in range(2):
-            start(f"worker{i}", "org.apache.spark.deploy.worker.Worker", "spark://127.0.0.1:7077", "--cores", "1",
-                  "--memory", "2g", "--host", "127.0.0.1", "--webui-port", str(free_port()),
+            start(f"worker{i}", "org.apache.spark.deploy.worker.Worker", f"spark://127.0.0.1:{master_port}",
+                  "--cores", "1", "--memory", "2g", "--host", "127.0.0.1", "--webui-port", str(free_port()),
                   "--work-dir", str(root / f"work{i}"))
         wait_for(lambda: master_state(ui_port)["aliveworkers"] == 2, "two workers")
-        yield "spark://127.0.0.1:7077", ui_port
+        yield f"spark://127.0.0.1:{master_port}", ui_port
     finally:
         for process in started:
             os.killpg(process.pid, signal.SIGTERM)
