@@ -1,4 +1,4 @@
-"""One SparkSession for the whole test session, built by the project's own builder."""
+"""One SparkSession per test process (``make test`` runs two, with pytest-xdist), built by the project's own builder."""
 
 from __future__ import annotations
 
@@ -43,12 +43,13 @@ def make_config(root: Path, **sections) -> Config:
                                                  vacuum_retention_hours=0, allow_short_retention=True))
     spark_cfg = SparkConfig(
         master="local[2]", shuffle_partitions=2, ui_enabled=False, log_level="ERROR",
-        # For one JVM that runs the whole suite: the parallel collector costs less CPU than G1 on
-        # two cores; a heap and metaspace large enough, and fewer finished jobs kept for the
+        # For one JVM that runs half the suite: the parallel collector costs less CPU than G1 on
+        # two cores; a heap and metaspace large enough (two such JVMs, the cluster test's four and
+        # the processes tests start fit in 24 GB), and fewer finished jobs kept for the
         # (disabled) UI, spare it full collections. On test-sized data, compiling generated code
         # for every new plan costs more than it saves: expressions and plans are interpreted
         # instead (a pipeline run on the orders-only example: 60 s against 46 s).
-        extra={"spark.driver.memory": "6g", "spark.sql.warehouse.dir": str(root / "warehouse"),
+        extra={"spark.driver.memory": "4g", "spark.sql.warehouse.dir": str(root / "warehouse"),
                "spark.driver.extraJavaOptions": "-XX:+UseParallelGC -XX:MetaspaceSize=512m",
                "spark.executor.extraJavaOptions": "-XX:+UseParallelGC",
                "spark.ui.retainedJobs": "100", "spark.ui.retainedStages": "100",
