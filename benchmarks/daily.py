@@ -19,8 +19,9 @@ it holds. Each run's stage lines are echoed as they come:
    applied at the date, and the ten most popular products each customer has not bought,
    written as Parquet.
 
-Prints one table (wall time, peak memory, rows per second of raw order lines) and the stage
-times of the full and daily runs with their headline metrics, and writes them as JSON. From
+Prints one table (wall time, peak memory, rows per second of raw order lines), the stage times
+of the full and daily runs with their headline metrics, and each run's time outside its stages
+(start-up to the first stage, between stages, after the last stage), and writes them as JSON. From
 the repository root:
 
     .venv/bin/python benchmarks/daily.py [--customers 100000] [--work /tmp/crm-daily-bench] [--reuse]
@@ -61,11 +62,13 @@ def measured(command: list[str]) -> dict:
     began = time.perf_counter()
     process = psutil.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []
+    progress_at: list[float] = []  # when each progress line came: the first ends the start-up, the last the stages
 
     def read() -> None:
         for line in process.stdout:
             lines.append(line)
             if PROGRESS_LINE.match(line):
+                progress_at.append(time.perf_counter() - began)
                 print(f"  {line.rstrip()}", flush=True)
 
     reader = threading.Thread(target=read, daemon=True)
@@ -89,8 +92,10 @@ def measured(command: list[str]) -> dict:
                      "rows_out": int(m[5].replace(",", ""))} for m in map(STAGE_LINE.match, lines) if m}
     metrics = {f"{m[1]}/{m[2]}/{m[3]}": None if m[4] == "n/a" else float(m[4])
                for m in map(METRIC_LINE.match, lines) if m and not STAGE_LINE.match(m[0])}
+    outside = {"startup_seconds": round(progress_at[0], 1),
+               "after_stages_seconds": round(seconds - progress_at[-1], 1)} if progress_at else {}
     return {"seconds": round(seconds, 1), **{f"peak_{k}_mb": round(v / MB) for k, v in peaks.items()},
-            "stages": stages, "metrics": metrics}
+            **outside, "stages": stages, "metrics": metrics}
 
 
 def heap_after_gc(log: Path) -> int | None:
@@ -234,6 +239,10 @@ def main() -> None:
         if step.get("stages"):
             times = ", ".join(f"{stage} {s['seconds']:.1f}s" for stage, s in step["stages"].items())
             print(f"\n{name} stages: {times}")
+            between = step["seconds"] - step["startup_seconds"] - step["after_stages_seconds"] - sum(
+                s["seconds"] for s in step["stages"].values())
+            print(f"{name} outside stages: start-up {step['startup_seconds']:.1f}s, between stages {between:.1f}s, "
+                  f"after the last stage {step['after_stages_seconds']:.1f}s")
     for metric, value in steps.get("full", {}).get("metrics", {}).items():
         print(f"  {metric:<60} {value}")
     Path(args.json).write_text(json.dumps({"customers": args.customers, "order_lines": lines,

@@ -50,12 +50,16 @@ def record_files(spark: SparkSession, config: Config, files: list[Row], run_id: 
         tables.write_table(files_df, tables.INGESTED_FILES, lake)
 
 
-def pending_files(spark: SparkSession, lakehouse_dir: str) -> list[str]:
-    """Return the ingested files whose rows ``prepare`` has not merged into silver yet (none before any ingest)."""
+def pending_files(spark: SparkSession, lakehouse_dir: str) -> dict[str, list[str]]:
+    """Return, per source, the ingested files whose rows ``prepare`` has not merged into silver yet
+    (a source without any is left out; none before any ingest)."""
     if not tables.table_exists(spark, tables.INGESTED_FILES, lakehouse_dir):
-        return []
-    pending = tables.read_table(spark, tables.INGESTED_FILES, lakehouse_dir).where(F.col("prepared_run_id").isNull())
-    return [row[SOURCE_FILE] for row in pending.select(SOURCE_FILE).collect()]
+        return {}
+    pending: dict[str, list[str]] = {}
+    rows = tables.read_table(spark, tables.INGESTED_FILES, lakehouse_dir).where(F.col("prepared_run_id").isNull())
+    for row in rows.select("source", SOURCE_FILE).orderBy("source", SOURCE_FILE).collect():
+        pending.setdefault(row["source"], []).append(row[SOURCE_FILE])
+    return pending
 
 
 def mark_prepared(spark: SparkSession, lakehouse_dir: str, files: list[str], run_id: str) -> None:

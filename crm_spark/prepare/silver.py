@@ -48,6 +48,11 @@ def customers_from_activity(orders_df: DataFrame, ratings_df: DataFrame) -> Data
                         for f in schema.fields])
 
 
+def rows_of_files(bronze_df: DataFrame, paths: list[str]) -> DataFrame:
+    """Return the bronze rows read from ``paths`` (none, without a scan, when ``paths`` is empty)."""
+    return bronze_df.where(F.col(SOURCE_FILE).isin(paths)) if paths else bronze_df.limit(0)
+
+
 def rebuild_silver(spark: SparkSession, config: Config, bronze: dict[str, DataFrame], customers: DataFrame,
                    xref_df: DataFrame) -> dict[str, int]:
     """Overwrite every silver table from all of bronze.
@@ -70,8 +75,8 @@ def rebuild_silver(spark: SparkSession, config: Config, bronze: dict[str, DataFr
 
 
 def merge_silver(spark: SparkSession, config: Config, bronze: dict[str, DataFrame], customers: DataFrame,
-                 xref_df: DataFrame, pending: list[str]) -> dict[str, int]:
-    """Upsert silver from the bronze rows of ``pending`` files with Delta MERGE.
+                 xref_df: DataFrame, pending: dict[str, list[str]]) -> dict[str, int]:
+    """Upsert silver from the bronze rows of the ``pending`` files (per source) with Delta MERGE.
 
     Customers are resolved over all of bronze (a new record may join an existing
     person), then merged by ``customer_id`` (cross-reference) and ``customer_key``
@@ -102,14 +107,13 @@ def merge_silver(spark: SparkSession, config: Config, bronze: dict[str, DataFram
         counts["merge.rekeyed_ids"] = rekeyed.count()
         merged(tables.CUSTOMER_XREF, xref_df, (CUSTOMER_ID,), delete_missing=True)
         merged(tables.CUSTOMERS, golden_records(customers, xref_df), (CUSTOMER_KEY,), delete_missing=True)
-        new_rows = spark.createDataFrame([(p,) for p in pending], f"{SOURCE_FILE} string")
-        if bronze["products"].join(F.broadcast(new_rows), SOURCE_FILE, "left_semi").isEmpty():
+        if not pending.get("products"):
             counts.update({f"merge.{tables.PRODUCTS.qualified}.{k}": 0 for k in ("inserted", "updated", "deleted")})
         else:  # the catalogue changes only with a new products file
             merged(tables.PRODUCTS, clean_products(bronze["products"]), (PRODUCT_ID,), delete_missing=True)
 
         rekeyed_ids = F.broadcast(rekeyed.select(CUSTOMER_ID))
-        orders = bronze["orders"].join(F.broadcast(new_rows), SOURCE_FILE, "left_semi").unionByName(
+        orders = bronze["orders"].transform(rows_of_files, pending.get("orders", [])).unionByName(
             bronze["orders"].join(rekeyed_ids, CUSTOMER_ID, "left_semi"))
         merged(tables.ORDERS, orders.distinct().transform(clean_orders).transform(with_customer_key, xref_df),
                (ORDER_LINE_ID,), newer=f"s.{ORDER_TS} >= t.{ORDER_TS}")
@@ -117,7 +121,7 @@ def merge_silver(spark: SparkSession, config: Config, bronze: dict[str, DataFram
         # Persons whose key changed: their rows (and rows under no key) are taken out and derived again.
         persons = rekeyed.select(F.col(CUSTOMER_KEY).alias("_key")).unionByName(
             rekeyed.select(F.col("_old_key").alias("_key"))).where(F.col("_key").isNotNull()).distinct()
-        ratings = bronze["ratings"].join(F.broadcast(new_rows), SOURCE_FILE, "left_semi")
+        ratings = bronze["ratings"].transform(rows_of_files, pending.get("ratings", []))
         if counts["merge.rekeyed_ids"]:
             silver_ratings = DeltaTable.forPath(spark, tables.RATINGS.path(lake))
             silver_ratings.alias("t").merge(F.broadcast(persons).alias("s"), f"t.{CUSTOMER_KEY} = s._key") \

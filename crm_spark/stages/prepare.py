@@ -15,8 +15,14 @@ from crm_spark.ingest import ledger
 from crm_spark.prepare import quality
 from crm_spark.prepare.clean import MAX_AGE, MIN_AGE, blank_to_null, clean_customers
 from crm_spark.prepare.dedup import resolve, resolve_changed
-from crm_spark.prepare.silver import bronze_frames, customers_from_activity, merge_silver, rebuild_silver
-from crm_spark.schemas import AGE, BIRTH_DATE, CUSTOMER_FLAGS, CUSTOMER_ID, CUSTOMER_KEY, SOURCE_FILE
+from crm_spark.prepare.silver import (
+    bronze_frames,
+    customers_from_activity,
+    merge_silver,
+    rebuild_silver,
+    rows_of_files,
+)
+from crm_spark.schemas import AGE, BIRTH_DATE, CUSTOMER_FLAGS, CUSTOMER_ID, CUSTOMER_KEY
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +66,7 @@ def run(spark: SparkSession, config: Config, run_id: str) -> dict[str, int]:
         pending = ledger.pending_files(spark, lake)
         if incremental:
             xref_df, resolution = resolve_changed(customers, tables.read_table(spark, tables.CUSTOMER_XREF, lake),
-                                                  _changed_ids(spark, config, bronze, customers, pending),
+                                                  _changed_ids(config, bronze, customers, pending),
                                                   config.prepare, keyed_hash)
             counts.update(resolution)
             counts.update(merge_silver(spark, config, bronze, customers, xref_df, pending))
@@ -69,7 +75,7 @@ def run(spark: SparkSession, config: Config, run_id: str) -> dict[str, int]:
             counts.update(resolution)
             counts.update(rebuild_silver(spark, config, bronze, customers, xref_df))
         if pending:
-            ledger.mark_prepared(spark, lake, pending, run_id)
+            ledger.mark_prepared(spark, lake, [path for paths in pending.values() for path in paths], run_id)
         counts.update(_order_rule_hits(tables.read_table(spark, tables.ORDERS, lake)))
         measures = _measures(spark, config, bronze, customers, counts)
         counts[tables.DATA_QUALITY.qualified] = tables.write_table(
@@ -80,17 +86,17 @@ def run(spark: SparkSession, config: Config, run_id: str) -> dict[str, int]:
     return counts
 
 
-def _changed_ids(spark: SparkSession, config: Config, bronze: dict[str, DataFrame], customers: DataFrame,
-                 pending: list[str]) -> DataFrame:
+def _changed_ids(config: Config, bronze: dict[str, DataFrame], customers: DataFrame,
+                 pending: dict[str, list[str]]) -> DataFrame:
     """Return ``customer_id`` of the records an incremental resolution must compare again: those of
     the pending files (of orders and ratings when customers come from them), and those whose
     cleaned birth date may have changed with ``as_of_date`` (invalid, or at an end of the age range)."""
-    files = F.broadcast(spark.createDataFrame([(p,) for p in pending], f"{SOURCE_FILE} string"))
     sources = ["customers"] if "customers" in config.sources else ["orders", "ratings"]
     ids = customers.where(F.col("birth_date_invalid") | F.col(AGE).isin(MIN_AGE, MAX_AGE)).select(CUSTOMER_ID)
     for source in sources:
-        ids = ids.unionByName(bronze[source].join(files, SOURCE_FILE, "left_semi").select(
-            blank_to_null(F.col(CUSTOMER_ID)).alias(CUSTOMER_ID)))  # as clean_customers spells ids
+        if pending.get(source):
+            ids = ids.unionByName(bronze[source].transform(rows_of_files, pending[source]).select(
+                blank_to_null(F.col(CUSTOMER_ID)).alias(CUSTOMER_ID)))  # as clean_customers spells ids
     return ids.where(F.col(CUSTOMER_ID).isNotNull())
 
 
