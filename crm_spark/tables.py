@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 
 # Columns whose values are personal data, including the original text of quarantined lines.
 PERSONAL_TEXT_COLUMNS = (*PII_COLUMNS, "raw")
+DELETION_VECTORS = "delta.enableDeletionVectors"
 
 
 @dataclass(frozen=True)
@@ -27,11 +28,15 @@ class Table:
 
     ``scope`` is ``"all"`` (a run overwrites the table), ``"as_of_date"`` (a run
     replaces the rows of its date) or ``"run_id"`` (a run replaces its own rows).
+    ``deletion_vectors`` marks a table that daily MERGEs update in place: its updated and
+    deleted rows are marked in deletion vectors instead of rewriting every file that holds
+    one, so a day's MERGE writes about what changed, not the whole table.
     """
 
     layer: str
     name: str
     scope: str = "all"
+    deletion_vectors: bool = False
 
     def path(self, lakehouse_dir: str) -> str:
         """Return the table's location under the lakehouse root."""
@@ -46,11 +51,11 @@ class Table:
 BRONZE = {s: Table("bronze", s) for s in ("customers", "products", "orders", "ratings")}
 QUARANTINE = Table("bronze", "quarantine")
 INGESTED_FILES = Table("bronze", "ingested_files")
-CUSTOMERS = Table("silver", "customers")
-CUSTOMER_XREF = Table("silver", "customer_xref")
-PRODUCTS = Table("silver", "products")
-ORDERS = Table("silver", "orders")
-RATINGS = Table("silver", "ratings")
+CUSTOMERS = Table("silver", "customers", deletion_vectors=True)
+CUSTOMER_XREF = Table("silver", "customer_xref", deletion_vectors=True)
+PRODUCTS = Table("silver", "products", deletion_vectors=True)
+ORDERS = Table("silver", "orders", deletion_vectors=True)
+RATINGS = Table("silver", "ratings", deletion_vectors=True)
 CUSTOMER_FEATURES = Table("gold", "customer_features", AS_OF_DATE)
 FEATURE_SELECTION = Table("gold", "feature_selection", AS_OF_DATE)
 CHURN_HOLDOUT = Table("gold", "churn_holdout_predictions", AS_OF_DATE)
@@ -126,6 +131,8 @@ def write_table(df: DataFrame, table: Table, lakehouse_dir: str, key: object = N
     path = table.path(lakehouse_dir)
     # Looked up before the write as well: Delta commits nothing for an empty frame replacing no rows.
     before, _ = last_commit(df.sparkSession, path)
+    if table.deletion_vectors and before < 0:
+        writer = writer.option(DELETION_VECTORS, "true")  # a table property: taken when the write creates the table
     if table.scope == "all" and where and before >= 0:
         # New columns (a customer attribute added to the config) join the table's schema.
         writer = writer.option("replaceWhere", where).option("mergeSchema", "true")
@@ -172,6 +179,10 @@ def merge_table(
     if not DeltaTable.isDeltaTable(df.sparkSession, path):
         return {"inserted": write_table(df, table, lakehouse_dir), "updated": 0, "deleted": 0}
     target = DeltaTable.forPath(df.sparkSession, path)
+    if table.deletion_vectors and target.detail().first()["properties"].get(DELETION_VECTORS) != "true":
+        # A table created before the setting existed; loaded again, as a MERGE on the old snapshot fails.
+        df.sparkSession.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ('{DELETION_VECTORS}' = 'true')")
+        target = DeltaTable.forPath(df.sparkSession, path)
     matched = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
     compared = [c for c in df.columns if c not in keys]
     # A column the table does not have yet (a new customer attribute) changes every matched row.
@@ -268,13 +279,17 @@ RETENTION_CHECK = "spark.databricks.delta.retentionDurationCheck.enabled"
 def vacuum(spark: SparkSession, path: str, hours: int) -> None:
     """VACUUM a table, keeping files newer than ``hours``.
 
-    Config validation allows ``hours`` below Delta's safety limit only when
+    A table with deletion vectors is purged first (``REORG ... APPLY (PURGE)``): its data
+    files are rewritten without the rows marked deleted, so VACUUM removes the files that
+    still held them. Config validation allows ``hours`` below Delta's safety limit only when
     ``privacy.allow_short_retention`` says so; the check is then lifted for this call
     and set back to its previous value afterwards. LITE mode finds the files to delete
     from the transaction log instead of listing the table's folders (about 6x faster
     here); when the log no longer covers every removed file, Delta refuses LITE and the
     full VACUUM runs instead.
     """
+    if "deletionVectors" in (DeltaTable.forPath(spark, path).detail().first()["tableFeatures"] or ()):
+        spark.sql(f"REORG TABLE delta.`{path}` APPLY (PURGE)")
     short = hours < DELTA_SAFE_RETENTION_HOURS
     previous = spark.conf.get(RETENTION_CHECK, None)
     if short:

@@ -1,9 +1,10 @@
-"""Table maintenance: compaction with Z-ORDER by customer key, then VACUUM."""
+"""Table maintenance: compaction with Z-ORDER by customer key, VACUUM, and deletion vectors purged before it."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pyarrow.parquet as pq
 from delta.tables import DeltaTable
 from pyspark.testing import assertDataFrameEqual
 
@@ -41,3 +42,53 @@ def test_optimize_zorders_compacts_and_vacuum_removes_old_files(spark, tmp_path)
     remaining = data_files(path)
     assert len(remaining) == 1 and not remaining & old_files
     assertDataFrameEqual(spark.read.format("delta").load(path), expected)
+
+
+def _people(spark, ids, tag="v1"):
+    rows = [(f"k{i:03d}", f"{tag}-{i}@mail.test") for i in ids]
+    return spark.createDataFrame(rows, "customer_key string, email string")
+
+
+def test_a_merge_marks_the_rows_it_replaces_instead_of_rewriting_their_files(spark, tmp_path):
+    lake = str(tmp_path / "lakehouse")
+    path = tables.CUSTOMERS.path(lake)
+    tables.write_table(_people(spark, range(200)).repartition(4), tables.CUSTOMERS, lake)
+    old_files = data_files(path)
+    assert len(old_files) == 4
+
+    changes = _people(spark, [7], "v2").unionByName(_people(spark, [500]))
+    assert tables.merge_table(changes, tables.CUSTOMERS, lake, ("customer_key",)) == \
+        {"inserted": 1, "updated": 1, "deleted": 0}
+
+    metrics = DeltaTable.forPath(spark, path).history(1).first()["operationMetrics"]
+    assert (metrics["numTargetFilesRemoved"], metrics["numTargetDeletionVectorsAdded"]) == ("0", "1")
+    assert old_files < data_files(path)  # every old file is still in use; the replaced row is marked in one
+    expected = _people(spark, [i for i in range(200) if i != 7]).unionByName(changes)
+    assertDataFrameEqual(spark.read.format("delta").load(path), expected)
+
+
+def test_a_table_written_before_deletion_vectors_gets_them_at_its_next_merge(spark, tmp_path):
+    lake = str(tmp_path / "lakehouse")
+    path = tables.CUSTOMERS.path(lake)
+    _people(spark, range(10)).write.format("delta").save(path)
+    assert tables.DELETION_VECTORS not in DeltaTable.forPath(spark, path).detail().first()["properties"]
+
+    tables.merge_table(_people(spark, [3], "v2"), tables.CUSTOMERS, lake, ("customer_key",))
+
+    assert DeltaTable.forPath(spark, path).detail().first()["properties"][tables.DELETION_VECTORS] == "true"
+    metrics = DeltaTable.forPath(spark, path).history(1).first()["operationMetrics"]
+    assert metrics["numTargetDeletionVectorsAdded"] == "1"
+
+
+def test_vacuum_purges_the_rows_deletion_vectors_mark_from_every_file(spark, tmp_path):
+    lake = str(tmp_path / "lakehouse")
+    path = tables.CUSTOMERS.path(lake)
+    tables.write_table(_people(spark, range(50)).repartition(2), tables.CUSTOMERS, lake)
+    DeltaTable.forPath(spark, path).delete("customer_key = 'k007'")
+    assert DeltaTable.forPath(spark, path).history(1).first()["operationMetrics"]["numDeletionVectorsAdded"] == "1"
+
+    tables.vacuum(spark, path, 0)
+
+    values = [v for file in data_files(path) for row in pq.read_table(file).to_pylist() for v in row.values()]
+    assert len(values) == 2 * 49 and "v1-7@mail.test" not in values
+    assertDataFrameEqual(spark.read.format("delta").load(path), _people(spark, [i for i in range(50) if i != 7]))
