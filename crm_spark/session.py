@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
+from urllib.parse import urlparse
 
 from pyspark.sql import SparkSession
 
@@ -70,6 +72,49 @@ def check_java() -> None:
         raise JavaMissing(f"no java on the PATH and JAVA_HOME is not set. {JAVA_ADVICE}")
 
 
+JAR_SETTINGS = {"spark.jars", "spark.jars.packages"}
+
+
+def jar_list_file(package: str) -> Path:
+    """Return the file that lists the local jars resolved for the Maven ``package`` (under the user's cache folder)."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "crm-spark" / f"{re.sub(r'[^A-Za-z0-9._-]', '_', package)}.jars"
+
+
+def resolved_jars(package: str) -> list[str] | None:
+    """Return the jars a session resolved for ``package`` before, or None when unknown or one is gone.
+
+    Spark resolves ``spark.jars.packages`` with Ivy at every start, about 2.5 s here even
+    with every jar cached; given the resolved files, a session starts without that step.
+    """
+    try:
+        jars = jar_list_file(package).read_text(encoding="utf-8").split()
+    except OSError:
+        return None
+    return jars if jars and all(Path(urlparse(jar).path).is_file() for jar in jars) else None
+
+
+def remember_jars(package: str, jars: str) -> None:
+    """Write down the local jars Spark resolved for ``package`` (``spark.jars``, comma-separated), for the next session.
+
+    Nothing is noted unless the package's own jar is among them (a session built before,
+    without it, is not taken for one that resolved it). A cache folder that cannot be
+    written is logged and left alone: the next session resolves again.
+    """
+    local = [jar for jar in jars.split(",") if jar.startswith("file:")]
+    group, artifact, version = (package.split(":") + ["", "", ""])[:3]
+    if not any(jar.endswith(f"/{group}_{artifact}-{version}.jar") for jar in local):
+        return
+    listing = jar_list_file(package)
+    try:
+        listing.parent.mkdir(parents=True, exist_ok=True)
+        partial = listing.with_name(f"{listing.name}.{os.getpid()}")  # sessions may start side by side
+        partial.write_text("\n".join(local) + "\n", encoding="utf-8")
+        partial.replace(listing)
+    except OSError as error:
+        log.info("could not note the resolved Delta jars in %s: %s", listing, error)
+
+
 def build_spark(config: Config) -> SparkSession:
     """Build (or reuse) the SparkSession for a run.
 
@@ -90,14 +135,20 @@ def build_spark(config: Config) -> SparkSession:
     builder = SparkSession.builder
     if not launched_by_spark_submit() and SparkSession.getActiveSession() is None:
         check_java()
+    package = config.spark.delta_package
+    # Jars named in the config would replace these settings: then the package is resolved as given.
+    own_jars = not launched_by_spark_submit() and not JAR_SETTINGS & set(config.spark.extra)
+    jars = resolved_jars(package) if own_jars else None
     if not launched_by_spark_submit():
         if config.spark.master:
             builder = builder.master(config.spark.master)
-        builder = builder.config("spark.jars.packages", config.spark.delta_package)
+        builder = builder.config(*(("spark.jars", ",".join(jars)) if jars else ("spark.jars.packages", package)))
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     for key, value in session_settings(config).items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
+    if own_jars and not jars:
+        remember_jars(package, spark.conf.get("spark.jars", ""))
     spark.sparkContext.setLogLevel(config.spark.log_level)
     spark.sparkContext.setCheckpointDir(config.paths.checkpoint_dir)
     log.info("spark %s, master %s", spark.version, spark.sparkContext.master)

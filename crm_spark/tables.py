@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import uuid
 from dataclasses import dataclass, field
 
 from delta.tables import DeltaTable
@@ -129,11 +130,13 @@ def write_table(df: DataFrame, table: Table, lakehouse_dir: str, key: object = N
         kept = [f.name for f in df.schema.fields if f.name not in personal and isinstance(f.dataType, statistics_types)]
         writer = writer.option("delta.dataSkippingStatsColumns", ",".join(f"`{c}`" for c in kept))
     path = table.path(lakehouse_dir)
-    # Looked up before the write as well: Delta commits nothing for an empty frame replacing no rows.
-    before, _ = last_commit(df.sparkSession, path)
-    if table.deletion_vectors and before < 0:
+    exists = DeltaTable.isDeltaTable(df.sparkSession, path)
+    # Delta commits nothing for an empty frame replacing no rows: the tag tells this write's commit from an earlier one.
+    tag = f"crm-spark write {uuid.uuid4().hex}"
+    writer = writer.option("userMetadata", tag)
+    if table.deletion_vectors and not exists:
         writer = writer.option(DELETION_VECTORS, "true")  # a table property: taken when the write creates the table
-    if table.scope == "all" and where and before >= 0:
+    if table.scope == "all" and where and exists:
         # New columns (a customer attribute added to the config) join the table's schema.
         writer = writer.option("replaceWhere", where).option("mergeSchema", "true")
     elif table.scope == "all":
@@ -148,7 +151,7 @@ def write_table(df: DataFrame, table: Table, lakehouse_dir: str, key: object = N
             .partitionBy(table.scope)
         )
     writer.save(path)
-    rows = rows_written(df.sparkSession, path, before)
+    rows = rows_written(df.sparkSession, path, tag)
     log.info("wrote %s rows to %s", rows, table.qualified)
     return rows
 
@@ -228,23 +231,19 @@ class DatedWriter:
         return rows
 
 
-def last_commit(spark: SparkSession, path: str) -> tuple[int, dict[str, str]]:
-    """Return the version and operation metrics of the latest commit of the Delta table at ``path``."""
-    if not DeltaTable.isDeltaTable(spark, path):
-        return -1, {}
-    commit = DeltaTable.forPath(spark, path).history(1).select("version", "operationMetrics").first()
-    return commit["version"], dict(commit["operationMetrics"] or {})
+def rows_written(spark: SparkSession, path: str, tag: str | None = None) -> int:
+    """Return the rows the latest commit of the Delta table at ``path`` added.
 
-
-def rows_written(spark: SparkSession, path: str, before: int = -1) -> int:
-    """Return the rows a write committed after version ``before`` added to the table at ``path``.
-
-    Rows a ``replaceWhere`` copied from rewritten files are not counted; a write that
-    committed nothing added 0.
+    Rows a ``replaceWhere`` copied from rewritten files are not counted. Given ``tag``,
+    a latest commit whose ``userMetadata`` is not ``tag`` (the write committed nothing)
+    added 0.
     """
-    version, metrics = last_commit(spark, path)
-    if version <= before:
+    if not DeltaTable.isDeltaTable(spark, path):
         return 0
+    commit = DeltaTable.forPath(spark, path).history(1).select("operationMetrics", "userMetadata").first()
+    if tag is not None and commit["userMetadata"] != tag:
+        return 0
+    metrics = commit["operationMetrics"] or {}
     return int(metrics.get("numOutputRows", 0)) - int(metrics.get("numCopiedRows", 0))
 
 

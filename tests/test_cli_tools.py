@@ -5,8 +5,11 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import os
 import re
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -15,7 +18,7 @@ import yaml
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
-from crm_spark import cli, runs, tables
+from crm_spark import cli, runs, session, tables
 from crm_spark.config import as_dict, flatten, load_config
 from crm_spark.ingest import scaffold
 from crm_spark.schemas import MODEL_METRICS_SCHEMA
@@ -253,6 +256,41 @@ def test_spark_progress_bar_shows_on_a_terminal_unless_configured(tmp_path, monk
         monkeypatch.setattr("sys.stderr.isatty", lambda terminal=terminal: terminal)
         chosen = dataclasses.replace(config, spark=dataclasses.replace(config.spark, console_progress=setting))
         assert session_settings(chosen)["spark.ui.showConsoleProgress"] == shown
+
+
+def test_the_jars_resolved_for_the_delta_package_are_noted_and_used_while_all_are_there(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    package = "io.delta:delta-spark_4.2_2.13:0.0.0"
+    assert session.resolved_jars(package) is None
+    jars = [tmp_path / "io.delta_delta-spark_4.2_2.13-0.0.0.jar", tmp_path / "io.delta_delta-storage-0.0.0.jar"]
+    for jar in jars:
+        jar.write_bytes(b"")
+    session.remember_jars(package, jars[1].as_uri())  # without the package's own jar: not noted
+    assert session.resolved_jars(package) is None
+    session.remember_jars(package, ",".join(jar.as_uri() for jar in jars) + ",spark://driver:7078/jars/c.jar")
+    assert session.resolved_jars(package) == [jar.as_uri() for jar in jars]
+    assert session.resolved_jars("io.delta:delta-spark_4.2_2.13:9.9.9") is None
+    jars[1].unlink()  # a cleaned Ivy cache: the package is resolved again
+    assert session.resolved_jars(package) is None
+
+
+def test_a_new_session_starts_from_the_noted_jars_and_reads_and_writes_delta(spark, tmp_path, monkeypatch):
+    config = make_config(tmp_path)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    environment = {**os.environ, "PYTHONPATH": str(ROOT)}
+    environment.pop("PYSPARK_GATEWAY_PORT", None)
+    script = (f"from crm_spark.config import load_config; from crm_spark.session import build_spark\n"
+              f"spark = build_spark(load_config({str(ROOT / 'conf' / 'local.yaml')!r}, "
+              f"['spark.master=local[1]', 'paths.checkpoint_dir={tmp_path}/checkpoints', "
+              f"'paths.allowed_roots=[\"{tmp_path}\", \".\"]']))\n"
+              f"spark.range(3).write.format('delta').save({str(tmp_path / 'table')!r})\n"
+              f"print('packages', spark.conf.get('spark.jars.packages', None))\n"
+              f"print('rows', spark.read.format('delta').load({str(tmp_path / 'table')!r}).count())\n")
+    session.remember_jars(config.spark.delta_package, spark.conf.get("spark.jars"))
+    done = subprocess.run([sys.executable, "-c", script], env=environment, capture_output=True, text=True,
+                          timeout=600, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines()[-2:] == ["packages None", "rows 3"]
 
 
 def test_a_stage_run_before_the_one_that_feeds_it_names_that_stage(spark, capsys, lake_config):

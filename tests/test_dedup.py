@@ -5,7 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import random
 
+import pytest
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
@@ -40,13 +42,33 @@ def customers(spark):
     )
 
 
-def test_components_are_transitive(spark):
+@pytest.mark.parametrize("driver_edges", [0, dedup.DRIVER_EDGES], ids=["propagated in Spark", "joined on the driver"])
+def test_components_are_transitive(spark, driver_edges):
     frame = customers(spark)
     vertices = frame.selectExpr("customer_id as id")
-    components = dedup.connected_components(vertices, dedup.match_edges(frame))
+    components = dedup.connected_components(vertices, dedup.match_edges(frame), driver_edges=driver_edges)
     expected = spark.createDataFrame([("C1", "C1"), ("C2", "C1"), ("C3", "C1"), ("C4", "C4")],
                                      "id string, component string")
     assertDataFrameEqual(components, expected)
+
+
+def test_components_joined_on_the_driver_equal_those_propagated_in_spark(spark):
+    rng = random.Random(7)
+    ids = [f"V{n:03d}" for n in range(300)]
+    # Chains whose smallest member comes last, so a label travels the whole chain, and random links.
+    edges = [(ids[n], ids[n - 1]) for n in range(60, 0, -1)] + [(rng.choice(ids), rng.choice(ids)) for _ in range(120)]
+    vertices = spark.createDataFrame([(v,) for v in ids], "id string")
+    edges_df = spark.createDataFrame(edges, "src string, dst string").where("src != dst")
+    on_driver = dedup.connected_components(vertices, edges_df)
+    in_spark = dedup.connected_components(vertices, edges_df, max_iterations=100, driver_edges=0)
+    assertDataFrameEqual(on_driver, in_spark)
+    assert on_driver.where("id = 'V060'").first()["component"] == "V000"
+    assert on_driver.select("component").distinct().count() < len(ids) - 60
+
+
+def test_smallest_members_labels_every_endpoint_with_its_components_least_id():
+    edges = [("d", "c"), ("c", "b"), ("b", "a"), ("x", "y"), ("y", "x"), ("e", "e")]
+    assert dedup.smallest_members(edges) == {"a": "a", "b": "a", "c": "a", "d": "a", "e": "e", "x": "x", "y": "x"}
 
 
 def test_golden_record_survivorship(spark):

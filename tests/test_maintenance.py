@@ -92,3 +92,20 @@ def test_vacuum_purges_the_rows_deletion_vectors_mark_from_every_file(spark, tmp
     values = [v for file in data_files(path) for row in pq.read_table(file).to_pylist() for v in row.values()]
     assert len(values) == 2 * 49 and "v1-7@mail.test" not in values
     assertDataFrameEqual(spark.read.format("delta").load(path), _people(spark, [i for i in range(50) if i != 7]))
+
+
+def test_a_write_counts_the_rows_of_its_own_commit_and_none_when_it_commits_nothing(spark, tmp_path):
+    lake = str(tmp_path / "lakehouse")
+    path = tables.CHURN_SCORES.path(lake)
+
+    def dated(day, ids):
+        return spark.createDataFrame([(day, f"k{i}") for i in ids], "as_of_date string, customer_key string")
+
+    assert tables.write_table(dated("2025-01-01", range(3)), tables.CHURN_SCORES, lake, "2025-01-01") == 3
+    # An empty frame replacing no rows commits nothing: the earlier commit's 3 rows are not this write's.
+    assert tables.write_table(dated("2025-01-02", []), tables.CHURN_SCORES, lake, "2025-01-02") == 0
+    assert DeltaTable.forPath(spark, path).history().count() == 1
+    assert tables.write_table(dated("2025-01-01", range(2)), tables.CHURN_SCORES, lake, "2025-01-01") == 2
+    commits = DeltaTable.forPath(spark, path).history().orderBy("version").select("userMetadata").collect()
+    assert len(commits) == 2 and all(c["userMetadata"].startswith("crm-spark write ") for c in commits)
+    assert commits[0]["userMetadata"] != commits[1]["userMetadata"]

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import Callable
+from typing import Any, Callable, Iterable
 
 from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
+from pyspark.sql.types import StructField, StructType
 
 from crm_spark.config import PrepareConfig
 from crm_spark.frames import persisted
@@ -44,6 +45,8 @@ _ACCENTED = "ÀÁÂÃÄÅàáâãäåÇçÈÉÊËèéêëÌÍÎÏìíîïÑñÒ�
 _FOLDED = "AAAAAAaaaaaaCcEEEEeeeeIIIIiiiiNnOOOOOOooooooUUUUuuuuYyy"
 # Similarity given to two name parts with the same letters in another order (a transposition typo).
 TRANSPOSITION_SIMILARITY = 0.9
+# The most match edges joined into persons on the driver (at most about 135 MB there), not in rounds of Spark jobs.
+DRIVER_EDGES = 250_000
 
 
 def match_edges(customers_df: DataFrame) -> DataFrame:
@@ -151,16 +154,21 @@ def fuzzy_edges(customers_df: DataFrame, pairs_df: DataFrame, rules: PrepareConf
         .drop("_agree", "_conflict")
 
 
-def connected_components(vertices_df: DataFrame, edges_df: DataFrame, max_iterations: int = 50) -> DataFrame:
+def connected_components(vertices_df: DataFrame, edges_df: DataFrame, max_iterations: int = 50,
+                         driver_edges: int = DRIVER_EDGES) -> DataFrame:
     """Label each vertex with the smallest id in its connected component.
 
-    Min-label propagation over undirected edges; the labels are checkpointed every
-    iteration so the lineage stays short (the session needs a checkpoint directory).
+    Up to ``driver_edges`` edges are collected and joined on the driver by union-find:
+    one pass instead of a round of Spark jobs per step of the longest path. Past that,
+    min-label propagation over undirected edges runs in Spark, its labels checkpointed
+    every round so the lineage stays short. Either way the session needs a checkpoint
+    directory, and the labels come back checkpointed (they no longer read the edges).
 
     Args:
-        vertices_df: column ``id``.
+        vertices_df: column ``id``, one row per vertex.
         edges_df: columns ``src`` and ``dst`` (ids of ``vertices_df``).
-        max_iterations: stop with an error past this many rounds.
+        max_iterations: stop with an error past this many rounds of propagation.
+        driver_edges: the most edges joined on the driver.
 
     Returns:
         Columns ``id`` and ``component``.
@@ -168,6 +176,15 @@ def connected_components(vertices_df: DataFrame, edges_df: DataFrame, max_iterat
     Raises:
         RuntimeError: labels did not converge within ``max_iterations``.
     """
+    edges = edges_df.select("src", "dst").limit(driver_edges + 1).collect()
+    if len(edges) <= driver_edges:
+        spark = vertices_df.sparkSession
+        id_type = vertices_df.schema["id"].dataType
+        found = spark.createDataFrame(list(smallest_members(edges).items()),
+                                      StructType([StructField("id", id_type), StructField("component", id_type)]))
+        log.info("connected components of %d edges found on the driver", len(edges))
+        return vertices_df.select("id").join(found, "id", "left").select(
+            "id", F.coalesce("component", "id").alias("component")).checkpoint()
     reverse = edges_df.select(F.col("dst").alias("src"), F.col("src").alias("dst"))
     both = edges_df.select("src", "dst").unionByName(reverse)
     labels = vertices_df.select("id", F.col("id").alias("component")).checkpoint()
@@ -184,6 +201,26 @@ def connected_components(vertices_df: DataFrame, edges_df: DataFrame, max_iterat
             log.info("connected components converged after %d iterations", iteration)
             return labels
     raise RuntimeError(f"connected components did not converge in {max_iterations} iterations")
+
+
+def smallest_members(edges: Iterable[tuple[Any, Any]]) -> dict[Any, Any]:
+    """Return each endpoint of ``edges`` mapped to the smallest member of its connected component.
+
+    Union-find with path halving; each set's root is its smallest member.
+    """
+    parent: dict[Any, Any] = {}
+
+    def root(member: Any) -> Any:
+        parent.setdefault(member, member)
+        while parent[member] != member:
+            parent[member] = parent[parent[member]]
+            member = parent[member]
+        return member
+
+    for src, dst in edges:
+        low, high = sorted((root(src), root(dst)))
+        parent[high] = low
+    return {member: root(member) for member in parent}
 
 
 def customer_key(component: Column, keyed_hash: Callable[[Column], Column]) -> Column:
