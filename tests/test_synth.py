@@ -5,12 +5,14 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 
+import numpy as np
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
+from scipy.stats import poisson as poisson_law
 
 from crm_spark.config import GenerateConfig
 from crm_spark.synth import activity, people
-from crm_spark.synth.random import constant_poisson, poisson, uniform
+from crm_spark.synth.random import constant_poisson, poisson, poisson_draws, uniform
 from crm_spark.synth.world import GROUPS
 
 END = dt.date(2025, 1, 1)
@@ -48,6 +50,21 @@ def test_constant_poisson_draws_as_the_looped_inversion_does(spark):
     assertDataFrameEqual(compiled, looped)
     # The cap binds: a mean of 30 is drawn above 20 most of the time, and both return 20 then.
     assert looped.where((F.col("mean") == 30.0) & (F.col("k") == 20)).count() > 4_000
+
+
+def test_poisson_draws_are_the_inverse_cdf_up_to_the_cap():
+    rng = np.random.default_rng(11)
+    means = rng.choice([0.0, 0.3, 2.5, 30.0, 150.0, 199.0], size=60_000)
+    u = rng.uniform(size=means.size)
+    draws = poisson_draws(means, u, 400)
+    np.testing.assert_array_equal(draws, poisson_law.ppf(u, means))
+    # Means of 30 with a cap of 20: the cap is the draw wherever the quantile is above it.
+    capped = poisson_draws(np.full(5_000, 30.0), u[:5_000], 20)
+    np.testing.assert_array_equal(capped, np.minimum(poisson_law.ppf(u[:5_000], 30.0), 20))
+    # Above a mean of 200 the draw is approximately normal: its mean is the law's, its spread
+    # (from a logistic approximation of the normal quantile) within 10 % of the law's 30.
+    large = poisson_draws(np.full(50_000, 900.0), rng.uniform(size=50_000), 400)
+    assert abs(large.mean() - 900) < 1 and abs(large.std() / 30 - 1) < 0.1
 
 
 def test_planted_shares_and_churn_timing(spark):

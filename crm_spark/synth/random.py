@@ -9,8 +9,11 @@ from __future__ import annotations
 import itertools
 import math
 
+import numpy as np
+import pandas as pd
 from pyspark.sql import Column
 from pyspark.sql import functions as F
+from pyspark.sql.types import IntegerType
 
 _MODULUS = 2**52
 
@@ -28,10 +31,46 @@ def normal(seed: int, salt: str, *keys: Column) -> Column:
     return F.sqrt(F.lit(-2.0) * F.log(u1)) * F.cos(F.lit(2 * math.pi) * u2)
 
 
-def poisson(mean: Column, u: Column, max_k: int) -> Column:
-    """Return a Poisson draw with ``mean`` by inverting its CDF at uniform ``u``.
+def poisson_draws(mean: np.ndarray, u: np.ndarray, max_k: int) -> np.ndarray:
+    """Return Poisson draws with ``mean`` by inverting the CDF at the uniforms ``u``.
 
+    Each draw is the least ``k`` whose CDF exceeds ``u``, summed term by term up to
+    ``mean + 10 sd + 10`` steps (capped by ``max_k``, the draw when none exceeds it).
     Means above 200 use the normal approximation, where the exact CDF underflows.
+
+    Args:
+        mean: non-negative Poisson means.
+        u: uniforms on (0, 1), as many as ``mean``.
+        max_k: largest value returned by the exact branch.
+
+    Returns:
+        The draws, as 32-bit integers.
+    """
+    steps = np.minimum(max_k, np.ceil(mean + 10.0 * np.sqrt(mean) + 10.0)).astype(np.int64)
+    pmf = np.exp(-mean)
+    cdf = pmf.copy()
+    draw = np.where(u < cdf, 0, -1)
+    for i in range(1, int(steps.max(initial=0)) + 1):
+        pmf = pmf * mean / i
+        cdf = cdf + pmf
+        draw = np.where((draw < 0) & (i <= steps) & (u < cdf), i, draw)
+    exact = np.where(draw < 0, steps, draw)
+    z = np.log(u / (1.0 - u)) / 1.702  # the quantile of u by a logistic approximation of probit
+    approx = np.maximum(0.0, np.floor(mean + np.sqrt(mean) * z + 0.5))  # rounded half up, as Spark's round
+    return np.where(mean > 200, approx, exact).astype(np.int32)
+
+
+@F.pandas_udf(IntegerType())
+def _poisson_udf(mean: pd.Series, u: pd.Series, max_k: pd.Series) -> pd.Series:
+    return pd.Series(poisson_draws(mean.to_numpy(), u.to_numpy(), int(max_k.to_numpy().max(initial=0))))
+
+
+def poisson(mean: Column, u: Column, max_k: int) -> Column:
+    """Return a Poisson draw with a per-row ``mean`` at uniform ``u`` (see :func:`poisson_draws`).
+
+    The loop runs in numpy over Arrow batches: Spark's ``aggregate`` over a sequence, the
+    built-in way, is interpreted and took 12-16 s for the three draws of 100,000 persons
+    against 1-5 s here.
 
     Args:
         mean: the Poisson mean (non-negative).
@@ -41,35 +80,16 @@ def poisson(mean: Column, u: Column, max_k: int) -> Column:
     Returns:
         An integer column.
     """
-    start = F.struct(
-        F.exp(-mean).alias("pmf"),
-        F.exp(-mean).alias("cdf"),
-        F.when(u < F.exp(-mean), F.lit(0)).otherwise(F.lit(-1)).alias("k"),
-    )
-
-    def step(acc: Column, i: Column) -> Column:
-        pmf = acc["pmf"] * mean / i
-        cdf = acc["cdf"] + pmf
-        k = F.when(acc["k"] >= 0, acc["k"]).when(u < cdf, i).otherwise(F.lit(-1))
-        return F.struct(pmf.alias("pmf"), cdf.alias("cdf"), k.alias("k"))
-
-    # Iterate only as far as the mean makes plausible (mean + 10 sd), capped by max_k.
-    steps = F.least(F.lit(max_k), F.ceil(mean + F.lit(10.0) * F.sqrt(mean) + F.lit(10.0)).cast("int"))
-    exact = F.aggregate(F.sequence(F.lit(1), steps), start, step)["k"]
-    exact = F.when(exact < 0, steps).otherwise(exact)
-    # Normal approximation: the quantile of u via a logistic approximation of probit.
-    z = F.log(u / (F.lit(1.0) - u)) / F.lit(1.702)
-    approx = F.greatest(F.lit(0), F.round(mean + F.sqrt(mean) * z).cast("int"))
-    return F.when(mean > 200, approx).otherwise(exact).cast("int")
+    return _poisson_udf(mean.cast("double"), u, F.lit(max_k))
 
 
 def constant_poisson(mean: float, u: Column, max_k: int) -> Column:
-    """Return the draw of :func:`poisson` for a constant ``mean``, without its loop.
+    """Return the draw of :func:`poisson` for a constant ``mean``, without Python.
 
-    The CDF is summed here in the order :func:`poisson` sums it (the same IEEE arithmetic;
-    only ``exp`` may differ from the JVM's in the last bit), and the draw is the number of
-    its values ``u`` reaches (the CDF never decreases), up to the same cap. Spark compiles
-    the comparisons, where :func:`poisson`'s ``aggregate`` is interpreted.
+    The CDF is summed here in the order :func:`poisson_draws` sums it (the same IEEE
+    arithmetic; only ``exp`` may differ from numpy's in the last bit), and the draw is the
+    number of its values ``u`` reaches (the CDF never decreases), up to the same cap. Spark
+    compiles the comparisons, with no batch sent to a Python worker.
     """
     if mean > 200:
         return poisson(F.lit(float(mean)), u, max_k)
