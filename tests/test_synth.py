@@ -6,13 +6,14 @@ import dataclasses
 import datetime as dt
 
 import numpy as np
+import pytest
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 from scipy.stats import poisson as poisson_law
 
 from crm_spark.config import GenerateConfig
 from crm_spark.synth import activity, people
-from crm_spark.synth.random import constant_poisson, poisson, poisson_draws, uniform
+from crm_spark.synth.random import constant_poisson, poisson, poisson_draws, uniform, uniform_draws, uniform_prefix
 from crm_spark.synth.world import GROUPS
 
 END = dt.date(2025, 1, 1)
@@ -50,6 +51,20 @@ def test_constant_poisson_draws_as_the_looped_inversion_does(spark):
     assertDataFrameEqual(compiled, looped)
     # The cap binds: a mean of 30 is drawn above 20 most of the time, and both return 20 then.
     assert looped.where((F.col("mean") == 30.0) & (F.col("k") == 20)).count() > 4_000
+
+
+@pytest.mark.parametrize("seed", [42, -7, 2**40])  # 2**40 is a long literal, hashed as one
+def test_uniform_draws_equal_sparks_uniform(spark, seed):
+    keys = spark.range(-3_000, 3_000).select(F.col("id"), (F.col("id") * 7_919 % 301).cast("int").alias("k"))
+    expected = keys.select("id", "k", uniform(seed, "pools", F.col("id"), F.col("k")).alias("u")).toPandas()
+    prefix = spark.range(1).select(uniform_prefix(seed, "pools")).first()[0]
+    drawn = uniform_draws(prefix, expected["id"].to_numpy(np.int64), expected["k"].to_numpy(np.int32))
+    np.testing.assert_array_equal(drawn, expected["u"].to_numpy())
+    # A column of persons against a row of candidates broadcasts, as the pools draw them.
+    pairs = spark.createDataFrame([(p, c) for p in (5, -9) for c in (1, 2, 3)], "p long, c int")
+    grid = pairs.select(uniform(seed, "pools", F.col("p"), F.col("c"))).toPandas().to_numpy().reshape(2, 3)
+    np.testing.assert_array_equal(
+        uniform_draws(prefix, np.array([[5], [-9]], np.int64), np.arange(1, 4, dtype=np.int32)), grid)
 
 
 def test_poisson_draws_are_the_inverse_cdf_up_to_the_cap():

@@ -16,12 +16,63 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import IntegerType
 
 _MODULUS = 2**52
+# The primes of XXH64, as Spark's XXH64 uses them.
+_PRIME_1, _PRIME_2, _PRIME_3, _PRIME_4, _PRIME_5 = (np.uint64(p) for p in (
+    0x9E3779B185EBCA87, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0x85EBCA77C2B2AE63, 0x27D4EB2F165667C5))
 
 
 def uniform(seed: int, salt: str, *keys: Column) -> Column:
     """Return a column uniform on (0, 1), fixed by ``seed``, ``salt`` and ``keys``."""
     hashed = F.xxhash64(F.lit(seed), F.lit(salt), *keys)
     return (F.pmod(hashed, F.lit(_MODULUS)) + F.lit(0.5)) / F.lit(float(_MODULUS))
+
+
+def uniform_prefix(seed: int, salt: str) -> Column:
+    """Return the hash :func:`uniform` goes on from to hash its keys, for :func:`uniform_draws`.
+
+    Spark's ``xxhash64`` hashes its arguments in turn, each with the hash of those before
+    as its seed, so this constant is the state after ``seed`` and ``salt``.
+    """
+    return F.xxhash64(F.lit(seed), F.lit(salt))
+
+
+def _rotate_left(x: np.ndarray, bits: int) -> np.ndarray:
+    return (x << np.uint64(bits)) | (x >> np.uint64(64 - bits))
+
+
+def _mix(h: np.ndarray) -> np.ndarray:
+    h = (h ^ (h >> np.uint64(33))) * _PRIME_2
+    h = (h ^ (h >> np.uint64(29))) * _PRIME_3
+    return h ^ (h >> np.uint64(32))
+
+
+def uniform_draws(prefix: int, *keys: np.ndarray) -> np.ndarray:
+    """Return :func:`uniform` in numpy: the same doubles for the same keys.
+
+    XXH64 of one 32- or 64-bit value, as Spark's ``XXH64.hashInt`` and ``hashLong`` compute
+    it, applied key after key (unsigned 64-bit arithmetic wraps as Java's ``long`` does).
+
+    Args:
+        prefix: the value of :func:`uniform_prefix` for the seed and salt.
+        keys: integer arrays that broadcast together; ``int32`` ones hash as Spark's ``int``,
+            ``int64`` ones as its ``long``.
+
+    Returns:
+        Uniforms on (0, 1), shaped as the keys broadcast.
+    """
+    h = np.full(np.broadcast_shapes(*(k.shape for k in keys)), prefix & (2**64 - 1), dtype=np.uint64)
+    for key in keys:
+        if key.dtype == np.int32:
+            h = h + _PRIME_5 + np.uint64(4)
+            h = h ^ (key.astype(np.uint32).astype(np.uint64) * _PRIME_1)
+            h = _mix(_rotate_left(h, 23) * _PRIME_2 + _PRIME_3)
+        elif key.dtype == np.int64:
+            h = h + _PRIME_5 + np.uint64(8)
+            h = h ^ (_rotate_left(key.view(np.uint64) * _PRIME_2, 31) * _PRIME_1)
+            h = _mix(_rotate_left(h, 27) * _PRIME_1 + _PRIME_4)
+        else:
+            raise TypeError(f"keys hash as int32 or int64, not {key.dtype}")
+    return ((h & np.uint64(_MODULUS - 1)).astype(np.float64) + 0.5) / float(_MODULUS)
 
 
 def normal(seed: int, salt: str, *keys: Column) -> Column:
