@@ -92,23 +92,22 @@ def order_anomalies(lines_df: DataFrame, threshold: float, floor: float) -> Data
         "price_product": robust_z(F.col("lp"), F.col("pp_median"), F.col("pp_mad"), floor),
     }
     per_line = scored.select(ORDER_ID, CUSTOMER_KEY, PRODUCT_ID, QUANTITY, UNIT_PRICE, "cq_median", "pq_median",
-                             "pp_median", *[z.alias(name) for name, z in signals.items()])
+                             "pp_median", *[z.alias(name) for name, z in signals.items()]).withColumn(
+        SCORE, F.greatest(*[F.coalesce(F.col(name), F.lit(0.0)) for name in signals]))
+    # The worst line of each order, its reason written only for the orders flagged (formatting is dear).
+    worst = per_line.groupBy(ORDER_ID, CUSTOMER_KEY).agg(
+        F.max_by(F.struct(*[c for c in per_line.columns if c not in (ORDER_ID, CUSTOMER_KEY)]), SCORE).alias("_w"))
+    flagged = worst.where(F.col(f"_w.{SCORE}") >= threshold).select(ORDER_ID, CUSTOMER_KEY, "_w.*")
     # The reference the worst quantity signal used: the customer's own history or the product's.
-    usual_quantity = F.exp(F.coalesce(F.when(F.col("quantity_customer") == F.col("_score"), F.col("cq_median")),
+    usual_quantity = F.exp(F.coalesce(F.when(F.col("quantity_customer") == F.col(SCORE), F.col("cq_median")),
                                       F.col("pq_median")))
-    line_score = F.greatest(*[F.coalesce(F.col(name), F.lit(0.0)) for name in signals])
-    reasons = F.when(F.col("price_product") == F.col("_score"), F.format_string(
+    reasons = F.when(F.col("price_product") == F.col(SCORE), F.format_string(
         "unit price %.2f of product %s is %.1fx its usual %.2f", F.col(UNIT_PRICE), F.col(PRODUCT_ID),
         F.col(UNIT_PRICE) / F.exp("pp_median"), F.exp("pp_median"))
     ).otherwise(F.format_string(
         "quantity %d of product %s is %.1fx the usual %.1f", F.col(QUANTITY), F.col(PRODUCT_ID),
         F.col(QUANTITY) / usual_quantity, usual_quantity))
-    worst = per_line.withColumn("_score", line_score).withColumn("_reason", reasons).groupBy(
-        ORDER_ID, CUSTOMER_KEY).agg(F.max_by(F.struct("_score", "_reason"), "_score").alias("_worst"))
-    return worst.select(
-        F.lit(ORDER).alias("level"), ORDER_ID, CUSTOMER_KEY, F.col("_worst._score").alias(SCORE),
-        F.col("_worst._reason").alias("reason"),
-    ).where(F.col(SCORE) >= threshold)
+    return flagged.select(F.lit(ORDER).alias("level"), ORDER_ID, CUSTOMER_KEY, SCORE, reasons.alias("reason"))
 
 
 def customer_anomalies(assigned_df: DataFrame, centres: list[np.ndarray], threshold: float) -> DataFrame:

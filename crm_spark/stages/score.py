@@ -87,8 +87,10 @@ def run(spark: SparkSession, config: Config, run_id: str) -> dict[str, int]:
                 F.lit(entry["run_id"]).alias(MODEL_RUN_ID))
         if LIFETIME_TASK in found:
             entry = found[LIFETIME_TASK]
-            summaries = purchase_summaries(tables.read_table(spark, tables.ORDERS, lake), config.as_of_date,
-                                           config.train.clv_period_days, config.train.clv_period_bins)
+            # Kept: the prediction reads the summaries twice, for their distinct pairs and to join them.
+            summaries = scope.enter_context(persisted(purchase_summaries(
+                tables.read_table(spark, tables.ORDERS, lake), config.as_of_date, config.train.clv_period_days,
+                config.train.clv_period_bins), StorageLevel.MEMORY_AND_DISK))
             predicted = lifetime.predict(lifetime.LifetimeModel.from_params(entry["params"]), summaries,
                                          config.churn_horizon_days, config.train).select(
                 CUSTOMER_KEY, P_ALIVE, EXPECTED_PURCHASES, EXPECTED_ORDER_VALUE, LIFETIME_VALUE,
