@@ -156,9 +156,12 @@ def write_table(df: DataFrame, table: Table, lakehouse_dir: str, key: object = N
     return rows
 
 
+GONE = "_merge_gone"  # marks the source rows of a MERGE whose target rows are deleted
+
+
 def merge_table(
     df: DataFrame, table: Table, lakehouse_dir: str, keys: tuple[str, ...], newer: str | None = None,
-    delete_missing: bool = False,
+    delete_missing: bool = False, deleted: DataFrame | None = None,
 ) -> dict[str, int]:
     """Upsert ``df`` into ``table`` with one Delta MERGE; create the table when absent.
 
@@ -174,9 +177,15 @@ def merge_table(
         newer: SQL predicate that must hold to replace a matched row, e.g.
             ``s.order_ts >= t.order_ts``.
         delete_missing: delete target rows with no source row (the source is complete).
+        deleted: the ``keys`` of target rows to delete, none of them in ``df`` (the source
+            is the part of the table that may have changed); ``df``'s columns must all be
+            the table's already.
 
     Returns:
         ``inserted``, ``updated`` and ``deleted`` row counts.
+
+    Raises:
+        ValueError: ``deleted`` is given with columns the table does not have.
     """
     path = table.path(lakehouse_dir)
     if not DeltaTable.isDeltaTable(df.sparkSession, path):
@@ -188,15 +197,29 @@ def merge_table(
         target = DeltaTable.forPath(df.sparkSession, path)
     matched = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
     compared = [c for c in df.columns if c not in keys]
+    known = set(df.columns) <= set(target.toDF().columns)
     # A column the table does not have yet (a new customer attribute) changes every matched row.
-    changed = " OR ".join(f"NOT (t.`{c}` <=> s.`{c}`)" for c in compared) \
-        if set(compared) <= set(target.toDF().columns) else "TRUE"
-    merge = (
-        target.alias("t").merge(df.alias("s"), matched)
-        .whenMatchedUpdateAll(condition=f"({newer}) AND ({changed})" if newer else changed)
-        .whenNotMatchedInsertAll()
-        .withSchemaEvolution()  # columns the rows bring (a new customer attribute) join the table
-    )
+    changed = " OR ".join(f"NOT (t.`{c}` <=> s.`{c}`)" for c in compared) if known else "TRUE"
+    update = f"({newer}) AND ({changed})" if newer else changed
+    if deleted is not None:
+        if not known:
+            raise ValueError(f"rows merged into {table.qualified} with deletions bring columns it does not have")
+        # Rows to delete ride in the source, flagged, beside the rows to upsert.
+        gone = deleted.select(*[F.col(f.name) if f.name in keys else F.lit(None).cast(f.dataType).alias(f.name)
+                                for f in df.schema.fields])
+        source = df.withColumn(GONE, F.lit(False)).unionByName(gone.withColumn(GONE, F.lit(True)))
+        values = {f"`{c}`": f"s.`{c}`" for c in df.columns}
+        merge = (target.alias("t").merge(source.alias("s"), matched)
+                 .whenMatchedDelete(condition=f"s.{GONE}")
+                 .whenMatchedUpdate(condition=update, set=values)
+                 .whenNotMatchedInsert(condition=f"NOT s.{GONE}", values=values))
+    else:
+        merge = (
+            target.alias("t").merge(df.alias("s"), matched)
+            .whenMatchedUpdateAll(condition=update)
+            .whenNotMatchedInsertAll()
+            .withSchemaEvolution()  # columns the rows bring (a new customer attribute) join the table
+        )
     if delete_missing:
         merge = merge.whenNotMatchedBySourceDelete()
     metrics = merge.execute().first()

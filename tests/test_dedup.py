@@ -162,8 +162,13 @@ def test_resolving_only_what_changed_equals_resolving_every_record(spark):
     assert previous.select("customer_key").distinct().count() == 7
     everything = spark.createDataFrame(after, SCHEMA)
     changed = spark.createDataFrame([("C30",), ("C31",), ("C32",), ("C33",), ("C20",), ("C40",)], "customer_id string")
-    incremental, counts = dedup.resolve_changed(everything, previous, changed, rules, keyed_hash)
+    incremental, counts, again = dedup.resolve_changed(everything, previous, changed, rules, keyed_hash)
     full, _ = dedup.resolve(everything, rules, keyed_hash)
     assertDataFrameEqual(incremental, full)
     assert counts["dedup.records_resolved"] == len(after) - 2  # all but the untouched C50 and C51
+    # The ids resolved again: those records and C7, whose record is gone; every other row is the previous one's.
+    assertDataFrameEqual(again, spark.createDataFrame(
+        [(i,) for i in {r[0] for r in after} - {"C50", "C51"} | {"C7"}], "customer_id string"))
+    assertDataFrameEqual(incremental.join(again, "customer_id", "left_anti"),
+                         previous.join(again, "customer_id", "left_anti"))
     assert full.select("customer_key").distinct().count() == 12

@@ -67,6 +67,23 @@ def test_a_merge_marks_the_rows_it_replaces_instead_of_rewriting_their_files(spa
     assertDataFrameEqual(spark.read.format("delta").load(path), expected)
 
 
+def test_a_merge_of_the_changed_part_upserts_it_and_deletes_the_keys_given(spark, tmp_path):
+    lake = str(tmp_path / "lakehouse")
+    path = tables.CUSTOMERS.path(lake)
+    tables.write_table(_people(spark, range(20)), tables.CUSTOMERS, lake)
+
+    # k003 unchanged, k004 changed, k500 new; k009 and k010 gone, k011 untouched as it is not in the part.
+    part = _people(spark, [3]).unionByName(_people(spark, [4], "v2")).unionByName(_people(spark, [500]))
+    gone = spark.createDataFrame([("k009",), ("k010",)], "customer_key string")
+    assert tables.merge_table(part, tables.CUSTOMERS, lake, ("customer_key",), deleted=gone) == \
+        {"inserted": 1, "updated": 1, "deleted": 2}
+
+    expected = _people(spark, [i for i in range(20) if i not in (4, 9, 10)]).unionByName(
+        _people(spark, [4], "v2")).unionByName(_people(spark, [500]))
+    assertDataFrameEqual(spark.read.format("delta").load(path), expected)
+    assert spark.read.format("delta").load(path).columns == ["customer_key", "email"]  # no flag column left
+
+
 def test_a_table_written_before_deletion_vectors_gets_them_at_its_next_merge(spark, tmp_path):
     lake = str(tmp_path / "lakehouse")
     path = tables.CUSTOMERS.path(lake)

@@ -310,7 +310,8 @@ def resolve(customers_df: DataFrame, rules: PrepareConfig, keyed_hash: Callable[
 
 
 def resolve_changed(customers_df: DataFrame, previous_xref_df: DataFrame, changed_ids_df: DataFrame,
-                    rules: PrepareConfig, keyed_hash: Callable[[Column], Column]) -> tuple[DataFrame, dict[str, int]]:
+                    rules: PrepareConfig, keyed_hash: Callable[[Column], Column]
+                    ) -> tuple[DataFrame, dict[str, int], DataFrame]:
     """Resolve again only the persons that new or changed records can touch; the others keep their keys.
 
     Records link only through their values, and the persons of the previous resolution
@@ -331,9 +332,10 @@ def resolve_changed(customers_df: DataFrame, previous_xref_df: DataFrame, change
         keyed_hash: the secret-keyed hash that derives customer keys.
 
     Returns:
-        The whole cross-reference (checkpointed: it no longer reads ``previous_xref_df``)
-        and the counts of :func:`resolve` over the records resolved again, with
-        ``dedup.records_resolved``.
+        The whole cross-reference (checkpointed: it no longer reads ``previous_xref_df``),
+        the counts of :func:`resolve` over the records resolved again, with
+        ``dedup.records_resolved``, and the ``customer_id`` resolved again (checkpointed):
+        every id whose row of the cross-reference may differ from the previous one.
     """
     with contextlib.ExitStack() as scope:
         changed = changed_ids_df.select(CUSTOMER_ID).distinct().checkpoint(eager=True)
@@ -362,4 +364,4 @@ def resolve_changed(customers_df: DataFrame, previous_xref_df: DataFrame, change
         counts["dedup.records_resolved"] = records.count()
         kept = previous_xref_df.select(CUSTOMER_ID, CUSTOMER_KEY, "cluster_id").join(again, CUSTOMER_ID, "left_anti")
         # Checkpointed: the previous cross-reference is a table the caller is about to merge into.
-        return kept.unionByName(resolved).checkpoint(eager=True), counts
+        return kept.unionByName(resolved).checkpoint(eager=True), counts, again

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from delta.tables import DeltaTable
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
@@ -9,10 +11,13 @@ from pyspark.sql import functions as F
 
 from crm_spark import tables
 from crm_spark.config import Config
+from crm_spark.dates import age_on
 from crm_spark.frames import persisted
 from crm_spark.prepare.clean import clean_orders, clean_products, latest_ratings, with_customer_key
 from crm_spark.prepare.dedup import golden_records
 from crm_spark.schemas import (
+    AGE,
+    BIRTH_DATE,
     BRONZE_SCHEMAS,
     CUSTOMER_ID,
     CUSTOMER_KEY,
@@ -48,6 +53,31 @@ def customers_from_activity(orders_df: DataFrame, ratings_df: DataFrame) -> Data
                         for f in schema.fields])
 
 
+def changed_persons(xref_df: DataFrame, old_xref_df: DataFrame, again: DataFrame, customers_df: DataFrame,
+                    as_of_date: dt.date) -> DataFrame:
+    """Return ``customer_key`` of every person whose golden record may differ from silver's.
+
+    Those are the persons, before and after, of the ids resolved again (their records
+    changed, or the records they share a person with), and the persons whose age changed
+    with the date: a golden record with a birth date has the age on ``as_of_date`` unless a
+    later record states an age without one, so a birthday since silver was written shows as
+    the two disagreeing (the stated ages come back every day, harmlessly). Nothing else
+    in a golden record depends on the date.
+
+    Args:
+        xref_df: the new cross-reference.
+        old_xref_df: ``customer_id`` and ``_old_key`` of the cross-reference before.
+        again: ``customer_id`` of the records resolved again.
+        customers_df: the golden records in silver before the MERGE.
+        as_of_date: the run's date.
+    """
+    keys = xref_df.join(again, CUSTOMER_ID, "left_semi").select(CUSTOMER_KEY).unionByName(
+        old_xref_df.join(again, CUSTOMER_ID, "left_semi").select(F.col("_old_key").alias(CUSTOMER_KEY)))
+    aged = customers_df.where(F.col(BIRTH_DATE).isNotNull() & ~age_on(F.col(BIRTH_DATE), as_of_date).eqNullSafe(
+        F.col(AGE))).select(CUSTOMER_KEY)
+    return keys.unionByName(aged).where(F.col(CUSTOMER_KEY).isNotNull()).distinct()
+
+
 def rows_of_files(bronze_df: DataFrame, paths: list[str]) -> DataFrame:
     """Return the bronze rows read from ``paths`` (none, without a scan, when ``paths`` is empty)."""
     return bronze_df.where(F.col(SOURCE_FILE).isin(paths)) if paths else bronze_df.limit(0)
@@ -75,12 +105,16 @@ def rebuild_silver(spark: SparkSession, config: Config, bronze: dict[str, DataFr
 
 
 def merge_silver(spark: SparkSession, config: Config, bronze: dict[str, DataFrame], customers: DataFrame,
-                 xref_df: DataFrame, pending: dict[str, list[str]]) -> dict[str, int]:
+                 xref_df: DataFrame, pending: dict[str, list[str]], again: DataFrame | None = None
+                 ) -> dict[str, int]:
     """Upsert silver from the bronze rows of the ``pending`` files (per source) with Delta MERGE.
 
     Customers are resolved over all of bronze (a new record may join an existing
     person), then merged by ``customer_id`` (cross-reference) and ``customer_key``
-    (golden records); ids whose key changed are the *re-keyed* ids. Orders are merged
+    (golden records); ids whose key changed are the *re-keyed* ids. Given ``again``, the
+    ids resolved again (the only rows of ``xref_df`` that may differ from the table's),
+    only those rows and the golden records of the persons that may have changed
+    (:func:`changed_persons`) go into the MERGEs; otherwise every row does. Orders are merged
     by ``order_line_id`` (the later ``order_ts`` wins) from the pending rows and every
     row of a re-keyed id; ratings by customer and product (the later rating wins)
     after the rows of re-keyed persons, and rows of unknown customers, are taken out
@@ -105,8 +139,21 @@ def merge_silver(spark: SparkSession, config: Config, bronze: dict[str, DataFram
                    .where(~F.col(CUSTOMER_KEY).eqNullSafe(F.col("_old_key")))
                    .select(CUSTOMER_ID, CUSTOMER_KEY, "_old_key")).checkpoint(eager=True)
         counts["merge.rekeyed_ids"] = rekeyed.count()
-        merged(tables.CUSTOMER_XREF, xref_df, (CUSTOMER_ID,), delete_missing=True)
-        merged(tables.CUSTOMERS, golden_records(customers, xref_df), (CUSTOMER_KEY,), delete_missing=True)
+        golden = golden_records(customers, xref_df)
+        silver_customers = tables.read_table(spark, tables.CUSTOMERS, lake)
+        # A new attribute column (not in silver yet) fills every golden record: every row is merged.
+        if again is None or not set(golden.columns) <= set(silver_customers.columns):
+            merged(tables.CUSTOMER_XREF, xref_df, (CUSTOMER_ID,), delete_missing=True)
+            merged(tables.CUSTOMERS, golden, (CUSTOMER_KEY,), delete_missing=True)
+        else:
+            # Checkpointed: it reads both tables as they are before their MERGEs.
+            persons = changed_persons(xref_df, old_xref, again, silver_customers, config.as_of_date).checkpoint(
+                eager=True)
+            merged(tables.CUSTOMER_XREF, xref_df.join(again, CUSTOMER_ID, "left_semi"), (CUSTOMER_ID,),
+                   deleted=again.join(xref_df, CUSTOMER_ID, "left_anti"))
+            ids = xref_df.join(persons, CUSTOMER_KEY, "left_semi").select(CUSTOMER_ID)
+            merged(tables.CUSTOMERS, golden_records(customers.join(ids, CUSTOMER_ID, "left_semi"), xref_df),
+                   (CUSTOMER_KEY,), deleted=persons.join(xref_df.select(CUSTOMER_KEY), CUSTOMER_KEY, "left_anti"))
         if not pending.get("products"):
             counts.update({f"merge.{tables.PRODUCTS.qualified}.{k}": 0 for k in ("inserted", "updated", "deleted")})
         else:  # the catalogue changes only with a new products file

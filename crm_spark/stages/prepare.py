@@ -65,11 +65,11 @@ def run(spark: SparkSession, config: Config, run_id: str) -> dict[str, int]:
         incremental = config.ingest.incremental and tables.table_exists(spark, tables.CUSTOMER_XREF, lake)
         pending = ledger.pending_files(spark, lake)
         if incremental:
-            xref_df, resolution = resolve_changed(customers, tables.read_table(spark, tables.CUSTOMER_XREF, lake),
-                                                  _changed_ids(config, bronze, customers, pending),
-                                                  config.prepare, keyed_hash)
+            xref_df, resolution, again = resolve_changed(
+                customers, tables.read_table(spark, tables.CUSTOMER_XREF, lake),
+                _changed_ids(config, bronze, customers, pending), config.prepare, keyed_hash)
             counts.update(resolution)
-            counts.update(merge_silver(spark, config, bronze, customers, xref_df, pending))
+            counts.update(merge_silver(spark, config, bronze, customers, xref_df, pending, again))
         else:
             xref_df, resolution = resolve(customers, config.prepare, keyed_hash)
             counts.update(resolution)
