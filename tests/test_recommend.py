@@ -18,6 +18,7 @@ from crm_spark.recommend.fold_in import fold_in, fold_in_users
 from crm_spark.recommend.holdout import split_at_random, split_by_time
 from crm_spark.recommend.interactions import interactions
 from crm_spark.recommend.popularity import group_popular, popular_unseen
+from crm_spark.recommend.rating_model import rating_holdout
 from crm_spark.recommend.top_k import cap_per_category, top_k_unseen
 
 
@@ -86,6 +87,22 @@ def test_time_split_keeps_new_products_of_known_customers(spark):
     train, relevant = split_by_time(frame, dt.date(2024, 10, 1), dt.date(2025, 1, 1))
     assertDataFrameEqual(relevant, spark.createDataFrame([("a", "p2")], "customer_key string, product_id string"))
     assert [r["product_id"] for r in train.collect()] == ["p1"]
+
+
+def test_rating_holdout_predicts_each_held_out_rating_once_per_model(spark):
+    frame = events(spark, [
+        ("a", "p1", "2024-05-01", 5.0), ("a", "p2", "2024-05-02", 3.0), ("b", "p1", "2024-05-03", 4.0),
+        ("b", "p3", "2024-05-04", 2.0), ("c", "p2", "2024-05-05", 4.0), ("c", "p3", "2024-05-06", 1.0),
+        ("a", "p3", "2024-11-01", 2.0), ("c", "p1", "2024-11-02", 5.0)])
+    items = spark.createDataFrame([("p1", 0), ("p2", 1), ("p3", 2)], "product_id string, item int")
+    predicted = rating_holdout(frame, items, RecommendConfig(), dt.date(2024, 10, 1), dt.date(2025, 1, 1), (1, 5), 2)
+    # The item-mean baseline: the mean of each product's training ratings.
+    assertDataFrameEqual(predicted.where("model = 'item_mean'"), spark.createDataFrame(
+        [("a", "p3", 2.0, 1.5, "item_mean"), ("c", "p1", 5.0, 4.5, "item_mean")], predicted.schema))
+    als = predicted.where("model = 'als'").collect()
+    assert sorted((r["customer_key"], r["product_id"], r["rating"]) for r in als) == [("a", "p3", 2.0),
+                                                                                      ("c", "p1", 5.0)]
+    assert all(1.0 <= r["prediction"] <= 5.0 for r in als)
 
 
 def test_recency_weighted_confidence(spark):

@@ -40,7 +40,8 @@ def rating_holdout(events_df: DataFrame, items_df: DataFrame, cfg: RecommendConf
         ``customer_key``, ``product_id``, ``rating``, ``prediction`` and ``model``.
     """
     train_events, relevant = split(events_df, cfg, cutoff, end, cfg.seed)
-    train = interactions(train_events, True, None)
+    # Checkpointed: the mean, both biases and the residuals read it.
+    train = interactions(train_events, True, None).checkpoint(eager=True)
     test = interactions(events_df.join(relevant, [CUSTOMER_KEY, PRODUCT_ID], "left_semi"), True, None)
     mean = train.agg(F.avg(STRENGTH)).first()[0]
     item_bias = train.groupBy(PRODUCT_ID).agg(
@@ -59,10 +60,10 @@ def rating_holdout(events_df: DataFrame, items_df: DataFrame, cfg: RecommendConf
     model = fit(indexed, AlsParams(cfg.rating_rank, cfg.rating_reg_param, 1.0, cfg.max_iter), True, blocks, cfg.seed)
     scored = model.transform(with_baseline(test).join(users, CUSTOMER_KEY).join(items_df, PRODUCT_ID))
     low, high = rating_range
-    als = scored.select(CUSTOMER_KEY, PRODUCT_ID, F.col(STRENGTH).alias(RATING), F.least(F.greatest(
-        F.col("baseline") + F.col(PREDICTION), F.lit(low)), F.lit(high)).cast("double").alias(
-        PREDICTION), F.lit(ALS_MODEL).alias(MODEL))
-    baseline = scored.select(CUSTOMER_KEY, PRODUCT_ID, F.col(STRENGTH).alias(RATING),
-                             F.col("item_mean").cast("double").alias(PREDICTION),
-                             F.lit(ITEM_MEAN_MODEL).alias(MODEL))
-    return als.unionByName(baseline)
+    als = F.least(F.greatest(F.col("baseline") + F.col(PREDICTION), F.lit(low)), F.lit(high)).cast("double")
+    # Both models' predictions in one pass over the scored ratings, a row each.
+    predictions = F.explode(F.array(
+        F.struct(als.alias(PREDICTION), F.lit(ALS_MODEL).alias(MODEL)),
+        F.struct(F.col("item_mean").cast("double").alias(PREDICTION), F.lit(ITEM_MEAN_MODEL).alias(MODEL))))
+    return scored.select(CUSTOMER_KEY, PRODUCT_ID, F.col(STRENGTH).alias(RATING), predictions.alias("scored")).select(
+        CUSTOMER_KEY, PRODUCT_ID, RATING, f"scored.{PREDICTION}", f"scored.{MODEL}")
