@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from pyspark.ml.evaluation import ClusteringEvaluator
@@ -83,6 +85,21 @@ def test_orders_with_huge_quantity_or_price_are_flagged_with_a_reason(spark):
     # k1 buys 2 units each time and k2 buys 1, so the product's usual (median log) quantity is sqrt(2).
     assert reasons["Q"] == "quantity 120 of product P1 is 84.9x the usual 1.4"
     assert reasons["X"].startswith("unit price 250.00 of product P1 is 25.0x its usual 10.00")
+
+
+def test_an_order_is_scored_and_explained_by_its_worst_line(spark):
+    # k3 has too few lines for a history of its own, so each line is judged against product P1:
+    # its usual log quantity is the mean of log 1 and log 2 (22 lines of one unit, 20 of two, two
+    # huge), with every small line log(2)/2 away from it; its usual price is 10, with no spread.
+    lines = _lines(spark, [("M", "k3", "P1", 1, 10.0), ("M", "k3", "P1", 200, 10.0),
+                           ("W", "k3", "P1", 100, 10.0), ("W", "k3", "P1", 1, 300.0)])
+    flagged = {r["order_id"]: r for r in anomalies.order_anomalies(lines, threshold=4.0, floor=0.5).collect()}
+    assert sorted(flagged) == ["M", "W"]
+    assert flagged["M"]["reason"].startswith("quantity 200 of product P1 is ")
+    # W's price line (z = log(30) / 0.5 = 6.8) is less unusual than its quantity line.
+    assert flagged["W"]["reason"] == "quantity 100 of product P1 is 70.7x the usual 1.4"
+    half_log2 = math.log(2) / 2
+    assert flagged["W"]["score"] == pytest.approx((math.log(100) - half_log2) / (anomalies.MAD_TO_SD * half_log2))
 
 
 def test_customers_far_from_their_segment_centre_are_flagged(spark):

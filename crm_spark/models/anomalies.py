@@ -94,10 +94,12 @@ def order_anomalies(lines_df: DataFrame, threshold: float, floor: float) -> Data
     per_line = scored.select(ORDER_ID, CUSTOMER_KEY, PRODUCT_ID, QUANTITY, UNIT_PRICE, "cq_median", "pq_median",
                              "pp_median", *[z.alias(name) for name, z in signals.items()]).withColumn(
         SCORE, F.greatest(*[F.coalesce(F.col(name), F.lit(0.0)) for name in signals]))
-    # The worst line of each order, its reason written only for the orders flagged (formatting is dear).
-    worst = per_line.groupBy(ORDER_ID, CUSTOMER_KEY).agg(
-        F.max_by(F.struct(*[c for c in per_line.columns if c not in (ORDER_ID, CUSTOMER_KEY)]), SCORE).alias("_w"))
-    flagged = worst.where(F.col(f"_w.{SCORE}") >= threshold).select(ORDER_ID, CUSTOMER_KEY, "_w.*")
+    # The worst line of each flagged order, its reason written only for those (formatting is dear). An
+    # order is flagged when any line reaches the threshold, and its worst line is then one of those:
+    # only they are shuffled.
+    flagged = per_line.where(F.col(SCORE) >= threshold).groupBy(ORDER_ID, CUSTOMER_KEY).agg(
+        F.max_by(F.struct(*[c for c in per_line.columns if c not in (ORDER_ID, CUSTOMER_KEY)]), SCORE).alias("_w")
+    ).select(ORDER_ID, CUSTOMER_KEY, "_w.*")
     # The reference the worst quantity signal used: the customer's own history or the product's.
     usual_quantity = F.exp(F.coalesce(F.when(F.col("quantity_customer") == F.col(SCORE), F.col("cq_median")),
                                       F.col("pq_median")))
