@@ -144,11 +144,12 @@ def test_category_cap_and_group_popular_cold_start(spark):
         ("p1", 1), ("p2", 2), ("p4", 3), ("p5", 4)]
     pairs = spark.createDataFrame([("a", "p1"), ("b", "p1"), ("b", "p2"), ("c", "p3"), ("d", "p3"), ("e", "p3")],
                                   "customer_key string, product_id string")
-    groups = spark.createDataFrame([("a", "g1"), ("b", "g1"), ("c", "g2"), ("d", "g2"), ("e", "g3")],
+    # f has no history: g3 has one customer with history, too few for a list of its own.
+    groups = spark.createDataFrame([("a", "g1"), ("b", "g1"), ("c", "g2"), ("d", "g2"), ("e", "g3"), ("f", "g3")],
                                    "customer_key string, group string")
     lists = group_popular(pairs, groups, k=1, min_customers=2)
-    assertDataFrameEqual(lists.select("group", "product_id", "rank"), spark.createDataFrame(
-        [("g1", "p1", 1), ("g2", "p3", 1)], "group string, product_id string, rank int"))
+    assertDataFrameEqual(lists.select("group", "product_id", "score", "rank"), spark.createDataFrame(
+        [("g1", "p1", 2.0, 1), ("g2", "p3", 2.0, 1)], "group string, product_id string, score double, rank int"))
 
 
 def test_entropy_and_novelty(spark):

@@ -14,8 +14,13 @@ GROUP_POPULAR_MODEL = "segment_popular"  # the most popular products of the cust
 
 
 def popularity(interactions_df: DataFrame) -> DataFrame:
-    """Return ``(product_id, score)``: the number of distinct customers who interacted with it."""
-    return interactions_df.groupBy(PRODUCT_ID).agg(F.countDistinct(CUSTOMER_KEY).cast("double").alias(SCORE))
+    """Return ``(product_id, score)``: the number of customers who interacted with it.
+
+    Args:
+        interactions_df: ``(customer_key, product_id, ...)``, one row per pair (as
+            :func:`~crm_spark.recommend.interactions.interactions` returns them), so rows are customers.
+    """
+    return interactions_df.groupBy(PRODUCT_ID).agg(F.count(F.lit(1)).cast("double").alias(SCORE))
 
 
 def popular_unseen(
@@ -45,18 +50,18 @@ def group_popular(interactions_df: DataFrame, groups_df: DataFrame, k: int, min_
     """Return the ``k`` most popular products of each group with at least ``min_customers`` customers.
 
     Args:
-        interactions_df: ``(customer_key, product_id, ...)``.
-        groups_df: ``(customer_key, group)``.
+        interactions_df: ``(customer_key, product_id, ...)``, one row per pair.
+        groups_df: ``(customer_key, group)``, one row per customer.
         k: products per group.
         min_customers: smaller groups get no list (their customers fall back to overall popularity).
 
     Returns:
         ``group``, ``product_id``, ``score`` (customers of the group who interacted) and ``rank``.
     """
-    members = interactions_df.join(groups_df, CUSTOMER_KEY)
-    large = members.groupBy("group").agg(F.countDistinct(CUSTOMER_KEY).alias("_customers")).where(
+    with_history = groups_df.join(interactions_df.select(CUSTOMER_KEY).distinct(), CUSTOMER_KEY, "left_semi")
+    large = with_history.groupBy("group").agg(F.count(F.lit(1)).alias("_customers")).where(
         F.col("_customers") >= min_customers)
-    counts = members.join(large, "group", "left_semi").groupBy("group", PRODUCT_ID).agg(
-        F.countDistinct(CUSTOMER_KEY).cast("double").alias(SCORE))
+    counts = interactions_df.join(groups_df.join(large, "group", "left_semi"), CUSTOMER_KEY).groupBy(
+        "group", PRODUCT_ID).agg(F.count(F.lit(1)).cast("double").alias(SCORE))
     best = Window.partitionBy("group").orderBy(F.col(SCORE).desc(), PRODUCT_ID)
     return counts.withColumn(RANK, F.row_number().over(best)).where(F.col(RANK) <= k)
