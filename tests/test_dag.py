@@ -1,4 +1,5 @@
-"""The Airflow DAG loads in Airflow's own DagBag: the daily profile every day, the retraining profile once a week."""
+"""The Airflow DAG loads in Airflow's own DagBag: the daily profile every day, the retraining profile and
+table maintenance once a week."""
 
 from __future__ import annotations
 
@@ -21,7 +22,10 @@ from airflow.dag_processing.dagbag import DagBag
 bag = DagBag(dag_folder="dags")
 dag = bag.dags.get("crm_spark_daily")
 tasks = {t.task_id: {"downstream": sorted(t.downstream_task_ids), "retries": t.retries,
-                     "command": getattr(t, "bash_command", None)} for t in dag.tasks} if dag else {}
+                     "command": getattr(t, "bash_command", None),
+                     "trigger_rule": getattr(t.trigger_rule, "value", t.trigger_rule),
+                     "skips_whatever_follows": getattr(t, "ignore_downstream_trigger_rules", None)}
+         for t in dag.tasks} if dag else {}
 # The logical dates 2026-06-06 (a Saturday, so as_of_date is a Sunday) to 2026-06-12.
 retrain_days = [day for day in range(6, 13)
                 if dag.get_task("retrain_day").python_callable(logical_date=dt.datetime(2026, 6, day))] if dag else []
@@ -44,21 +48,24 @@ def dag(tmp_path_factory):
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def test_dag_runs_the_daily_profile_then_retrains_once_a_week(dag):
+def test_dag_runs_the_daily_profile_then_retrains_and_maintains_once_a_week(dag):
     assert dag["errors"] == {}
-    assert dag["order"] == ["daily", "retrain_day", "retrain"]
+    assert dag["order"] == ["daily", "retrain_day", "retrain", "maintain"]
     for upstream, downstream in itertools.pairwise(dag["order"]):
         assert dag["tasks"][upstream]["downstream"] == [downstream]
-    assert dag["tasks"]["retrain"]["downstream"] == []
+    assert dag["tasks"]["maintain"]["downstream"] == []
+    # Maintenance follows a failed retraining too; on other days the short-circuit skips both.
+    assert dag["tasks"]["maintain"]["trigger_rule"] == "all_done"
+    assert dag["tasks"]["retrain_day"]["skips_whatever_follows"] is True
     assert (dag["max_active_runs"], dag["schedule"]) == (1, "@daily")
     assert dag["retrain_days"] == [6]  # only the run whose as_of_date is a Sunday retrains
 
 
-def test_every_profile_task_submits_its_profile_for_the_day_after_the_logical_date_with_retries(dag):
-    for name in ("daily", "retrain"):
+def test_every_task_submits_its_job_for_the_day_after_the_logical_date_with_retries(dag):
+    for name in ("daily", "retrain", "maintain"):
         task = dag["tasks"][name]
         assert task["retries"] == 2
         assert f"./spark-submit.sh {name} --config conf/cluster.yaml --as-of-date {{{{ macros.ds_add(ds, 1) }}}}" \
             in task["command"]
         assert (REPO / "jobs" / f"{name}.py").is_file()
-        assert name in runs.PROFILES
+    assert {"daily", "retrain"} <= set(runs.PROFILES)
