@@ -210,7 +210,11 @@ def main() -> None:
         if not (work / "lakehouse-full").exists():
             sys.exit(f"--daily-only needs an earlier full run's {work / 'lakehouse-full'}")
     elif not (args.reuse and (work / "generated").exists()):
-        shutil.rmtree(work, ignore_errors=True)
+        # The secret stays: customer keys, and so the train, validation and test splits, stay the same, so
+        # the metrics of runs on data generated anew with the same seed can be compared.
+        for path in work.glob("*"):
+            if path.name != ".secrets":
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
         step("generate", "generate", as_of, "generated")
     for folder in ("raw", "lakehouse", "checkpoints", "baseline"):  # every run starts from the generated files
         shutil.rmtree(work / folder, ignore_errors=True)
