@@ -8,7 +8,8 @@ driver JVM kept after a garbage collection (from its ``-Xlog:gc`` log): the JVM'
 memory grows towards its heap limit whatever it holds, the heap after a collection follows what
 it holds. Each run's stage lines are echoed as they come:
 
-1. ``generate`` (skipped with ``--reuse`` when the work folder already has generated files);
+1. ``generate`` (skipped with ``--reuse`` when the work folder already has generated files; the
+   folder's customer-key secret is kept, so the splits and metrics of two runs compare);
 2. ``pipeline`` without generate: the full run, as of ``as_of_date`` (skipped with
    ``--daily-only``, which starts from a copy of the last full run's lakehouse);
 3. ``next_day``: the demo's activity of ``as_of_date`` appended as new raw files;
