@@ -258,6 +258,17 @@ def test_spark_progress_bar_shows_on_a_terminal_unless_configured(tmp_path, monk
         assert session_settings(chosen)["spark.ui.showConsoleProgress"] == shown
 
 
+def test_the_driver_runs_the_parallel_collector_unless_its_configured_java_options_name_one(tmp_path):
+    config = make_config(tmp_path)
+    options = {}
+    for given in (None, "-Xlog:gc:file=gc.log", "-XX:+UseG1GC -Xss4m"):
+        extra = {} if given is None else {"spark.driver.extraJavaOptions": given}
+        options[given] = session_settings(dataclasses.replace(config, spark=dataclasses.replace(
+            config.spark, extra=extra)))["spark.driver.extraJavaOptions"]
+    assert options == {None: "-XX:+UseParallelGC", "-Xlog:gc:file=gc.log": "-XX:+UseParallelGC -Xlog:gc:file=gc.log",
+                       "-XX:+UseG1GC -Xss4m": "-XX:+UseG1GC -Xss4m"}
+
+
 def test_the_jars_resolved_for_the_delta_package_are_noted_and_used_while_all_are_there(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     package = "io.delta:delta-spark_4.2_2.13:0.0.0"
