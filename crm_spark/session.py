@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 # The driver JVM's garbage collector, unless spark.extra's driver options name one. In local mode the driver
 # runs the tasks too, and on two cores G1's concurrent threads take CPU from them: with the parallel collector
-# the daily run at 100,000 customers took 248 and 264 s against 291 and 316 s with G1, the full run 803 s
+# the daily run at 100,000 customers took 248, 258 and 264 s against 291 and 316 s with G1, the full run 803 s
 # against 886 s (benchmarks/daily.py; the README, "Configuration", has the memory it costs).
 DRIVER_GC = "-XX:+UseParallelGC"
 DRIVER_OPTIONS = "spark.driver.extraJavaOptions"
