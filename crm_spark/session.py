@@ -18,12 +18,15 @@ from crm_spark.errors import JavaMissing
 log = logging.getLogger(__name__)
 
 
-# The driver JVM's garbage collector, unless spark.extra's driver options name one. In local mode the driver
+# The driver JVM's garbage collector, unless Java options given elsewhere name one. In local mode the driver
 # runs the tasks too, and on two cores G1's concurrent threads take CPU from them: with the parallel collector
 # the daily run at 100,000 customers took 248, 258 and 264 s against 291 and 316 s with G1, the full run 803 s
 # against 886 s (benchmarks/daily.py; the README, "Configuration", has the memory it costs).
 DRIVER_GC = "-XX:+UseParallelGC"
 DRIVER_OPTIONS = "spark.driver.extraJavaOptions"
+# Where else the driver JVM takes options from; a second collector there would stop it from starting.
+OTHER_JAVA_OPTIONS = ("spark.driver.defaultJavaOptions",)
+JAVA_OPTION_VARIABLES = ("JAVA_TOOL_OPTIONS", "JDK_JAVA_OPTIONS", "SPARK_SUBMIT_OPTS")
 
 
 def session_settings(config: Config) -> dict[str, str]:
@@ -34,8 +37,10 @@ def session_settings(config: Config) -> dict[str, str]:
 
     Returns:
         Setting name to value: Delta extensions, shuffle partitions, UI and time zone,
-        the driver's garbage collector, and any ``spark.extra`` entries (which win; driver
-        Java options are added to the collector's unless they name a collector).
+        the driver's garbage collector, and any ``spark.extra`` entries (which win). Driver
+        Java options in ``spark.extra`` are added to the collector's; the collector is left
+        out when they, ``spark.driver.defaultJavaOptions`` or the JVM's option variables
+        (``JAVA_TOOL_OPTIONS``, ``JDK_JAVA_OPTIONS``, ``SPARK_SUBMIT_OPTS``) name one.
     """
     progress = config.spark.console_progress
     if progress is None:
@@ -60,7 +65,9 @@ def session_settings(config: Config) -> dict[str, str]:
     }
     settings.update(config.spark.extra)
     options = config.spark.extra.get(DRIVER_OPTIONS, "")
-    if not re.search(r"-XX:\+Use\w+GC\b", options):
+    given = [options, *(config.spark.extra.get(k, "") for k in OTHER_JAVA_OPTIONS),
+             *(os.environ.get(v, "") for v in JAVA_OPTION_VARIABLES)]
+    if not any(re.search(r"-XX:\+Use\w+GC\b", text) for text in given):
         settings[DRIVER_OPTIONS] = f"{DRIVER_GC} {options}".strip()
     return settings
 

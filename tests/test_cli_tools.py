@@ -258,15 +258,22 @@ def test_spark_progress_bar_shows_on_a_terminal_unless_configured(tmp_path, monk
         assert session_settings(chosen)["spark.ui.showConsoleProgress"] == shown
 
 
-def test_the_driver_runs_the_parallel_collector_unless_its_configured_java_options_name_one(tmp_path):
+def test_the_driver_runs_the_parallel_collector_unless_other_java_options_name_one(tmp_path, monkeypatch):
     config = make_config(tmp_path)
-    options = {}
-    for given in (None, "-Xlog:gc:file=gc.log", "-XX:+UseG1GC -Xss4m"):
-        extra = {} if given is None else {"spark.driver.extraJavaOptions": given}
-        options[given] = session_settings(dataclasses.replace(config, spark=dataclasses.replace(
-            config.spark, extra=extra)))["spark.driver.extraJavaOptions"]
-    assert options == {None: "-XX:+UseParallelGC", "-Xlog:gc:file=gc.log": "-XX:+UseParallelGC -Xlog:gc:file=gc.log",
-                       "-XX:+UseG1GC -Xss4m": "-XX:+UseG1GC -Xss4m"}
+    for variable in ("JAVA_TOOL_OPTIONS", "JDK_JAVA_OPTIONS", "SPARK_SUBMIT_OPTS"):
+        monkeypatch.delenv(variable, raising=False)
+
+    def driver_options(extra: dict[str, str]) -> str | None:
+        return session_settings(dataclasses.replace(config, spark=dataclasses.replace(config.spark, extra=extra))).get(
+            "spark.driver.extraJavaOptions")
+
+    assert driver_options({}) == "-XX:+UseParallelGC"
+    assert driver_options({"spark.driver.extraJavaOptions": "-Xlog:gc:file=gc.log"}) == \
+        "-XX:+UseParallelGC -Xlog:gc:file=gc.log"
+    assert driver_options({"spark.driver.extraJavaOptions": "-XX:+UseG1GC -Xss4m"}) == "-XX:+UseG1GC -Xss4m"
+    assert driver_options({"spark.driver.defaultJavaOptions": "-XX:+UseZGC"}) is None
+    monkeypatch.setenv("JAVA_TOOL_OPTIONS", "-XX:+UseG1GC")  # the JVM would refuse to start with two collectors
+    assert driver_options({"spark.driver.extraJavaOptions": "-Xss4m"}) == "-Xss4m"
 
 
 def test_the_jars_resolved_for_the_delta_package_are_noted_and_used_while_all_are_there(tmp_path, monkeypatch):
