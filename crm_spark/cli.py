@@ -35,7 +35,7 @@ from crm_spark.ingest.canonical import SourceError
 from crm_spark.ingest.sources import source_path
 from crm_spark.report import page
 from crm_spark.schemas import MODEL, SPLIT, TEST
-from crm_spark.session import build_spark
+from crm_spark.session import build_spark, finish_class_archive
 from crm_spark.stages import erase
 from crm_spark.synth.generate import raw_dir_problem
 
@@ -375,7 +375,14 @@ def _progress(stage: str, position: int, total: int, result: runs.RunResult) -> 
 
 
 def _run_stages(config: Config, args: argparse.Namespace, stages: list[str]) -> int:
-    spark = build_spark(config)
+    spark = build_spark(config, write_class_archive=True)
+    try:
+        return _run_and_print(spark, config, args, stages)
+    finally:
+        finish_class_archive(spark)
+
+
+def _run_and_print(spark: SparkSession, config: Config, args: argparse.Namespace, stages: list[str]) -> int:
     log.info("config %s (hash %s), as_of_date %s", args.config, config.config_hash(), config.as_of_date)
     log.debug("resolved config: %s", json.dumps(as_dict(config), sort_keys=True, default=str))
     try:

@@ -292,23 +292,73 @@ def test_the_jars_resolved_for_the_delta_package_are_noted_and_used_while_all_ar
     assert session.resolved_jars(package) is None
 
 
-def test_a_new_session_starts_from_the_noted_jars_and_reads_and_writes_delta(spark, tmp_path, monkeypatch):
+def test_a_class_archive_is_named_by_java_spark_and_jars_and_given_to_the_jvm_unless_options_name_one(
+        tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    for variable in ("JAVA_TOOL_OPTIONS", "JDK_JAVA_OPTIONS", "SPARK_SUBMIT_OPTS", "SPARK_CONF_DIR"):
+        monkeypatch.delenv(variable, raising=False)
+    archive = session.class_archive(["file:/jars/a.jar"])
+    assert archive.parent == tmp_path / "cache" / "crm-spark" and archive.suffix == ".jsa"
+    assert session.class_archive(["file:/jars/a.jar"]) == archive
+    assert session.class_archive(["file:/jars/b.jar"]) != archive
+    monkeypatch.setenv("SPARK_CONF_DIR", str(tmp_path))  # its files join the class path
+    assert session.class_archive(["file:/jars/a.jar"]) != archive
+    monkeypatch.delenv("SPARK_CONF_DIR")
+
+    def options(write: bool = True, enabled: bool = True, extra: dict[str, str] | None = None) -> str:
+        config = make_config(tmp_path)
+        spark_config = dataclasses.replace(config.spark, class_archive=enabled, extra=extra or {})
+        return session.class_archive_options(dataclasses.replace(config, spark=spark_config), archive, write)
+
+    assert options() == f"-XX:ArchiveClassesAtExit={archive}.{os.getpid()}.partial -Xlog:cds*=off"
+    assert options(write=False) == ""
+    assert archive.parent.is_dir()  # made for the JVM, which writes the file but not its folder
+    archive.write_bytes(b"")
+    assert options() == options(write=False) == f"-XX:SharedArchiveFile={archive} -Xlog:cds*=off"
+    assert options(enabled=False) == ""
+    assert options(extra={"spark.driver.extraJavaOptions": "-Xshare:off"}) == ""
+    monkeypatch.setenv("JAVA_TOOL_OPTIONS", f"-XX:SharedArchiveFile={tmp_path}/other.jsa")
+    assert options() == ""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "a cache"))  # Spark would split the option at the space
+    assert session.class_archive(["file:/jars/a.jar"]) is None
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("JAVA_HOME", str(tmp_path))  # no Java runtime there
+    assert session.class_archive(["file:/jars/a.jar"]) is None
+
+
+def test_a_new_session_starts_from_the_noted_jars_writes_a_class_archive_and_the_next_jvm_maps_it(
+        spark, tmp_path, monkeypatch):
     config = make_config(tmp_path)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     environment = {**os.environ, "PYTHONPATH": str(ROOT)}
     environment.pop("PYSPARK_GATEWAY_PORT", None)
-    script = (f"from crm_spark.config import load_config; from crm_spark.session import build_spark\n"
-              f"spark = build_spark(load_config({str(ROOT / 'conf' / 'local.yaml')!r}, "
-              f"['spark.master=local[1]', 'paths.checkpoint_dir={tmp_path}/checkpoints', "
-              f"'paths.allowed_roots=[\"{tmp_path}\", \".\"]']))\n"
-              f"spark.range(3).write.format('delta').save({str(tmp_path / 'table')!r})\n"
-              f"print('packages', spark.conf.get('spark.jars.packages', None))\n"
-              f"print('rows', spark.read.format('delta').load({str(tmp_path / 'table')!r}).count())\n")
+    class_log = tmp_path / "classes.log"
+
+    def start(*lines: str, extra: str = "{}") -> list[str]:
+        script = (f"from crm_spark.config import load_config; from crm_spark import session\n"
+                  f"spark = session.build_spark(load_config({str(ROOT / 'conf' / 'local.yaml')!r}, "
+                  f"['spark.master=local[1]', 'paths.checkpoint_dir={tmp_path}/checkpoints', "
+                  f"'paths.allowed_roots=[\"{tmp_path}\", \".\"]', {'spark.extra=' + extra!r}]), "
+                  f"write_class_archive=True)\n" + "\n".join(lines) + "\nsession.finish_class_archive(spark)\n")
+        done = subprocess.run([sys.executable, "-c", script], env=environment, capture_output=True, text=True,
+                              timeout=600, cwd=ROOT)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout.splitlines()
+
     session.remember_jars(config.spark.delta_package, spark.conf.get("spark.jars"))
-    done = subprocess.run([sys.executable, "-c", script], env=environment, capture_output=True, text=True,
-                          timeout=600, cwd=ROOT)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.splitlines()[-2:] == ["packages None", "rows 3"]
+    assert start(f"spark.range(3).write.format('delta').save({str(tmp_path / 'table')!r})",
+                 "print('packages', spark.conf.get('spark.jars.packages', None))",
+                 f"print('rows', spark.read.format('delta').load({str(tmp_path / 'table')!r}).count())")[-2:] == [
+        "packages None", "rows 3"]
+    cache = tmp_path / "cache" / "crm-spark"
+    assert [p.suffix for p in cache.glob("classes-*")] == [".jsa"]  # written, and no partial file left
+    # The next JVM loads Spark's classes from the archive (the JVM's class log says where each came from).
+    extra = json.dumps({"spark.driver.extraJavaOptions": f"-Xlog:class+load=info:file={class_log}"})
+    assert start(f"print('rows', spark.read.format('delta').load({str(tmp_path / 'table')!r}).count())",
+                 extra=extra)[-1] == "rows 3"
+    loaded = class_log.read_text(encoding="utf-8")
+    assert "org.apache.spark.SparkContext source: shared objects file (top)" in loaded
+    assert [p.suffix for p in cache.glob("classes-*")] == [".jsa"]  # mapped, not written again
 
 
 def test_a_stage_run_before_the_one_that_feeds_it_names_that_stage(spark, capsys, lake_config):

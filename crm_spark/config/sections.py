@@ -21,7 +21,8 @@ class SparkConfig:
 
     ``master`` applies only when the launcher (``spark-submit``) did not set one.
     ``console_progress`` shows Spark's progress bar on the console; None shows it when
-    the console is a terminal.
+    the console is a terminal. ``class_archive`` lets a JVM crm-spark starts itself map
+    the class archive a run wrote before, or write one (see :mod:`crm_spark.session`).
     """
 
     app_name: str = "crm-spark"
@@ -31,6 +32,7 @@ class SparkConfig:
     ui_enabled: bool = False
     log_level: str = "WARN"
     console_progress: bool | None = None
+    class_archive: bool = True
     extra: Mapping[str, str] = field(default_factory=dict)
 
 
