@@ -34,7 +34,8 @@ OTHER_JAVA_OPTIONS = "spark.driver.defaultJavaOptions"
 JAVA_OPTION_VARIABLES = ("JAVA_TOOL_OPTIONS", "JDK_JAVA_OPTIONS", "SPARK_SUBMIT_OPTS")
 # The class-data archive (Java's CDS) a run's JVM writes at its end and later JVMs map, so they load Spark's and
 # Delta's classes already parsed and verified. The JVM's notes on it (classes it skips, an archive it cannot use,
-# which it then ignores) are not shown.
+# which it then ignores) are not shown. At 100,000 customers (benchmarks/daily.py) a process reached its first
+# stage in 17.2 to 18.2 s against 23.0 and 23.5 s without; the run that writes the archive took about 28 s longer.
 ARCHIVE_LOGGING = "-Xlog:cds*=off"
 ARCHIVE_WRITE = "-XX:ArchiveClassesAtExit="
 # What else changes the class path the JVM checks an archive against.
