@@ -40,7 +40,7 @@ ARCHIVE_LOGGING = "-Xlog:cds*=off"
 ARCHIVE_WRITE = "-XX:ArchiveClassesAtExit="
 # What else changes the class path the JVM checks an archive against.
 CLASS_PATH_VARIABLES = ("SPARK_CONF_DIR", "SPARK_DIST_CLASSPATH", "HADOOP_CONF_DIR", "YARN_CONF_DIR")
-# Archives kept in the cache folder (about 170 MB each), the newest first: one per Java, Spark and jars in use.
+# Archives kept in the cache folder (about 200 MB each), the newest first: one per Java, Spark and jars in use.
 KEPT_ARCHIVES = 2
 
 
