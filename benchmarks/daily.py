@@ -49,6 +49,7 @@ import pandas as pd
 import psutil
 
 from crm_spark.config import load_config
+from crm_spark.session import DRIVER_OPTIONS
 
 REPO = Path(__file__).resolve().parents[1]
 STAGE_LINE = re.compile(r"^  (\w+)\s+(succeeded|skipped|failed)\s+([\d.]+)\s+([\d,]+)\s+([\d,]+)$")
@@ -195,12 +196,10 @@ def main() -> None:
         gc_log = work / "gc" / f"{name}.log"
         gc_log.parent.mkdir(parents=True, exist_ok=True)
         gc_log.unlink(missing_ok=True)
-        extra = dict(config.spark.extra)
-        options = extra.get("spark.driver.extraJavaOptions", "")
-        extra["spark.driver.extraJavaOptions"] = f"{options} -Xlog:gc:file={gc_log}".strip()
+        options = f"{config.spark.extra.get(DRIVER_OPTIONS, '')} -Xlog:gc:file={gc_log}".strip()
         argv = [str(REPO / ".venv" / "bin" / "crm-spark"), command, "--config", "conf/local.yaml", "--as-of-date",
                 date.isoformat(), *[part for setting in [f"paths.raw_dir={work}/{raw}", *settings,
-                                                         f"spark.extra={json.dumps(extra)}"]
+                                                         f"spark.extra.{DRIVER_OPTIONS}={json.dumps(options)}"]
                                     for part in ("--set", setting)]]
         print(f"{name} ...", flush=True)
         steps[name] = {**measured(argv), "peak_heap_after_gc_mb": heap_after_gc(gc_log)}

@@ -42,6 +42,16 @@ def test_overrides_parse_values_and_nested_keys(tmp_path):
         5000, dt.date(2024, 6, 30), {"spark.driver.memory": "2g"})
 
 
+def test_one_spark_setting_is_overridden_beside_the_configs_others(tmp_path):
+    path = write(tmp_path, MINIMAL + "spark:\n  extra:\n    spark.driver.memory: 2g\n    spark.ui.port: 4050\n")
+    config = load_config(path, ["spark.extra.spark.sql.shuffle.partitions=4", "spark.extra.spark.driver.memory=3g"])
+    assert dict(config.spark.extra) == {"spark.driver.memory": "3g", "spark.ui.port": "4050",
+                                        "spark.sql.shuffle.partitions": "4"}
+    assert dict(load_config(write(tmp_path, MINIMAL), ["spark.extra.spark.x.y=z"]).spark.extra) == {"spark.x.y": "z"}
+    with pytest.raises(ConfigError, match="'spark.extra' must be a mapping to set spark.extra.spark.x"):
+        load_config(path, ["spark.extra=3", "spark.extra.spark.x=1"])
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [

@@ -12,6 +12,9 @@ import types
 import typing
 from typing import Any, Iterable, Mapping
 
+# Spark's own settings: a mapping whose keys hold dots, never split into levels.
+SPARK_EXTRA = "spark.extra"
+
 
 class ConfigError(ValueError):
     """A configuration value is missing, unknown or of the wrong type."""
@@ -27,7 +30,7 @@ def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for key, value in values.items():
         name = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value and name != "spark.extra":
+        if isinstance(value, Mapping) and value and name != SPARK_EXTRA:
             flat.update(flatten(value, f"{name}."))
         else:
             flat[name] = value

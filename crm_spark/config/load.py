@@ -7,7 +7,7 @@ from typing import Any, Sequence
 
 import yaml
 
-from crm_spark.config.coerce import ConfigError, build, set_dotted
+from crm_spark.config.coerce import SPARK_EXTRA, ConfigError, build, set_dotted
 from crm_spark.config.sections import Config
 from crm_spark.config.validate import validate
 
@@ -90,6 +90,9 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
 def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> None:
     """Apply ``key.sub=value`` overrides (values parsed as YAML) to a raw mapping in place.
 
+    ``spark.extra.<setting>=value`` sets one Spark setting (whose name holds dots itself)
+    beside the config's others; ``spark.extra={...}`` replaces them all.
+
     Raises:
         ConfigError: an override is malformed or its value is not valid YAML.
     """
@@ -102,7 +105,16 @@ def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> None:
         except ConfigError as error:
             raise ConfigError(f"{error}; a value that starts with [, {{ or a quote is read as YAML: quote it as "
                               f"--set '{key.strip()}=\"...\"'") from None
-        set_dotted(raw, key.strip(), value)
+        key = key.strip()
+        setting = key.removeprefix(f"{SPARK_EXTRA}.")
+        if setting == key:
+            set_dotted(raw, key, value)
+            continue
+        spark = raw.get("spark")
+        extra = spark.get("extra") if isinstance(spark, dict) else None
+        if extra is not None and not isinstance(extra, dict):
+            raise ConfigError(f"'{SPARK_EXTRA}' must be a mapping to set {key}")
+        set_dotted(raw, SPARK_EXTRA, {**(extra or {}), setting: value})
 
 
 def load_config(path: str | Path, overrides: Sequence[str] = ()) -> Config:
