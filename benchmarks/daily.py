@@ -6,7 +6,9 @@ Steps, each timed with the peak resident memory of the driver's Python process, 
 the Python workers sampled twice a second (not the configured heap), and the largest heap the
 driver JVM kept after a garbage collection (from its ``-Xlog:gc`` log): the JVM's resident
 memory grows towards its heap limit whatever it holds, the heap after a collection follows what
-it holds. Each run's stage lines are echoed as they come:
+it holds. The driver JVM's CPU time is sampled too, split by its threads' names into the JIT
+compilers', the garbage collector's and the rest (a new JVM compiles Spark's code, and the code
+Spark generates, again in every run). Each run's stage lines are echoed as they come:
 
 1. ``generate`` (skipped with ``--reuse`` when the work folder already has generated files; the
    folder's customer-key secret is kept, so the splits and metrics of two runs compare);
@@ -57,6 +59,23 @@ METRIC_LINE = re.compile(r"^  (\w+)\s+(\S+)\s+(\w+)\s+(-?[\d.]+|n/a)$")
 PROGRESS_LINE = re.compile(r"^\[\d+/\d+\] ")  # "[3/10] features ...", "[3/10] features succeeded in 21.3s"
 GC_PAUSE = re.compile(r"Pause .*\s\d+M->(\d+)M\(\d+M\)")  # "... Pause Young (Normal) ... 2236M->886M(2784M) 20ms"
 MB = 1024 * 1024
+# The JVM's own threads by the start of their names (Linux keeps 15 characters): HotSpot's JIT
+# compilers, and the collector's workers (the parallel collector's, or G1's).
+JVM_THREADS = {"jit": ("C1 CompilerThre", "C2 CompilerThre"), "gc": ("GC Thread", "G1 ")}
+
+
+def jvm_thread_seconds(jvm: psutil.Process) -> dict[tuple[int, int], tuple[str, float]]:
+    """Return the CPU seconds each live thread of ``jvm`` has used, keyed by (pid, thread id), with its kind
+    (``jit``, ``gc`` or ``other``) from its name in ``/proc``."""
+    seconds = {}
+    for thread in jvm.threads():
+        try:
+            name = Path(f"/proc/{jvm.pid}/task/{thread.id}/comm").read_text(encoding="utf-8")
+        except OSError:  # ended since, or no /proc
+            continue
+        kind = next((k for k, prefixes in JVM_THREADS.items() if name.startswith(prefixes)), "other")
+        seconds[(jvm.pid, thread.id)] = (kind, thread.user_time + thread.system_time)
+    return seconds
 
 
 def measured(command: list[str]) -> dict:
@@ -76,12 +95,20 @@ def measured(command: list[str]) -> dict:
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     peaks = {"python": 0, "jvm": 0, "workers": 0}
+    jvm_seconds: dict[int, float] = {}  # per JVM: its CPU seconds, ended threads included
+    thread_seconds: dict[tuple[int, int], tuple[str, float]] = {}  # the last reading of every thread seen
     while process.poll() is None:
         try:
             now = {"python": process.memory_info().rss, "jvm": 0, "workers": 0}
             for child in process.children(recursive=True):
                 with_rss = child.memory_info().rss
-                now["jvm" if "java" in child.name() else "workers"] += with_rss
+                if "java" in child.name():
+                    now["jvm"] += with_rss
+                    times = child.cpu_times()
+                    jvm_seconds[child.pid] = times.user + times.system
+                    thread_seconds.update(jvm_thread_seconds(child))
+                else:
+                    now["workers"] += with_rss
         except psutil.Error:
             now = {}
         peaks = {k: max(v, now.get(k, 0)) for k, v in peaks.items()}
@@ -96,8 +123,11 @@ def measured(command: list[str]) -> dict:
                for m in map(METRIC_LINE.match, lines) if m and not STAGE_LINE.match(m[0])}
     outside = {"startup_seconds": round(progress_at[0], 1),
                "after_stages_seconds": round(seconds - progress_at[-1], 1)} if progress_at else {}
+    cpu = {f"jvm_{kind}_cpu_seconds": round(sum(s for k, s in thread_seconds.values() if k == kind), 1)
+           for kind in JVM_THREADS}
     return {"seconds": round(seconds, 1), **{f"peak_{k}_mb": round(v / MB) for k, v in peaks.items()},
-            **outside, "stages": stages, "metrics": metrics}
+            "jvm_cpu_seconds": round(sum(jvm_seconds.values()), 1), **cpu, **outside, "stages": stages,
+            "metrics": metrics}
 
 
 def heap_after_gc(log: Path) -> int | None:
@@ -193,7 +223,7 @@ def main() -> None:
     steps: dict[str, dict] = {}
 
     def step(name: str, command: str, date: dt.date, raw: str = "raw") -> None:
-        gc_log = work / "gc" / f"{name}.log"
+        gc_log = work / "gc" / f"{Path(args.json).stem}-{name}.log"  # another --json keeps this one
         gc_log.parent.mkdir(parents=True, exist_ok=True)
         gc_log.unlink(missing_ok=True)
         options = f"{config.spark.extra.get(DRIVER_OPTIONS, '')} -Xlog:gc:file={gc_log}".strip()
@@ -232,12 +262,13 @@ def main() -> None:
 
     print(f"\n{args.customers:,} customers, {lines:,} raw order lines, as of {as_of} and {next_day}")
     print(f"{'step':<12} {'wall s':>8} {'python MB':>10} {'JVM MB':>8} {'heap after GC MB':>17} {'workers MB':>11} "
-          f"{'order lines/s':>14}")
+          f"{'JVM CPU s':>10} {'JIT s':>7} {'GC s':>6} {'order lines/s':>14}")
     for name, step in steps.items():
         rate = f"{lines / step['seconds']:,.0f}" if name in ("full", "daily", "baseline") else ""
         print(f"{name:<12} {step['seconds']:>8.1f} {step.get('peak_python_mb', ''):>10} "
               f"{step.get('peak_jvm_mb', ''):>8} {step.get('peak_heap_after_gc_mb') or '':>17} "
-              f"{step.get('peak_workers_mb', ''):>11} {rate:>14}")
+              f"{step.get('peak_workers_mb', ''):>11} {step.get('jvm_cpu_seconds', ''):>10} "
+              f"{step.get('jvm_jit_cpu_seconds', ''):>7} {step.get('jvm_gc_cpu_seconds', ''):>6} {rate:>14}")
     print(f"daily / pandas baseline: {steps['daily']['seconds'] / steps['baseline']['seconds']:.2f}x")
     for name, step in steps.items():  # the stage times inside each process (generate's is its one stage)
         if step.get("stages"):
