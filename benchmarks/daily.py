@@ -78,6 +78,29 @@ def jvm_thread_seconds(jvm: psutil.Process) -> dict[tuple[int, int], tuple[str, 
     return seconds
 
 
+def work_settings(work: Path, customers: int, overrides: list[str]) -> list[str]:
+    """Return the config overrides that put every path of a run under ``work``, with ``overrides`` last."""
+    return [f"paths.truth_dir={work}/truth", f"paths.lakehouse_dir={work}/lakehouse",
+            f"paths.checkpoint_dir={work}/checkpoints", f"paths.allowed_roots=['{work}']",
+            f"privacy.secret_file={work}/.secrets/customer-key.secret", f"generate.customers={customers}", *overrides]
+
+
+def start_from_generated(work: Path) -> None:
+    """Replace the raw files with a copy of the generated ones (modification times kept, so the files
+    of a copied lakehouse count as ingested), and remove the lakehouse and the run's other folders."""
+    for folder in ("raw", "lakehouse", "checkpoints", "baseline"):
+        shutil.rmtree(work / folder, ignore_errors=True)
+    shutil.copytree(work / "generated", work / "raw")
+
+
+def start_from_full_run(work: Path) -> None:
+    """Start from the generated files and a copy of the lakehouse of the work folder's last full run."""
+    if not (work / "lakehouse-full").exists():
+        sys.exit(f"this needs an earlier full run's {work / 'lakehouse-full'}: run benchmarks/daily.py once")
+    start_from_generated(work)
+    shutil.copytree(work / "lakehouse-full", work / "lakehouse")
+
+
 def measured(command: list[str]) -> dict:
     """Run ``command``, sampling the peak memory of its process tree; return times, peaks and its output."""
     began = time.perf_counter()
@@ -215,10 +238,7 @@ def main() -> None:
     work = Path(args.work).resolve()
     config = load_config(str(REPO / "conf" / "local.yaml"), args.overrides)
     as_of, next_day = config.as_of_date, config.as_of_date + dt.timedelta(days=1)
-    settings = [f"paths.truth_dir={work}/truth", f"paths.lakehouse_dir={work}/lakehouse",
-                f"paths.checkpoint_dir={work}/checkpoints", f"paths.allowed_roots=['{work}']",
-                f"privacy.secret_file={work}/.secrets/customer-key.secret", f"generate.customers={args.customers}",
-                *args.overrides]
+    settings = work_settings(work, args.customers, args.overrides)
 
     steps: dict[str, dict] = {}
 
@@ -236,22 +256,17 @@ def main() -> None:
         print(f"{name}: {steps[name]['seconds']:.1f} s", flush=True)
         Path(args.json).write_text(json.dumps({"customers": args.customers, "steps": steps}, indent=2))  # so far
 
-    if args.daily_only:
-        if not (work / "lakehouse-full").exists():
-            sys.exit(f"--daily-only needs an earlier full run's {work / 'lakehouse-full'}")
-    elif not (args.reuse and (work / "generated").exists()):
+    if not args.daily_only and not (args.reuse and (work / "generated").exists()):
         # The secret stays: customer keys, and so the train, validation and test splits, stay the same, so
         # the metrics of runs on data generated anew with the same seed can be compared.
         for path in work.glob("*"):
             if path.name != ".secrets":
                 shutil.rmtree(path) if path.is_dir() else path.unlink()
         step("generate", "generate", as_of, "generated")
-    for folder in ("raw", "lakehouse", "checkpoints", "baseline"):  # every run starts from the generated files
-        shutil.rmtree(work / folder, ignore_errors=True)
-    shutil.copytree(work / "generated", work / "raw")
     if args.daily_only:
-        shutil.copytree(work / "lakehouse-full", work / "lakehouse")
+        start_from_full_run(work)
     else:
+        start_from_generated(work)
         step("full", "pipeline", as_of)
         shutil.rmtree(work / "lakehouse-full", ignore_errors=True)
         shutil.copytree(work / "lakehouse", work / "lakehouse-full")  # for --daily-only
