@@ -153,7 +153,10 @@ def days(spark, cluster, tmp_path_factory):
     (raw / "customers" / "part-late.csv").write_text(
         "customer_id,first_name,last_name,email,phone,gender,birth_date,city,country,signup_ts,updated_ts\n"
         f"{LATE},Lee,Late,lee.late@mail.test,,f,1980-01-01,Boston,US,2024-12-31 09:00:00,2024-12-31 09:00:00\n")
+    quarantine = DeltaTable.forPath(spark, tables.QUARANTINE.path(day_n.paths.lakehouse_dir))
+    quarantine_version = quarantine.history(1).first()["version"]
     next_day = runs.execute(spark, day_n1, ["next_day", *STAGES])
+    quarantine_versions = (quarantine_version, quarantine.history(1).first()["version"])
 
     master, ui_port = cluster
     # The fewest model fits: the cluster run checks that every stage runs there, not the models' quality.
@@ -177,7 +180,8 @@ def days(spark, cluster, tmp_path_factory):
                                cwd=REPO, env=env, capture_output=True, text=True, timeout=1200, check=False)
     return {"day_n": day_n, "at_n": at_n, "at_repeat": at_repeat, "first": first, "repeat": repeat,
             "day_n1": day_n1, "next_day": next_day, "rebuilt": on_cluster, "submitted": submitted,
-            "cluster_seconds": time.monotonic() - began, "ui_port": ui_port, "master": master}
+            "cluster_seconds": time.monotonic() - began, "ui_port": ui_port, "master": master,
+            "quarantine_versions": quarantine_versions}
 
 
 def test_a_rerun_of_the_same_date_reads_no_file_and_leaves_every_table_as_it_was(spark, days):
@@ -205,6 +209,10 @@ def test_day_n_plus_1_appends_exactly_the_new_files_to_bronze(spark, days):
         assert bronze.where(F.col(SOURCE_FILE).isin(new_files)).count() == \
             result.row_counts[f"raw.{source}.next_day"] + late
         assertDataFrameEqual(bronze.where(~F.col(SOURCE_FILE).isin(new_files)), days["at_n"][tables.BRONZE[source]])
+    # Nothing quarantined from new files: the quarantine table got no commit (its rows are compared with the rebuild).
+    assert not any(v for k, v in result.row_counts.items() if k.startswith("quarantine."))
+    before, after = days["quarantine_versions"]
+    assert after == before
 
 
 def test_day_n_plus_1_merged_into_silver_equals_a_rebuild_from_every_file(spark, days):

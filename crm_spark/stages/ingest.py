@@ -176,17 +176,22 @@ def _without_erased(canonical: DataFrame, erased: Erased, scope: contextlib.Exit
 
 
 def _write_quarantine(spark: SparkSession, config: Config, ingested: Ingested) -> None:
-    """Replace the quarantine rows of the files read (all of them without ``ingest.incremental``)."""
+    """Replace the quarantine rows of the files read (all of them without ``ingest.incremental``).
+
+    An incremental run that quarantined nothing, from files with no earlier quarantine rows,
+    commits nothing (an empty write still costs a Delta commit).
+    """
     lake, incremental = config.paths.lakehouse_dir, config.ingest.incremental
     union = spark.createDataFrame([], QUARANTINE_SCHEMA)
     for frame in ingested.quarantined:
         union = union.unionByName(frame)
     replaced = [row[SOURCE_FILE] for row in ingested.files if row["source"] in ingested.sources_read]
-    if not (replaced or not incremental or not tables.table_exists(spark, tables.QUARANTINE, lake)):
-        return
     where = ledger.in_files(replaced) if incremental and replaced else None
-    written = tables.write_table(union, tables.QUARANTINE, lake, where=where)
     expected = sum(v for k, v in ingested.counts.items() if k.startswith("quarantine."))
+    if incremental and not expected and tables.table_exists(spark, tables.QUARANTINE, lake) and (
+            where is None or tables.read_table(spark, tables.QUARANTINE, lake).where(where).isEmpty()):
+        return  # no row to add, and none of the files read has earlier rows to replace: no commit
+    written = tables.write_table(union, tables.QUARANTINE, lake, where=where)
     if written != expected:
         raise IngestError(f"quarantine wrote {written} rows, expected {expected}")
     ingested.counts[tables.QUARANTINE.qualified] = written
