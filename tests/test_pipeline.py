@@ -24,7 +24,7 @@ from crm_spark.config import GenerateConfig
 from crm_spark.features.customer import completed_before, customer_features, read_features
 from crm_spark.models.lifetime import with_p_alive
 from crm_spark.recommend.popularity import GROUP_POPULAR_MODEL, POPULAR_MODEL
-from crm_spark.report import page
+from crm_spark.report import charts, page
 from crm_spark.report.sections import SECTIONS
 from crm_spark.stages import erase
 
@@ -461,6 +461,17 @@ IMAGE_CHECK = """() => Array.from(document.images).map(img => {
   for (let i = 0; i < data.length; i += 4) colours.add(data[i] + ',' + data[i + 1] + ',' + data[i + 2]);
   return {alt: img.alt, complete: img.complete, width: img.naturalWidth, colours: colours.size};
 })"""
+
+
+def test_a_chart_function_returns_before_drawing_and_a_drawing_error_reaches_the_reader():
+    drawn = charts.bars("Title", ["a", "b"], [1.0, 2.0], "x", "How to read it.")
+    assert (drawn.title, drawn.how_to_read) == ("Title", "How to read it.")
+    svg = base64.b64decode(drawn.image.removeprefix("data:image/svg+xml;base64,")).decode("utf-8")
+    assert svg.startswith("<?xml") and "</svg>" in svg
+    assert charts.bars("Title", ["a", "b"], [1.0, 2.0], "x", "How to read it.").image == drawn.image
+    broken = charts.bars("Broken", ["a", "b"], [1.0], "x", "Lengths differ.")
+    with pytest.raises(IndexError):
+        assert broken.image
 
 
 def test_report_renders_offline_in_a_browser(report):

@@ -81,6 +81,8 @@ def write_report(spark: SparkSession, config: Config, run_id: str | None = None)
     for build in SECTIONS:
         spark.sparkContext.setJobGroup("report", f"crm-spark report {build.__name__}")
         sections.append(build(context))
+    for chart in (c for s in sections for c in s.charts):  # drawn on their own thread meanwhile
+        chart.drawn.result()
     page = render(sections, config.as_of_date, run_id, time.perf_counter() - began)
     location = f"{config.paths.reports.rstrip('/')}/report-{config.as_of_date.isoformat()}-{run_id}.html"
     files.write_text(spark, location, page)
