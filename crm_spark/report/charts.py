@@ -61,6 +61,7 @@ def drawn_later(draw: Callable[..., Figure]) -> Callable[..., Chart]:
         named = signature.bind(*args, **kwargs).arguments
         return Chart(named["title"], named["how_to_read"], _DRAWER.submit(lambda: svg(draw(*args, **kwargs))))
 
+    chart.__annotations__ = {**draw.__annotations__, "return": "Chart"}  # the chart function returns the chart
     return chart
 
 
