@@ -7,6 +7,7 @@ import json
 import logging
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -131,9 +132,11 @@ def execute(spark: SparkSession, config: Config, stages: list[str], run_id: str 
             progress: Progress | None = None) -> RunResult:
     """Run ``stages`` in order and record the run in the ``runs`` table.
 
-    The run is recorded as ``running`` before its first stage and with its outcome
-    after the last; runs still ``running`` from earlier are marked ``failed`` first,
-    since only one run at a time may use a lakehouse. A stage whose inputs are absent
+    The run is recorded as ``running`` while its first stage runs, on a thread of its own
+    (the process's first Delta write pays for the JVM's warm-up, which the stage's work
+    hides; later stages start once the row is written), and with its outcome after the
+    last; runs still ``running`` from earlier are marked ``failed`` first, since only one
+    run at a time may use a lakehouse. A failure to record is logged, not raised. A stage whose inputs are absent
     raises :class:`StageSkipped`; the run logs one line, records the stage and reason
     under ``skipped`` and goes on. A failing stage stops the run; the manifest records
     it as failed and the error is raised again. Either way the run's checkpoint files
@@ -158,11 +161,12 @@ def execute(spark: SparkSession, config: Config, stages: list[str], run_id: str 
         raise KeyError(f"unknown stage '{unknown[0]}' (known: {', '.join(STAGES)})")
     result = RunResult(run_id=run_id or new_run_id())
     started = dt.datetime.now(dt.timezone.utc)
-    with logcontext.stage(result.run_id, "runs"):
-        _mark_abandoned(spark, config)
-        _record(spark, config, stages, result, started)
+    recorder = ThreadPoolExecutor(1, thread_name_prefix="crm-spark-runs")
+    opened = recorder.submit(_open, spark, config, _manifest(config, stages, result, started))
     try:
         for position, stage in enumerate(stages, 1):
+            if position > 1:
+                opened.result()
             if progress:
                 progress(stage, position, len(stages), result)
             with logcontext.stage(result.run_id, stage):
@@ -175,8 +179,10 @@ def execute(spark: SparkSession, config: Config, stages: list[str], run_id: str 
         result.error = f"{type(error).__name__}: {error}"[:2000]
         raise
     finally:
+        opened.result()
+        recorder.shutdown()
         with logcontext.stage(result.run_id, "runs"):
-            _record(spark, config, stages, result, started)
+            _record(spark, config, _manifest(config, stages, result, started))
             _clean_checkpoints(spark)
     return result
 
@@ -209,20 +215,35 @@ def _run_stage(spark: SparkSession, config: Config, stage: str, result: RunResul
     log.info("stage %s: done in %.1f s", stage, result.stage_seconds[stage])
 
 
-def _record(spark: SparkSession, config: Config, stages: list[str], result: RunResult, started: dt.datetime) -> None:
-    """Write (or replace) the run's manifest row; a failure to write is logged, not raised over the run's error."""
+def _manifest(config: Config, stages: list[str], result: RunResult, started: dt.datetime) -> tuple:
+    """Return the run's manifest row as it stands (a ``RUNS_SCHEMA`` tuple)."""
     finished = None if result.status == "running" else dt.datetime.now(dt.timezone.utc)
-    row = (
+    return (
         result.run_id, config.as_of_date, config.config_hash(), list(stages), started, finished, result.status,
-        result.error, result.stage_seconds, result.row_counts, result.skipped, result.stage_status, result.rows_in,
-        result.rows_out, json.dumps(as_dict(config), sort_keys=True, default=str),
+        result.error, dict(result.stage_seconds), dict(result.row_counts), dict(result.skipped),
+        dict(result.stage_status), dict(result.rows_in), dict(result.rows_out),
+        json.dumps(as_dict(config), sort_keys=True, default=str),
     )
+
+
+def _open(spark: SparkSession, config: Config, row: tuple) -> None:
+    """Mark abandoned runs failed, then write the run's ``running`` row (see :func:`execute`)."""
+    with logcontext.stage(row[0], "runs"):
+        spark.sparkContext.setJobGroup("runs", f"crm-spark runs {row[0]}")  # this thread's jobs
+        try:
+            _mark_abandoned(spark, config)
+        except Exception:  # noqa: BLE001 - bookkeeping must not fail the run
+            log.exception("could not mark abandoned runs as failed")
+        _record(spark, config, row)
+
+
+def _record(spark: SparkSession, config: Config, row: tuple) -> None:
+    """Write (or replace) the run's manifest row; a failure to write is logged, not raised over the run's error."""
     try:
-        spark.sparkContext.setJobGroup("runs", f"crm-spark runs {result.run_id}")
-        tables.write_table(spark.createDataFrame([row], RUNS_SCHEMA), tables.RUNS, config.paths.lakehouse_dir,
-                           result.run_id)
+        spark.sparkContext.setJobGroup("runs", f"crm-spark runs {row[0]}")
+        tables.write_table(spark.createDataFrame([row], RUNS_SCHEMA), tables.RUNS, config.paths.lakehouse_dir, row[0])
     except Exception:  # noqa: BLE001 - the run's own outcome must not be masked
-        log.exception("could not record run %s in the runs table", result.run_id)
+        log.exception("could not record run %s in the runs table", row[0])
 
 
 def _clean_checkpoints(spark: SparkSession) -> None:

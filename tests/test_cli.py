@@ -53,10 +53,14 @@ def test_log_lines_carry_run_id_and_stage_and_runs_hold_stage_status(spark, tmp_
     records = [r for r in caplog.records if r.name.startswith("crm_spark")]
     assert records and {(r.run_id, r.stage) for r in records} <= {("ctx-run", "score"), ("ctx-run", "runs")}
     lines = [logging.Formatter(logcontext.LOG_FORMAT).format(r) for r in records]
-    assert "[ctx-run runs] crm_spark.tables: wrote 1 rows to gold.runs" in lines[0]  # recorded as running first
+    assert sum("[ctx-run runs] crm_spark.tables: wrote 1 rows to gold.runs" in line for line in lines) == 2
     assert any("[ctx-run score] crm_spark.runs: stage score: start" in line for line in lines)
     assert logging.getLogger("x").makeRecord("x", logging.INFO, "f", 1, "m", (), None).run_id == logcontext.OUTSIDE
     row = tables.read_table(spark, tables.RUNS, config.paths.lakehouse_dir).where(
         F.col("run_id") == "ctx-run").first()
     assert (row["status"], row["stage_status"], sorted(row["skipped"])) == ("succeeded", {"score": "skipped"},
                                                                              ["score"])
+    # Recorded as running first, before any stage had a status.
+    first = spark.read.format("delta").option("versionAsOf", 0).load(tables.RUNS.path(config.paths.lakehouse_dir))
+    assert [tuple(r) for r in first.select("run_id", "status", "stage_status", "finished_at").collect()] == [
+        ("ctx-run", "running", {}, None)]

@@ -240,8 +240,10 @@ def test_a_run_killed_mid_write_leaves_committed_tables_and_a_rerun_matches(spar
         process = subprocess.Popen(
             [sys.executable, "-m", "crm_spark.cli", "pipeline", "--config", str(config_file), "--run-id", "killed"],
             cwd=REPO, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+    recorded = Path(tables.RUNS.path(str(lake))) / "_delta_log" / f"{0:020d}.json"  # the row saying running
     deadline = time.monotonic() + 600
-    while process.poll() is None and time.monotonic() < deadline and not list(writing.glob("*.parquet")):
+    while process.poll() is None and time.monotonic() < deadline and not (
+            recorded.exists() and list(writing.glob("*.parquet"))):
         time.sleep(0.002)
     assert process.poll() is None, log_path.read_text()[-3000:]
     os.killpg(process.pid, signal.SIGKILL)  # the Python driver and its JVM, mid-way through the write
