@@ -1,16 +1,21 @@
-"""Small helpers for DataFrames that several layers share: scoped persistence, partitions for
-model fitting and present columns."""
+"""Small helpers for DataFrames that several layers share: scoped persistence, Spark work on a
+thread of its own, partitions for model fitting and present columns."""
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import math
 import os
 import re
-from typing import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Callable, Iterator, Sequence, TypeVar
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.util import inheritable_thread_target
+
+T = TypeVar("T")
 
 
 @contextlib.contextmanager
@@ -30,6 +35,16 @@ def persisted(df: DataFrame, level: StorageLevel | None = None) -> Iterator[Data
         yield kept
     finally:
         kept.unpersist()
+
+
+def beside(spark: SparkSession, pool: ThreadPoolExecutor, work: Callable[..., T], *args: object) -> Future[T]:
+    """Start ``work(*args)`` on a thread of ``pool``, with this thread's Spark job group and log context.
+
+    For Spark work on other tables than the caller's next steps: a Delta MERGE or a
+    profile spends most of its time on the driver (planning, commits, many small jobs),
+    so two of them overlap on two cores. The future's ``result()`` raises what ``work`` raised.
+    """
+    return pool.submit(contextvars.copy_context().run, inheritable_thread_target(spark)(work), *args)
 
 
 def local_threads(master: str) -> int | None:

@@ -18,6 +18,7 @@ from pyspark.sql import functions as F
 from crm_spark import logcontext, session, tables
 from crm_spark.config import Config, as_dict
 from crm_spark.errors import StageSkipped
+from crm_spark.frames import beside
 from crm_spark.schemas import AS_OF_DATE, RUN_ID, RUNS_SCHEMA
 from crm_spark.stages import (
     campaigns,
@@ -162,7 +163,7 @@ def execute(spark: SparkSession, config: Config, stages: list[str], run_id: str 
     result = RunResult(run_id=run_id or new_run_id())
     started = dt.datetime.now(dt.timezone.utc)
     recorder = ThreadPoolExecutor(1, thread_name_prefix="crm-spark-runs")
-    opened = recorder.submit(_open, spark, config, _manifest(config, stages, result, started))
+    opened = beside(spark, recorder, _open, spark, config, _manifest(config, stages, result, started))
     try:
         for position, stage in enumerate(stages, 1):
             if position > 1:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from concurrent.futures import ThreadPoolExecutor
 
 from delta.tables import DeltaTable
 from pyspark import StorageLevel
@@ -12,7 +13,7 @@ from pyspark.sql import functions as F
 from crm_spark import tables
 from crm_spark.config import Config
 from crm_spark.dates import age_on
-from crm_spark.frames import persisted
+from crm_spark.frames import beside, persisted
 from crm_spark.prepare.clean import clean_orders, clean_products, latest_ratings, with_customer_key
 from crm_spark.prepare.dedup import golden_records
 from crm_spark.schemas import (
@@ -119,69 +120,87 @@ def merge_silver(spark: SparkSession, config: Config, bronze: dict[str, DataFram
     row of a re-keyed id; ratings by customer and product (the later rating wins)
     after the rows of re-keyed persons, and rows of unknown customers, are taken out
     and derived again. Products are merged (with every bronze row, as the catalogue
-    is complete) only when a products file is pending.
+    is complete) only when a products file is pending. Orders and ratings are merged on
+    a thread of their own (:func:`~crm_spark.frames.beside`) while the customers are.
 
     Returns:
         Rows per silver table after the merge and ``merge.<table>.<inserted|updated|deleted>``.
     """
     lake = config.paths.lakehouse_dir
-    counts: dict[str, int] = {}
-
-    def merged(table: tables.Table, df: DataFrame, keys: tuple[str, ...], **options) -> None:
-        result = tables.merge_table(df, table, lake, keys, **options)
-        counts.update({f"merge.{table.qualified}.{k}": v for k, v in result.items()})
-
-    with persisted(xref_df, StorageLevel.MEMORY_AND_DISK) as xref_df:
+    with persisted(xref_df, StorageLevel.MEMORY_AND_DISK) as xref_df, ThreadPoolExecutor(1) as pool:
         old_xref = tables.read_table(spark, tables.CUSTOMER_XREF, lake).select(
             CUSTOMER_ID, F.col(CUSTOMER_KEY).alias("_old_key"))
         # Checkpointed, not cached: a cached frame would be recomputed from the merged table.
         rekeyed = (xref_df.join(old_xref, CUSTOMER_ID, "left")
                    .where(~F.col(CUSTOMER_KEY).eqNullSafe(F.col("_old_key")))
                    .select(CUSTOMER_ID, CUSTOMER_KEY, "_old_key")).checkpoint(eager=True)
-        counts["merge.rekeyed_ids"] = rekeyed.count()
-        golden = golden_records(customers, xref_df)
-        silver_customers = tables.read_table(spark, tables.CUSTOMERS, lake)
-        # A new attribute column (not in silver yet) fills every golden record: every row is merged.
-        if again is None or not set(golden.columns) <= set(silver_customers.columns):
-            merged(tables.CUSTOMER_XREF, xref_df, (CUSTOMER_ID,), delete_missing=True)
-            merged(tables.CUSTOMERS, golden, (CUSTOMER_KEY,), delete_missing=True)
-        else:
-            # Checkpointed: it reads both tables as they are before their MERGEs.
-            persons = changed_persons(xref_df, old_xref, again, silver_customers, config.as_of_date).checkpoint(
-                eager=True)
-            merged(tables.CUSTOMER_XREF, xref_df.join(again, CUSTOMER_ID, "left_semi"), (CUSTOMER_ID,),
-                   deleted=again.join(xref_df, CUSTOMER_ID, "left_anti"))
-            ids = xref_df.join(persons, CUSTOMER_KEY, "left_semi").select(CUSTOMER_ID)
-            merged(tables.CUSTOMERS, golden_records(customers.join(ids, CUSTOMER_ID, "left_semi"), xref_df),
-                   (CUSTOMER_KEY,), deleted=persons.join(xref_df.select(CUSTOMER_KEY), CUSTOMER_KEY, "left_anti"))
-        if not pending.get("products"):
-            counts.update({f"merge.{tables.PRODUCTS.qualified}.{k}": 0 for k in ("inserted", "updated", "deleted")})
-        else:  # the catalogue changes only with a new products file
-            merged(tables.PRODUCTS, clean_products(bronze["products"]), (PRODUCT_ID,), delete_missing=True)
-
-        rekeyed_ids = F.broadcast(rekeyed.select(CUSTOMER_ID))
-        orders = bronze["orders"].transform(rows_of_files, pending.get("orders", [])).unionByName(
-            bronze["orders"].join(rekeyed_ids, CUSTOMER_ID, "left_semi"))
-        merged(tables.ORDERS, orders.distinct().transform(clean_orders).transform(with_customer_key, xref_df),
-               (ORDER_LINE_ID,), newer=f"s.{ORDER_TS} >= t.{ORDER_TS}")
-
-        # Persons whose key changed: their rows (and rows under no key) are taken out and derived again.
-        persons = rekeyed.select(F.col(CUSTOMER_KEY).alias("_key")).unionByName(
-            rekeyed.select(F.col("_old_key").alias("_key"))).where(F.col("_key").isNotNull()).distinct()
-        ratings = bronze["ratings"].transform(rows_of_files, pending.get("ratings", []))
-        if counts["merge.rekeyed_ids"]:
-            silver_ratings = DeltaTable.forPath(spark, tables.RATINGS.path(lake))
-            silver_ratings.alias("t").merge(F.broadcast(persons).alias("s"), f"t.{CUSTOMER_KEY} = s._key") \
-                .whenMatchedDelete().execute()
-            silver_ratings.delete(F.col(CUSTOMER_KEY).isNull())
-            person_ids = xref_df.select(CUSTOMER_ID, F.col(CUSTOMER_KEY).alias("_key")).join(
-                F.broadcast(persons), "_key", "left_semi").select(CUSTOMER_ID)
-            ratings = ratings.unionByName(bronze["ratings"].join(F.broadcast(person_ids), CUSTOMER_ID, "left_semi")) \
-                .unionByName(bronze["ratings"].join(xref_df.select(CUSTOMER_ID), CUSTOMER_ID, "left_anti"))
-        later = (f"s.{RATED_TS} > t.{RATED_TS} OR (t.{RATED_TS} IS NULL AND s.{RATED_TS} IS NOT NULL) "
-                 f"OR (s.{RATED_TS} <=> t.{RATED_TS} AND s.{RATING} > t.{RATING})")
-        merged(tables.RATINGS, ratings.distinct().transform(with_customer_key, xref_df).drop(SOURCE_FILE)
-               .transform(latest_ratings), (CUSTOMER_KEY, PRODUCT_ID), newer=later)
+        n_rekeyed = rekeyed.count()
+        facts = beside(spark, pool, _merge_facts, config, bronze, xref_df, rekeyed, pending, n_rekeyed)
+        counts = {"merge.rekeyed_ids": n_rekeyed}
+        counts.update(_merge_people(config, bronze, customers, xref_df, old_xref, pending, again))
+        counts.update(facts.result())
         for table in (tables.CUSTOMER_XREF, tables.CUSTOMERS, tables.PRODUCTS, tables.ORDERS, tables.RATINGS):
             counts[table.qualified] = tables.read_table(spark, table, lake).count()
+    return counts
+
+
+def _merged(table: tables.Table, df: DataFrame, lake: str, keys: tuple[str, ...], **options) -> dict[str, int]:
+    """Merge ``df`` into ``table`` (:func:`~crm_spark.tables.merge_table`); return ``merge.<table>.<count>``."""
+    result = tables.merge_table(df, table, lake, keys, **options)
+    return {f"merge.{table.qualified}.{k}": v for k, v in result.items()}
+
+
+def _merge_people(config: Config, bronze: dict[str, DataFrame], customers: DataFrame, xref_df: DataFrame,
+                  old_xref: DataFrame, pending: dict[str, list[str]], again: DataFrame | None) -> dict[str, int]:
+    """Merge the cross-reference, the golden records and, with a products file pending, the products."""
+    spark, lake = customers.sparkSession, config.paths.lakehouse_dir
+    golden = golden_records(customers, xref_df)
+    silver_customers = tables.read_table(spark, tables.CUSTOMERS, lake)
+    # A new attribute column (not in silver yet) fills every golden record: every row is merged.
+    if again is None or not set(golden.columns) <= set(silver_customers.columns):
+        counts = _merged(tables.CUSTOMER_XREF, xref_df, lake, (CUSTOMER_ID,), delete_missing=True)
+        counts.update(_merged(tables.CUSTOMERS, golden, lake, (CUSTOMER_KEY,), delete_missing=True))
+    else:
+        # Checkpointed: it reads both tables as they are before their MERGEs.
+        persons = changed_persons(xref_df, old_xref, again, silver_customers, config.as_of_date).checkpoint(eager=True)
+        counts = _merged(tables.CUSTOMER_XREF, xref_df.join(again, CUSTOMER_ID, "left_semi"), lake, (CUSTOMER_ID,),
+                         deleted=again.join(xref_df, CUSTOMER_ID, "left_anti"))
+        ids = xref_df.join(persons, CUSTOMER_KEY, "left_semi").select(CUSTOMER_ID)
+        counts.update(_merged(tables.CUSTOMERS, golden_records(customers.join(ids, CUSTOMER_ID, "left_semi"), xref_df),
+                              lake, (CUSTOMER_KEY,),
+                              deleted=persons.join(xref_df.select(CUSTOMER_KEY), CUSTOMER_KEY, "left_anti")))
+    if pending.get("products"):  # the catalogue changes only with a new products file
+        counts.update(_merged(tables.PRODUCTS, clean_products(bronze["products"]), lake, (PRODUCT_ID,),
+                              delete_missing=True))
+    else:
+        counts.update({f"merge.{tables.PRODUCTS.qualified}.{k}": 0 for k in ("inserted", "updated", "deleted")})
+    return counts
+
+
+def _merge_facts(config: Config, bronze: dict[str, DataFrame], xref_df: DataFrame, rekeyed: DataFrame,
+                 pending: dict[str, list[str]], n_rekeyed: int) -> dict[str, int]:
+    """Merge the orders and ratings of the pending files and of the ``rekeyed`` ids (``n_rekeyed`` of them)."""
+    spark, lake = xref_df.sparkSession, config.paths.lakehouse_dir
+    orders = bronze["orders"].transform(rows_of_files, pending.get("orders", [])).unionByName(
+        bronze["orders"].join(F.broadcast(rekeyed.select(CUSTOMER_ID)), CUSTOMER_ID, "left_semi"))
+    counts = _merged(tables.ORDERS, orders.distinct().transform(clean_orders).transform(with_customer_key, xref_df),
+                     lake, (ORDER_LINE_ID,), newer=f"s.{ORDER_TS} >= t.{ORDER_TS}")
+
+    # Persons whose key changed: their rows (and rows under no key) are taken out and derived again.
+    persons = rekeyed.select(F.col(CUSTOMER_KEY).alias("_key")).unionByName(
+        rekeyed.select(F.col("_old_key").alias("_key"))).where(F.col("_key").isNotNull()).distinct()
+    ratings = bronze["ratings"].transform(rows_of_files, pending.get("ratings", []))
+    if n_rekeyed:
+        silver_ratings = DeltaTable.forPath(spark, tables.RATINGS.path(lake))
+        silver_ratings.alias("t").merge(F.broadcast(persons).alias("s"), f"t.{CUSTOMER_KEY} = s._key") \
+            .whenMatchedDelete().execute()
+        silver_ratings.delete(F.col(CUSTOMER_KEY).isNull())
+        person_ids = xref_df.select(CUSTOMER_ID, F.col(CUSTOMER_KEY).alias("_key")).join(
+            F.broadcast(persons), "_key", "left_semi").select(CUSTOMER_ID)
+        ratings = ratings.unionByName(bronze["ratings"].join(F.broadcast(person_ids), CUSTOMER_ID, "left_semi")) \
+            .unionByName(bronze["ratings"].join(xref_df.select(CUSTOMER_ID), CUSTOMER_ID, "left_anti"))
+    later = (f"s.{RATED_TS} > t.{RATED_TS} OR (t.{RATED_TS} IS NULL AND s.{RATED_TS} IS NOT NULL) "
+             f"OR (s.{RATED_TS} <=> t.{RATED_TS} AND s.{RATING} > t.{RATING})")
+    counts.update(_merged(tables.RATINGS, ratings.distinct().transform(with_customer_key, xref_df).drop(SOURCE_FILE)
+                          .transform(latest_ratings), lake, (CUSTOMER_KEY, PRODUCT_ID), newer=later))
     return counts
