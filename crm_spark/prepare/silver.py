@@ -139,9 +139,12 @@ def merge_silver(spark: SparkSession, config: Config, bronze: dict[str, DataFram
         counts = {"merge.rekeyed_ids": n_rekeyed}
         counts.update(_merge_people(config, bronze, customers, xref_df, old_xref, pending, again))
         counts.update(facts.result())
-        for table in (tables.CUSTOMER_XREF, tables.CUSTOMERS, tables.PRODUCTS, tables.ORDERS, tables.RATINGS):
-            counts[table.qualified] = tables.read_table(spark, table, lake).count()
     return counts
+
+
+def _rows(spark: SparkSession, lake: str, *merged: tables.Table) -> dict[str, int]:
+    """Return the rows of each ``merged`` table (after its MERGE)."""
+    return {t.qualified: tables.read_table(spark, t, lake).count() for t in merged}
 
 
 def _merged(table: tables.Table, df: DataFrame, lake: str, keys: tuple[str, ...], **options) -> dict[str, int]:
@@ -174,7 +177,7 @@ def _merge_people(config: Config, bronze: dict[str, DataFrame], customers: DataF
                               delete_missing=True))
     else:
         counts.update({f"merge.{tables.PRODUCTS.qualified}.{k}": 0 for k in ("inserted", "updated", "deleted")})
-    return counts
+    return {**counts, **_rows(spark, lake, tables.CUSTOMER_XREF, tables.CUSTOMERS, tables.PRODUCTS)}
 
 
 def _merge_facts(config: Config, bronze: dict[str, DataFrame], xref_df: DataFrame, rekeyed: DataFrame,
@@ -203,4 +206,4 @@ def _merge_facts(config: Config, bronze: dict[str, DataFrame], xref_df: DataFram
              f"OR (s.{RATED_TS} <=> t.{RATED_TS} AND s.{RATING} > t.{RATING})")
     counts.update(_merged(tables.RATINGS, ratings.distinct().transform(with_customer_key, xref_df).drop(SOURCE_FILE)
                           .transform(latest_ratings), lake, (CUSTOMER_KEY, PRODUCT_ID), newer=later))
-    return counts
+    return {**counts, **_rows(spark, lake, tables.ORDERS, tables.RATINGS)}
