@@ -137,10 +137,11 @@ def execute(spark: SparkSession, config: Config, stages: list[str], run_id: str 
     (the process's first Delta write pays for the JVM's warm-up, which the stage's work
     hides; later stages start once the row is written), and with its outcome after the
     last; runs still ``running`` from earlier are marked ``failed`` first, since only one
-    run at a time may use a lakehouse. A failure to record is logged, not raised. A stage whose inputs are absent
-    raises :class:`StageSkipped`; the run logs one line, records the stage and reason
-    under ``skipped`` and goes on. A failing stage stops the run; the manifest records
-    it as failed and the error is raised again. Either way the run's checkpoint files
+    run at a time may use a lakehouse. A failure to record is logged, not raised.
+
+    A stage whose inputs are absent raises :class:`StageSkipped`; the run logs one line,
+    records the stage and reason under ``skipped`` and goes on. A failing stage stops the
+    run; the manifest records it as failed and the error is raised again. Either way the run's checkpoint files
     are removed at its end (stages pass data on in tables, never in checkpoints).
 
     Args:
@@ -217,7 +218,7 @@ def _run_stage(spark: SparkSession, config: Config, stage: str, result: RunResul
 
 
 def _manifest(config: Config, stages: list[str], result: RunResult, started: dt.datetime) -> tuple:
-    """Return the run's manifest row as it stands (a ``RUNS_SCHEMA`` tuple)."""
+    """Return the run's manifest row as it stands (a ``RUNS_SCHEMA`` tuple of copies: the run goes on)."""
     finished = None if result.status == "running" else dt.datetime.now(dt.timezone.utc)
     return (
         result.run_id, config.as_of_date, config.config_hash(), list(stages), started, finished, result.status,
