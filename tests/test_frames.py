@@ -52,4 +52,4 @@ def test_work_beside_runs_on_another_thread_with_the_callers_job_group_and_log_c
                 failed.result()
     finally:
         spark.sparkContext.setJobGroup("", "")
-    assert [(r.run_id, r.stage, r.message) for r in caplog.records] == [("run-1", "prepare", "counting")]
+    assert [(r.run_id, r.stage, r.getMessage()) for r in caplog.records] == [("run-1", "prepare", "counting")]
