@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from concurrent.futures import ThreadPoolExecutor
 
 from pyspark import StorageLevel
 from pyspark.ml import PipelineModel
@@ -18,7 +19,7 @@ from crm_spark.errors import StageSkipped
 from crm_spark.features.customer import buyers, read_features
 from crm_spark.features.labels import HORIZON, label_source
 from crm_spark.features.purchase_summary import purchase_summaries
-from crm_spark.frames import persisted
+from crm_spark.frames import beside, persisted
 from crm_spark.models import anomalies, churn, clv, lifetime, segments
 from crm_spark.registry import CHURN_TASK, CLV_TASK, LIFETIME_TASK, SEGMENT_TASK
 from crm_spark.schemas import (
@@ -41,6 +42,8 @@ from crm_spark.schemas import (
 
 log = logging.getLogger(__name__)
 
+PIPELINE_TASKS = (CHURN_TASK, CLV_TASK, SEGMENT_TASK)  # the tasks whose champion is a saved PipelineModel
+
 
 def run(spark: SparkSession, config: Config, run_id: str) -> dict[str, int]:
     """Write ``churn_scores``, ``clv_predictions``, ``customer_segments``, ``segment_profiles``
@@ -49,7 +52,9 @@ def run(spark: SparkSession, config: Config, run_id: str) -> dict[str, int]:
     alive, expected purchases in the horizon, expected order value and lifetime value.
 
     A champion is the newest registered for a date up to ``as_of_date`` (see
-    :func:`crm_spark.registry.champions`); a task without one is left out.
+    :func:`crm_spark.registry.champions`); a task without one is left out. The saved
+    pipelines are loaded side by side (:func:`~crm_spark.frames.beside`): a load is a
+    series of small reads on the driver.
 
     Returns:
         Rows written per table.
@@ -59,13 +64,16 @@ def run(spark: SparkSession, config: Config, run_id: str) -> dict[str, int]:
     """
     lake = config.paths.lakehouse_dir
     found = {task: row for task, row in registry.champions(spark, config).items()
-             if task in (CHURN_TASK, CLV_TASK, LIFETIME_TASK, SEGMENT_TASK)}
+             if task in (*PIPELINE_TASKS, LIFETIME_TASK)}
     if not found:
         raise StageSkipped("no churn, customer value or segmentation model in the registry: run train first")
     write = tables.DatedWriter(lake, config.as_of_date, run_id)
     current = read_features(spark, lake, config.as_of_date)
     current_buyers = current.transform(buyers)
     with contextlib.ExitStack() as scope:
+        pool = scope.enter_context(ThreadPoolExecutor(len(PIPELINE_TASKS)))
+        models = {task: beside(spark, pool, PipelineModel.load, entry["path"])
+                  for task, entry in found.items() if task in PIPELINE_TASKS}
         churn_scores = None
         if CHURN_TASK in found:
             entry = found[CHURN_TASK]
@@ -73,7 +81,7 @@ def run(spark: SparkSession, config: Config, run_id: str) -> dict[str, int]:
             # column concerns every customer.
             population = current_buyers if label_source(spark, config) == HORIZON else current
             churn_scores = scope.enter_context(persisted(churn.score(
-                PipelineModel.load(entry["path"]), population, entry["params"]["threshold"]).select(
+                models[CHURN_TASK].result(), population, entry["params"]["threshold"]).select(
                 CUSTOMER_KEY, F.col(SCORE).alias(CHURN_PROBABILITY), F.col(PREDICTION).alias(CHURN_PREDICTED),
                 F.lit(entry["model"]).alias(MODEL), F.lit(entry["run_id"]).alias(MODEL_RUN_ID),
             ), StorageLevel.MEMORY_AND_DISK))
@@ -81,7 +89,7 @@ def run(spark: SparkSession, config: Config, run_id: str) -> dict[str, int]:
         value = None
         if CLV_TASK in found:
             entry = found[CLV_TASK]
-            value = clv.predict(PipelineModel.load(entry["path"]), current_buyers).select(
+            value = clv.predict(models[CLV_TASK].result(), current_buyers).select(
                 CUSTOMER_KEY, F.col(PREDICTION).alias(PREDICTED_SPEND),
                 F.lit(config.churn_horizon_days).alias("horizon_days"), F.lit(entry["model"]).alias(MODEL),
                 F.lit(entry["run_id"]).alias(MODEL_RUN_ID))
@@ -100,7 +108,7 @@ def run(spark: SparkSession, config: Config, run_id: str) -> dict[str, int]:
             write(value, tables.CLV_PREDICTIONS)
         if SEGMENT_TASK in found:
             entry = found[SEGMENT_TASK]
-            model = PipelineModel.load(entry["path"])
+            model = models[SEGMENT_TASK].result()
             assigned = scope.enter_context(persisted(segments.assign(model, current_buyers),
                                                      StorageLevel.MEMORY_AND_DISK))
             write(assigned.drop(FEATURES_VECTOR).withColumn(ALGORITHM, F.lit(entry["model"]))
