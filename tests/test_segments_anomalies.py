@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
 import pytest
 from pyspark.ml.evaluation import ClusteringEvaluator
 from pyspark.ml.linalg import Vectors
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
@@ -69,6 +71,9 @@ def test_rfm_scores_and_named_segments(spark):
     assert result["c5"][3] == "need_attention"
 
 
+PRODUCTS = ("P1", "P2", "P3", "P4")
+
+
 def _lines(spark, extra):
     base = [(f"O{i}", "k1" if i % 2 else "k2", "P1", 1 + i % 2, 10.0 * (0.9 if i % 5 == 0 else 1.0))
             for i in range(40)]
@@ -100,6 +105,19 @@ def test_an_order_is_scored_and_explained_by_its_worst_line(spark):
     assert flagged["W"]["reason"] == "quantity 100 of product P1 is 70.7x the usual 1.4"
     half_log2 = math.log(2) / 2
     assert flagged["W"]["score"] == pytest.approx((math.log(100) - half_log2) / (anomalies.MAD_TO_SD * half_log2))
+
+
+def test_an_order_whose_worst_lines_tie_is_explained_by_the_same_line_whatever_their_order(spark):
+    # P2 to P4's lines copy P1's, so an order of 200 units of each scores the same on all four lines.
+    base = _lines(spark, [])
+    lines = functools.reduce(DataFrame.unionByName, [base.withColumn("product_id", F.lit(p)) for p in PRODUCTS])
+    reasons = []
+    for order, partitions in ((("P1", "P2", "P3", "P4"), 3), (("P1", "P4", "P3", "P2"), 1),
+                              (("P3", "P2", "P4", "P1"), 3), (("P4", "P2", "P1", "P3"), 1)):
+        tie = spark.createDataFrame([("T", "k3", p, 200, 10.0) for p in order], lines.schema)
+        flagged = anomalies.order_anomalies(lines.unionByName(tie).repartition(partitions), threshold=4.0, floor=0.5)
+        reasons += [(r["order_id"], r["reason"]) for r in flagged.collect()]
+    assert reasons == [("T", "quantity 200 of product P4 is 100.0x the usual 2.0")] * 4
 
 
 def test_customers_far_from_their_segment_centre_are_flagged(spark):

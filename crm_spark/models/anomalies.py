@@ -96,9 +96,11 @@ def order_anomalies(lines_df: DataFrame, threshold: float, floor: float) -> Data
         SCORE, F.greatest(*[F.coalesce(F.col(name), F.lit(0.0)) for name in signals]))
     # The worst line of each flagged order, its reason written only for those (formatting is dear). An
     # order is flagged when any line reaches the threshold, and its worst line is then one of those:
-    # only they are shuffled.
+    # only they are shuffled. Lines tied on the score go to the largest product id, quantity and price,
+    # so the reason does not depend on the order the lines arrive in.
+    worst = F.struct(SCORE, PRODUCT_ID, QUANTITY, UNIT_PRICE)
     flagged = per_line.where(F.col(SCORE) >= threshold).groupBy(ORDER_ID, CUSTOMER_KEY).agg(
-        F.max_by(F.struct(*[c for c in per_line.columns if c not in (ORDER_ID, CUSTOMER_KEY)]), SCORE).alias("_w")
+        F.max_by(F.struct(*[c for c in per_line.columns if c not in (ORDER_ID, CUSTOMER_KEY)]), worst).alias("_w")
     ).select(ORDER_ID, CUSTOMER_KEY, "_w.*")
     # The reference the worst quantity signal used: the customer's own history or the product's.
     usual_quantity = F.exp(F.coalesce(F.when(F.col("quantity_customer") == F.col(SCORE), F.col("cq_median")),
