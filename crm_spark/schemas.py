@@ -12,6 +12,7 @@ import re
 
 from pyspark.sql.types import (
     ArrayType,
+    BinaryType,
     BooleanType,
     DateType,
     DoubleType,
@@ -280,6 +281,22 @@ INGESTED_FILES_SCHEMA = StructType(
         StructField("source_hash", StringType(), False),
         StructField(RUN_ID, StringType(), False),
         StructField("prepared_run_id", StringType()),
+    ]
+)
+
+# One row per ingested file and profiled bronze column: what the data-quality profile adds up
+# (rows, non-null values, a distinct-count sketch, min and max as text), so a run profiles only
+# the files that are new or changed since.
+FILE_PROFILES_SCHEMA = StructType(
+    [
+        StructField("source", StringType(), False),
+        StructField(SOURCE_FILE, StringType(), False),
+        StructField("column", StringType(), False),
+        StructField("rows", LongType(), False),
+        StructField("non_null", LongType(), False),
+        StructField("sketch", BinaryType()),
+        StructField("min", StringType()),
+        StructField("max", StringType()),
     ]
 )
 

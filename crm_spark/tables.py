@@ -14,7 +14,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import DateType, NumericType, StringType, TimestampType
 
 from crm_spark.config import DELTA_SAFE_RETENTION_HOURS
-from crm_spark.schemas import AS_OF_DATE, PII_COLUMNS, RUN_ID
+from crm_spark.schemas import AS_OF_DATE, PII_COLUMNS, RUN_ID, SOURCE_FILE
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,7 @@ class Table:
 BRONZE = {s: Table("bronze", s) for s in ("customers", "products", "orders", "ratings")}
 QUARANTINE = Table("bronze", "quarantine")
 INGESTED_FILES = Table("bronze", "ingested_files")
+FILE_PROFILES = Table("bronze", "file_profiles")
 CUSTOMERS = Table("silver", "customers", deletion_vectors=True)
 CUSTOMER_XREF = Table("silver", "customer_xref", deletion_vectors=True)
 PRODUCTS = Table("silver", "products", deletion_vectors=True)
@@ -83,7 +84,7 @@ MODEL_EXPLANATIONS = Table("models", "explanations", RUN_ID)
 RECOMMENDER_USERS = Table("models", "recommender_users", RUN_ID)
 
 ALL_TABLES = (
-    *BRONZE.values(), QUARANTINE, INGESTED_FILES, CUSTOMERS, CUSTOMER_XREF, PRODUCTS, ORDERS, RATINGS,
+    *BRONZE.values(), QUARANTINE, INGESTED_FILES, FILE_PROFILES, CUSTOMERS, CUSTOMER_XREF, PRODUCTS, ORDERS, RATINGS,
     CUSTOMER_FEATURES, FEATURE_SELECTION, CHURN_HOLDOUT, CHURN_SCORES, CLV_HOLDOUT, CLV_PREDICTIONS, PURCHASE_HOLDOUT,
     CUSTOMER_SEGMENTS, SEGMENT_PROFILES, ANOMALIES, RECOMMENDATIONS, RECOMMENDATION_HOLDOUT, RECOMMENDATION_RELEVANCE,
     RECOMMENDATION_TUNING, RATING_HOLDOUT, CAMPAIGN_AUDIENCES, CAMPAIGN_SUMMARY, MODEL_METRICS, DATA_QUALITY, RUNS,
@@ -97,6 +98,11 @@ def sql_literal(value: object) -> str:
     if isinstance(value, dt.date):
         return f"DATE'{value.isoformat()}'"
     return "'" + str(value).replace("'", "''") + "'"
+
+
+def in_files(paths: list[str]) -> str:
+    """Return a SQL predicate selecting the bronze rows read from ``paths``."""
+    return f"{SOURCE_FILE} IN ({', '.join(sql_literal(p) for p in paths)})"
 
 
 def write_table(df: DataFrame, table: Table, lakehouse_dir: str, key: object = None, where: str | None = None) -> int:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from delta.tables import DeltaTable
+from pyspark.sql import functions as F
 
 from crm_spark import tables
 from crm_spark.config import QualityConfig
@@ -15,16 +17,46 @@ from crm_spark.stages import quality_gate
 
 from .conftest import AS_OF, make_config
 
+PROFILED = "_source_file string, customer_id string, email string, price double, seen date"
 
-def test_profile_counts_and_keeps_personal_values_out(spark):
-    frame = spark.createDataFrame([("C1", "ann@x.com", 3.0), ("C2", None, 5.0), ("C3", None, None)],
-                                  "customer_id string, email string, price double")
-    rows = {(m.column, m.metric): (m.value, m.text) for m in quality.profile(frame, "customers")}
+
+def profile_rows(measures):
+    return {(m.column, m.metric): (m.value, m.text) for m in measures}
+
+
+def test_profile_adds_up_files_compares_as_the_column_type_and_keeps_personal_values_out(spark):
+    frame = spark.createDataFrame([("a", "C1", "ann@x.com", 10.0, dt.date(2024, 5, 1)),
+                                   ("b", "C2", None, 5.0, dt.date(2024, 12, 31)), ("b", "C3", None, None, None)],
+                                  PROFILED)
+    measures, covered = quality.profile(quality.file_profiles(frame, "customers"), {"customers": frame.schema})
+    rows = profile_rows(measures)
+    assert covered == {"customers": {3}}
     assert rows[("*", "rows")] == (3.0, None)
     assert rows[("email", "null_share")][0] == pytest.approx(2 / 3)
-    assert rows[("price", "min")] == (None, "3.0") and rows[("price", "max")] == (None, "5.0")
+    # As text, "10.0" < "5.0": the files' min and max are compared as doubles.
+    assert rows[("price", "min")] == (None, "5.0") and rows[("price", "max")] == (None, "10.0")
+    assert rows[("seen", "min")] == (None, "2024-05-01") and rows[("seen", "max")] == (None, "2024-12-31")
     assert rows[("customer_id", "distinct_count")] == (3.0, None)
-    assert ("email", "min") not in rows and ("email", "max") not in rows
+    assert ("email", "min") not in rows and ("email", "max") not in rows and ("_source_file", "rows") not in rows
+
+
+def test_source_profile_reads_only_pending_files_and_profiles_a_source_again_when_rows_were_erased(spark, tmp_path):
+    lake = str(tmp_path / "lakehouse")
+    a1, a2 = ("a", "C1", "ann@x.com", 10.0, None), ("a", "C2", None, 7.0, dt.date(2024, 1, 2))
+    b1, c1 = ("b", "C3", "bo@x.com", 1.0, None), ("c", "C4", None, 99.0, dt.date(2024, 3, 4))
+
+    def day(rows, pending):
+        frame = spark.createDataFrame(rows, PROFILED)
+        measures = quality.source_profile(spark, lake, {"customers": frame}, {"customers": pending})
+        history = DeltaTable.forPath(spark, tables.FILE_PROFILES.path(lake)).history(1).first()
+        whole = quality.file_profiles(frame.withColumn("_source_file", F.lit("every")), "customers")
+        assert measures == quality.profile(whole, {"customers": frame.schema})[0]
+        return history["version"], history["operationMetrics"].get("numOutputRows")
+
+    assert day([a1, a2, b1], ["a", "b"]) == (0, "8")  # no table yet: two files of four columns
+    assert day([a1, a2, b1], [])[0] == 0  # nothing pending, nothing written
+    assert day([a1, a2, b1, c1], ["c"]) == (1, "4")  # the new file only
+    assert day([a2, b1, c1], []) == (2, "12")  # a row erased: every file again
 
 
 def test_expectations_report_each_failure():

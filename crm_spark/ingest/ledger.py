@@ -30,11 +30,6 @@ def new_files(spark: SparkSession, config: Config, source: str, files_df: DataFr
     return fresh, not seen.isEmpty()
 
 
-def in_files(paths: list[str]) -> str:
-    """Return a SQL predicate selecting the rows read from ``paths``."""
-    return f"{SOURCE_FILE} IN ({', '.join(tables.sql_literal(p) for p in paths)})"
-
-
 def record_files(spark: SparkSession, config: Config, files: list[Row], run_id: str) -> None:
     """Record the files read in ``bronze.ingested_files``, each waiting for ``prepare``.
 

@@ -134,7 +134,7 @@ def _ingest_source(spark: SparkSession, config: Config, source: str, spec: Sourc
         if read and not sum(row[column] for row in by_reason.values()):
             raise SourceError(f"source '{source}' lacks required column '{column}': no row at {path} has it")
     accepted = tables.write_table(accepted_rows(checked), tables.BRONZE[source], lake,
-                                  where=ledger.in_files(paths) if seen_before else None)
+                                  where=tables.in_files(paths) if seen_before else None)
     rejected = read - erased - (by_reason[None]["_n"] if None in by_reason else 0)
     if read != accepted + rejected + erased:
         raise IngestError(f"source '{source}': read {read} != accepted {accepted} + quarantined {rejected} "
@@ -186,7 +186,7 @@ def _write_quarantine(spark: SparkSession, config: Config, ingested: Ingested) -
     for frame in ingested.quarantined:
         union = union.unionByName(frame)
     replaced = [row[SOURCE_FILE] for row in ingested.files if row["source"] in ingested.sources_read]
-    where = ledger.in_files(replaced) if incremental and replaced else None
+    where = tables.in_files(replaced) if incremental and replaced else None
     expected = sum(v for k, v in ingested.counts.items() if k.startswith("quarantine."))
     if incremental and not expected and tables.table_exists(spark, tables.QUARANTINE, lake) and (
             where is None or tables.read_table(spark, tables.QUARANTINE, lake).where(where).isEmpty()):

@@ -77,7 +77,7 @@ def run(spark: SparkSession, config: Config, run_id: str) -> dict[str, int]:
         if pending:
             ledger.mark_prepared(spark, lake, [path for paths in pending.values() for path in paths], run_id)
         counts.update(_order_rule_hits(tables.read_table(spark, tables.ORDERS, lake)))
-        measures = _measures(spark, config, bronze, customers, counts)
+        measures = _measures(spark, config, bronze, customers, pending, counts)
         counts[tables.DATA_QUALITY.qualified] = tables.write_table(
             quality.report(spark, config, run_id, measures), tables.DATA_QUALITY, lake, run_id)
     for name, value in sorted(counts.items()):
@@ -108,11 +108,10 @@ def _order_rule_hits(orders_df: DataFrame) -> dict[str, int]:
 
 
 def _measures(spark: SparkSession, config: Config, bronze: dict[str, DataFrame], customers: DataFrame,
-              counts: dict[str, int]) -> list[quality.Measure]:
+              pending: dict[str, list[str]], counts: dict[str, int]) -> list[quality.Measure]:
     """Return the data-quality measures of the run; add the duplicate-line and superseded-rating hits to ``counts``."""
-    measures: list[quality.Measure] = []
-    for name in config.sources:
-        measures += quality.profile(bronze[name], name)
+    sources = {name: bronze[name] for name in config.sources}
+    measures = quality.source_profile(spark, config.paths.lakehouse_dir, sources, pending)
     bronze_rows = {m.dataset: int(m.value) for m in measures if m.metric == "rows"}
     counts["rule.order_duplicate_line"] = bronze_rows.get("orders", 0) - counts[tables.ORDERS.qualified]
     counts["rule.rating_superseded"] = bronze_rows.get("ratings", 0) - counts[tables.RATINGS.qualified]
