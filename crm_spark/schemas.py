@@ -286,7 +286,7 @@ INGESTED_FILES_SCHEMA = StructType(
 
 # One row per ingested file and profiled bronze column: what the data-quality profile adds up
 # (rows, non-null values, a distinct-count sketch, min and max as text), so a run profiles only
-# the files that are new or changed since.
+# the files ingested since the last prepare.
 FILE_PROFILES_SCHEMA = StructType(
     [
         StructField("source", StringType(), False),

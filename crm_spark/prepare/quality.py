@@ -3,10 +3,10 @@
 Rows of the ``data_quality`` table are ``(dataset, column, metric, value, text)``:
 ``null_share``, ``distinct_count`` (approximate), ``min`` and ``max`` (in ``text``; not
 for personal-data columns) per bronze column, added up from per-file profiles
-(``bronze.file_profiles``), so a run profiles only new or changed files; ``invalid_count``
-and ``valid_share`` per cleaned customer column and per customer attribute (values that
-did not cast to the attribute's type);
-``quarantined`` per source and reason; ``hits`` per cleaning rule (dataset ``rules``).
+(``bronze.file_profiles``), so a run profiles only the files ingested since the last
+prepare; ``invalid_count`` and ``valid_share`` per cleaned customer column and per
+customer attribute (values that did not cast to the attribute's type); ``quarantined``
+per source and reason; ``hits`` per cleaning rule (dataset ``rules``).
 Expectations from config are checked against these rows.
 """
 
@@ -61,9 +61,8 @@ class QualityError(RuntimeError):
     """A data-quality expectation configured to fail the run was not met."""
 
 
-def profiled_columns(df: DataFrame) -> list[str]:
-    """Return the columns of a bronze frame the profile measures (not the bookkeeping ones)."""
-    return [c for c in df.columns if c not in (SOURCE_FILE, INVALID_ATTRIBUTES)]
+# Bronze columns the profile leaves out: they say where a row came from and what ingest nulled.
+BOOKKEEPING = (SOURCE_FILE, INVALID_ATTRIBUTES)
 
 
 def file_profiles(df: DataFrame, dataset: str) -> DataFrame:
@@ -73,7 +72,7 @@ def file_profiles(df: DataFrame, dataset: str) -> DataFrame:
     its values as text (``hll_sketch_agg``), and its min and max as text; min and max of
     personal-data columns are left out, as the report is a gold table.
     """
-    columns = profiled_columns(df)
+    columns = [c for c in df.columns if c not in BOOKKEEPING]
     aggs = [F.count(F.lit(1)).alias("_rows")]
     for i, c in enumerate(columns):
         kept = c not in PII_COLUMNS
@@ -101,8 +100,7 @@ def profile(profiles_df: DataFrame, schemas: dict[str, StructType]) -> tuple[lis
         The measures, and per source the rows profiled for each of its columns (one number when
         every column was profiled over the same files).
     """
-    columns = {name: [f for f in schema.fields if f.name not in (SOURCE_FILE, INVALID_ATTRIBUTES)]
-               for name, schema in schemas.items()}
+    columns = {name: [f for f in schema.fields if f.name not in BOOKKEEPING] for name, schema in schemas.items()}
     aggs = []
     for s, (name, fields) in enumerate(columns.items()):
         for i, field in enumerate(fields):
@@ -135,10 +133,10 @@ def source_profile(spark: SparkSession, lake: str, bronze: dict[str, DataFrame],
     """Return the profile measures of every source of ``bronze``, keeping ``bronze.file_profiles`` up to date.
 
     The ``pending`` files of each source (new, or read again, since the last prepare) are
-    profiled and replace their rows of the table. A source whose profiled rows then differ
-    from its bronze table's row count (rows erased, files gone, a new column, or no table
-    yet) is profiled whole again. A day's run so reads its new files, however long bronze's
-    history.
+    profiled and replace their rows of the table (every file is, when there is no table
+    yet). A source whose profiled rows then differ from its bronze table's row count (rows
+    erased, files gone, a new column) is profiled whole again. A day's run so reads its new
+    files, however long bronze's history.
 
     Args:
         spark: the session.
