@@ -13,7 +13,7 @@ from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from crm_spark import tables
-from crm_spark.campaigns import export
+from crm_spark.campaigns import audiences, export
 from crm_spark.config import CampaignConfig, CampaignsConfig, ConfigError, load_config
 from crm_spark.stages import campaigns, erase
 
@@ -143,6 +143,18 @@ def test_offers_follow_the_recommendations_and_skip_what_was_bought(spark, plant
     assert offers[("ck_06", "everyone")] == []
     reasons = {(r["customer_key"], r["campaign"]): r["reason"] for r in _audiences(spark, config).collect()}
     assert reasons[("ck_01", "win_back")] == "churn risk 90%, lifetime value 1000.00, RFM at risk, segment 1"
+
+
+def test_summaries_add_up_every_campaign_at_once_and_keep_one_nobody_qualified_for(spark):
+    worth = spark.createDataFrame([("a", "c1", 4.0), ("b", "c1", 2.0), ("c", "c2", 1.0)],
+                                  "customer_key string, campaign string, expected_value double")
+    cfg = CampaignConfig("true", contact_cost=0.5, max_customers=1)
+    actual = audiences.summaries(worth, worth.where(F.col("customer_key") != "b"),
+                                 {"c1": cfg, "c2": cfg, "nobody": cfg}, ["c2"], points=3)
+    # c1's cuts (a third and two thirds of the way) are 2.0 and 4.0: customer a is the first step, b the second.
+    assertDataFrameEqual(actual, spark.createDataFrame([
+        ("c1", 2, 1, 1, 4.0, 0.5, [1, 2], [4.0, 6.0], None), ("c2", 1, 1, 1, 1.0, 0.5, [1], [1.0], 1),
+        ("nobody", 0, 0, 1, 0.0, 0.0, [], [], None)], actual.schema))
 
 
 def _csv(path: Path) -> list[dict[str, str]]:

@@ -182,19 +182,23 @@ def choose(worth: DataFrame, campaign: CampaignConfig) -> DataFrame:
             .withColumn(RANK, (F.monotonically_increasing_id() + 1).cast("int")))
 
 
-def offers(recommendations: DataFrame, bought: DataFrame, count: int) -> DataFrame:
-    """Return each customer's first ``count`` recommended products they have not bought, best first.
+def offers(recommendations: DataFrame, bought: DataFrame | None, count: int, customers: DataFrame) -> DataFrame:
+    """Return the first ``count`` recommended products of each of ``customers`` they have not bought, best first.
 
     Args:
         recommendations: ``customer_key``, ``product_id`` and ``rank`` (1 is best).
-        bought: ``customer_key`` and ``product_id`` of every product a customer has bought.
+        bought: ``customer_key`` and ``product_id`` of every product a customer has bought, or None.
         count: products per customer.
+        customers: ``customer_key`` of the customers to offer to; only their rows of the other frames are read on.
 
     Returns:
         ``customer_key`` and ``offers``, an array of product ids.
     """
-    fresh = recommendations.join(bought.select(CUSTOMER_KEY, PRODUCT_ID).distinct(), [CUSTOMER_KEY, PRODUCT_ID],
-                                 "left_anti")
+    keys = customers.select(CUSTOMER_KEY).distinct()
+    fresh = recommendations.join(keys, CUSTOMER_KEY, "left_semi")
+    if bought is not None:
+        fresh = fresh.join(bought.join(keys, CUSTOMER_KEY, "left_semi").select(CUSTOMER_KEY, PRODUCT_ID),
+                           [CUSTOMER_KEY, PRODUCT_ID], "left_anti")
     ranked = fresh.groupBy(CUSTOMER_KEY).agg(F.array_sort(F.collect_list(F.struct(RANK, PRODUCT_ID))).alias("_r"))
     return ranked.select(CUSTOMER_KEY, F.slice(F.col("_r." + PRODUCT_ID), 1, count).alias(OFFERS))
 
@@ -208,25 +212,37 @@ def with_offers(chosen: DataFrame, offered: DataFrame | None, count: int) -> Dat
         OFFERS, F.slice(F.coalesce(F.col(OFFERS), empty), 1, count) if count else empty)
 
 
-def summary(worth: DataFrame, chosen: DataFrame, name: str, campaign: CampaignConfig, priority: int | None,
-            points: int = 50) -> DataFrame:
-    """Return one row for the campaign: eligible and chosen counts, budget, totals and the budget curve.
+def summaries(worth: DataFrame, chosen: DataFrame, campaigns: dict[str, CampaignConfig], priority: list[str],
+              points: int = 50) -> DataFrame:
+    """Return one row per campaign: eligible and chosen counts, budget, totals and the budget curve.
 
-    The curve is the cumulative expected value of contacting the eligible customers best first, at up
-    to ``points`` steps (quantiles of the expected value), beyond the budget too, so a reader sees
-    what a larger budget would add.
+    The curve is the cumulative expected value of contacting a campaign's eligible customers best
+    first, at up to ``points`` steps (quantiles of the expected value), beyond the budget too, so a
+    reader sees what a larger budget would add. Every campaign is summed up in the same jobs.
+
+    Args:
+        worth: every campaign's :func:`worth_contacting` rows.
+        chosen: every campaign's chosen rows (``customer_key``, ``campaign``, ``expected_value``).
+        campaigns: the campaigns to summarize, by name (one row each, zeros when nobody was eligible).
+        priority: the exclusive campaigns in their order (``campaigns.priority``).
+        points: the most steps of a curve.
     """
-    cuts = worth.agg(F.percentile_approx(EXPECTED_VALUE, [i / points for i in range(1, points)], 1000).alias("c"))
-    steps = (worth.crossJoin(F.broadcast(cuts))
+    cuts = worth.groupBy(CAMPAIGN).agg(
+        F.percentile_approx(EXPECTED_VALUE, [i / points for i in range(1, points)], 1000).alias("c"))
+    steps = (worth.join(F.broadcast(cuts), CAMPAIGN)
              .withColumn("step", F.size(F.filter("c", _above(F.col(EXPECTED_VALUE)))))
-             .groupBy("step").agg(F.count("*").alias("n"), F.sum(EXPECTED_VALUE).alias("v"))
-             .orderBy("step").collect())  # at most ``points`` rows
-    customers, values, n, v = [], [], 0, 0.0
-    for step in steps:
-        n, v = n + step["n"], v + step["v"]
-        customers.append(n)
-        values.append(v)
-    totals = chosen.agg(F.count("*").alias("k"), F.sum(EXPECTED_VALUE).alias("v")).first()
-    row = (name, n, totals["k"], budget(campaign), float(totals["v"] or 0.0), totals["k"] * campaign.contact_cost,
-           customers, values, priority)
-    return worth.sparkSession.createDataFrame([row], CAMPAIGN_SUMMARY_SCHEMA)
+             .groupBy(CAMPAIGN, "step").agg(F.count("*").alias("n"), F.sum(EXPECTED_VALUE).alias("v"))
+             .collect())  # at most ``points`` rows per campaign
+    totals = {r[CAMPAIGN]: r for r in chosen.groupBy(CAMPAIGN).agg(
+        F.count("*").alias("k"), F.sum(EXPECTED_VALUE).alias("v")).collect()}
+    rows = []
+    for name, campaign in campaigns.items():
+        customers, values, n, v = [], [], 0, 0.0
+        for step in sorted((s for s in steps if s[CAMPAIGN] == name), key=lambda s: s["step"]):
+            n, v = n + step["n"], v + step["v"]
+            customers.append(n)
+            values.append(v)
+        k, value = (totals[name]["k"], totals[name]["v"]) if name in totals else (0, None)
+        rows.append((name, n, k, budget(campaign), float(value or 0.0), k * campaign.contact_cost, customers, values,
+                     priority.index(name) + 1 if name in priority else None))
+    return worth.sparkSession.createDataFrame(rows, CAMPAIGN_SUMMARY_SCHEMA)

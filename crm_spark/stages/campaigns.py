@@ -88,27 +88,32 @@ def run(spark: SparkSession, config: Config, run_id: str) -> dict[str, int]:
         frame = scope.enter_context(persisted(audiences.candidates(
             read_features(spark, lake, config.as_of_date), source_ids, scored, _dated(spark, config, tables.ANOMALIES)),
             StorageLevel.MEMORY_AND_DISK))
-        most = max(c.offers for c in definitions.values())
-        offered = None
-        if recommendations is not None and most:
-            offered = scope.enter_context(persisted(audiences.offers(recommendations, bought, most)))
-        taken, chosen, summaries = None, [], []
+        taken, worths, chosen = None, [], {}
         for name in order:
             campaign = definitions[name]
             exclusive = name in config.campaigns.priority
             worth = scope.enter_context(persisted(audiences.worth_contacting(
                 frame, name, campaign, taken if exclusive else None)))
-            rows = scope.enter_context(persisted(audiences.with_offers(
-                audiences.choose(worth, campaign), offered, campaign.offers).select(*AUDIENCE_COLUMNS)))
+            rows = scope.enter_context(persisted(audiences.choose(worth, campaign)))
             if exclusive:
                 keys = rows.select(CUSTOMER_KEY)
                 taken = keys if taken is None else taken.unionByName(keys)
-            summaries.append(audiences.summary(worth, rows, name, campaign,
-                                               order.index(name) + 1 if exclusive else None))
-            chosen.append(rows)
-            counts[f"campaign.{name}"] = rows.count()
-            log.info("campaign %s: %d customers chosen", name, counts[f"campaign.{name}"])
-        write(functools.reduce(DataFrame.unionByName, chosen), tables.CAMPAIGN_AUDIENCES)
-        write(functools.reduce(DataFrame.unionByName, summaries), tables.CAMPAIGN_SUMMARY)
+            worths.append(worth)
+            chosen[name] = rows
+        every = functools.reduce(DataFrame.unionByName, chosen.values())
+        most = max(c.offers for c in definitions.values())
+        offered = None
+        if recommendations is not None and most:
+            offered = scope.enter_context(persisted(audiences.offers(recommendations, bought, most, every)))
+        audience = functools.reduce(DataFrame.unionByName, [
+            audiences.with_offers(rows, offered, definitions[name].offers).select(*AUDIENCE_COLUMNS)
+            for name, rows in chosen.items()])
+        summary = audiences.summaries(functools.reduce(DataFrame.unionByName, worths), every,
+                                      {name: definitions[name] for name in order}, list(config.campaigns.priority))
+        for name, count in summary.select(CAMPAIGN, "chosen").collect():
+            counts[f"campaign.{name}"] = count
+            log.info("campaign %s: %d customers chosen", name, count)
+        write(audience, tables.CAMPAIGN_AUDIENCES)
+        write(summary, tables.CAMPAIGN_SUMMARY)
     export.export_date(spark, lake, config.paths.exports, config.as_of_date)
     return {**write.counts, **counts}
