@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import uuid
 from dataclasses import dataclass, field
+from typing import Iterator
 
 from delta.tables import DeltaTable
 from pyspark.errors import AnalysisException, IllegalArgumentException
@@ -304,25 +306,41 @@ def table_exists(spark: SparkSession, table: Table, lakehouse_dir: str) -> bool:
 RETENTION_CHECK = "spark.databricks.delta.retentionDurationCheck.enabled"
 
 
-def vacuum(spark: SparkSession, path: str, hours: int) -> None:
-    """VACUUM a table, keeping files newer than ``hours``.
+@contextlib.contextmanager
+def retention_allowed(spark: SparkSession, hours: int) -> Iterator[None]:
+    """Within the block, let VACUUM keep only ``hours`` of history, even below Delta's safety limit.
 
-    A table with deletion vectors is purged first (``REORG ... APPLY (PURGE)``): its data
-    files are rewritten without the rows marked deleted, so VACUUM removes the files that
-    still held them. Config validation allows ``hours`` below Delta's safety limit only when
-    ``privacy.allow_short_retention`` says so; the check is then lifted for this call
-    and set back to its previous value afterwards. LITE mode finds the files to delete
-    from the transaction log instead of listing the table's folders (about 6x faster
-    here); when the log no longer covers every removed file, Delta refuses LITE and the
-    full VACUUM runs instead.
+    Config validation allows such ``hours`` only when ``privacy.allow_short_retention``
+    says so. The check is lifted only when ``hours`` is below the limit, and set back to
+    its previous value afterwards; a block nested in another (or VACUUMs on threads
+    inside one) sets it back to what the outer block set.
     """
-    if "deletionVectors" in (DeltaTable.forPath(spark, path).detail().first()["tableFeatures"] or ()):
-        spark.sql(f"REORG TABLE delta.`{path}` APPLY (PURGE)")
     short = hours < DELTA_SAFE_RETENTION_HOURS
     previous = spark.conf.get(RETENTION_CHECK, None)
     if short:
         spark.conf.set(RETENTION_CHECK, "false")
     try:
+        yield
+    finally:
+        if short:
+            if previous is None:
+                spark.conf.unset(RETENTION_CHECK)
+            else:
+                spark.conf.set(RETENTION_CHECK, previous)
+
+
+def vacuum(spark: SparkSession, path: str, hours: int) -> None:
+    """VACUUM a table, keeping files newer than ``hours`` (see :func:`retention_allowed`).
+
+    A table with deletion vectors is purged first (``REORG ... APPLY (PURGE)``): its data
+    files are rewritten without the rows marked deleted, so VACUUM removes the files that
+    still held them. LITE mode finds the files to delete from the transaction log instead
+    of listing the table's folders (about 6x faster here); when the log no longer covers
+    every removed file, Delta refuses LITE and the full VACUUM runs instead.
+    """
+    if "deletionVectors" in (DeltaTable.forPath(spark, path).detail().first()["tableFeatures"] or ()):
+        spark.sql(f"REORG TABLE delta.`{path}` APPLY (PURGE)")
+    with retention_allowed(spark, hours):
         try:
             spark.sql(f"VACUUM delta.`{path}` LITE RETAIN {hours} HOURS")
         except (AnalysisException, IllegalArgumentException) as error:
@@ -330,9 +348,3 @@ def vacuum(spark: SparkSession, path: str, hours: int) -> None:
                 raise
             log.info("VACUUM LITE not possible for %s; running a full VACUUM", path)
             spark.sql(f"VACUUM delta.`{path}` RETAIN {hours} HOURS")
-    finally:
-        if short:
-            if previous is None:
-                spark.conf.unset(RETENTION_CHECK)
-            else:
-                spark.conf.set(RETENTION_CHECK, previous)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -43,3 +44,21 @@ def test_vacuum_sets_the_retention_check_back_to_what_it_was(spark, tmp_path):
         assert spark.conf.get(tables.RETENTION_CHECK) == "false"
     finally:
         spark.conf.unset(tables.RETENTION_CHECK)
+
+
+def test_vacuums_on_threads_inside_one_lifted_retention_check_all_run_and_it_is_set_back(spark, tmp_path):
+    lake = str(tmp_path / "lakehouse")
+    paths = []
+    for table in (tables.CUSTOMERS, tables.CUSTOMER_XREF, tables.PRODUCTS):
+        tables.write_table(spark.range(5).selectExpr("CAST(id AS STRING) AS customer_key"), table, lake)
+        tables.write_table(spark.range(2).selectExpr("CAST(id AS STRING) AS customer_key"), table, lake)
+        paths.append(table.path(lake))
+    spark.conf.unset(tables.RETENTION_CHECK)
+    # Each VACUUM sets the check back when it ends; inside the block that is the block's value,
+    # so a VACUUM that starts after another ended still runs with 0 hours.
+    with tables.retention_allowed(spark, 0), ThreadPoolExecutor(3) as pool:
+        list(pool.map(lambda path: tables.vacuum(spark, path, 0), paths))
+        assert spark.conf.get(tables.RETENTION_CHECK) == "false"
+    assert spark.conf.get(tables.RETENTION_CHECK, None) is None
+    for path in paths:  # only the files of the latest version are left
+        assert len(list(Path(path).glob("*.parquet"))) == len(spark.read.format("delta").load(path).inputFiles())
