@@ -31,7 +31,7 @@ from crm_spark.schemas import CUSTOMER_ID, CUSTOMER_KEY, EMAIL, ERASURE_LOG_SCHE
 
 log = logging.getLogger(__name__)
 # Tables erased at once: a DELETE, REORG or VACUUM spends most of its time on the driver (the
-# transaction log, planning, small jobs), so several tables' overlap even on two cores.
+# transaction log, planning, small jobs), so the work of several tables overlaps even on two cores.
 ERASE_THREADS = 4
 
 
