@@ -7,7 +7,7 @@ import itertools
 
 import numpy as np
 import pandas as pd
-from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, LongType
 
@@ -116,26 +116,29 @@ def order_lines(
     About ``anomaly_share`` of orders get a huge quantity or unit price.
 
     Returns:
-        Canonical order columns plus truth columns ``person_id`` and ``anomaly``.
+        Canonical order columns plus truth columns ``person_id`` and ``anomaly``, and for
+        :func:`ratings` the person's ``satisfaction`` and ``match``, how well the product suits
+        the person's taste (worked out here, so the lines do not carry two arrays of factors each).
     """
     seed = cfg.seed
     pid, k = F.col("person_id"), F.col("order_number")
     dup = records_df.where("is_duplicate").select(
         "person_id", F.col("customer_id").alias("dup_id"), F.to_date("signup_ts").alias("dup_signup"))
     primary = records_df.where(~F.col("is_duplicate")).select("person_id", "customer_id")
+    # Records and pools join per person (100,000 rows), not per order line (1.5 million).
+    buyers = (people_df.where(F.col("n_orders") > 0)
+              .select("person_id", "group", "satisfaction", "taste", "order_windows")
+              .join(primary, "person_id").join(dup, "person_id", "left").join(pools_df, "person_id"))
     window = F.col("window")
     orders = (
-        people_df.where(F.col("n_orders") > 0)
-        .select("person_id", "group", "satisfaction", "taste",
-                F.posexplode("order_windows").alias("w", "window"))
+        buyers.select("person_id", "group", "satisfaction", "taste", "customer_id", "dup_id", "dup_signup", "pool",
+                      F.posexplode("order_windows").alias("w", "window"))
         .where(window["n"] > 0)
         .withColumn("order_number", F.explode(F.sequence(F.lit(1), window["n"])))
         .withColumn("order_number", F.col("w") * 10_000 + F.col("order_number"))
         .withColumn("order_ts", F.timestamp_seconds(
             F.unix_timestamp(window["start"].cast("timestamp"))
             + F.floor(uniform(seed, "ots", pid, k) * window["days"] * 86_400)))
-        .join(primary, "person_id")
-        .join(dup, "person_id", "left")
         .withColumn("customer_id", F.when(
             F.col("dup_id").isNotNull() & (F.to_date("order_ts") >= F.col("dup_signup"))
             & (uniform(seed, "which", pid, k) < 0.5), F.col("dup_id")).otherwise(F.col("customer_id")))
@@ -148,23 +151,28 @@ def order_lines(
         .withColumn("status", pick(uniform(seed, "status", pid, k), list(ORDER_STATUS_WEIGHTS),
                                    list(ORDER_STATUS_WEIGHTS.values())))
     )
-    line = F.col("line")
+
+    def picked(line: Column) -> Column:
+        slot = F.floor(F.pow(uniform(seed, "slot", pid, k, line), F.lit(2.0)) * F.size("pool")) + 1
+        return F.struct(line.alias("line"), F.element_at("pool", slot.cast("int")).alias("product_number"))
+
+    # A product picked twice in an order keeps its first line, worked out within the order's row.
+    picks = F.col("_picks")
+    first = F.filter(picks, lambda p, i: F.array_position(picks["product_number"], p["product_number"]) == i + 1)
     lines = (
-        orders.withColumn("line", F.explode(F.sequence(F.lit(1), F.col("n_lines"))))
-        .join(pools_df, "person_id")
-        .withColumn("slot", F.floor(F.pow(uniform(seed, "slot", pid, k, line), F.lit(2.0)) * F.size("pool")) + 1)
-        .withColumn("product_number", F.element_at("pool", F.col("slot").cast("int")))
-        .withColumn("nth", F.row_number().over(Window.partitionBy("order_id", "product_number").orderBy("line")))
-        .where(F.col("nth") == 1)
+        orders.withColumn("_picks", F.transform(F.sequence(F.lit(1), F.col("n_lines")), picked))
+        .withColumn("pick", F.explode(first))
+        .select("*", "pick.line", "pick.product_number")
         .join(F.broadcast(products_df.select("product_number", "product_id", "price", "factors")), "product_number")
     )
+    line = F.col("line")
     quantity = F.lit(1) + constant_poisson(0.3, uniform(seed, "qty", pid, k, line), 10)
     discount = F.when(uniform(seed, "disc", pid, k, line) < 0.2, F.lit(0.9)).otherwise(F.lit(1.0))
     unit_price = F.round(F.col("price") * discount, 2)
     factor = F.floor(F.lit(40) + uniform(seed, "afactor", pid, k) * 160)
     return lines.select(
         "person_id", "order_id", "customer_id", "product_id", "order_ts", "status", "anomaly",
-        "satisfaction", "taste", "factors",
+        "satisfaction", (_dot("taste", "factors") / F.lit(TASTE_DIM**0.5)).alias("match"),
         F.when(F.col("anomaly") == "quantity", quantity * factor).otherwise(quantity).cast("int")
         .alias("quantity"),
         F.when(F.col("anomaly") == "price", F.round(unit_price * factor / 4, 2)).otherwise(unit_price)
@@ -179,7 +187,7 @@ def ratings(lines_df: DataFrame, cfg: GenerateConfig, end_date: dt.date) -> Data
     """
     seed = cfg.seed
     key = [F.col("order_id"), F.col("product_id")]
-    match = _dot("taste", "factors") / F.lit(TASTE_DIM**0.5)
+    match = F.col("match")
     noise = normal(seed, "rnoise", *key)
     score = F.lit(3.2) + F.lit(0.9) * match + F.lit(0.5) * F.col("satisfaction") + F.lit(0.6) * noise
     rating = F.least(F.greatest(F.round(score), F.lit(1.0)), F.lit(5.0)).cast("int")
