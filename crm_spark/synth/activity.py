@@ -156,7 +156,8 @@ def order_lines(
         slot = F.floor(F.pow(uniform(seed, "slot", pid, k, line), F.lit(2.0)) * F.size("pool")) + 1
         return F.struct(line.alias("line"), F.element_at("pool", slot.cast("int")).alias("product_number"))
 
-    # A product picked twice in an order keeps its first line, worked out within the order's row.
+    # A product picked twice in an order keeps its first line, worked out within the order's row. The picks
+    # are held as a column: named inside the lambda, their expression would be worked out again per element.
     picks = F.col("_picks")
     first = F.filter(picks, lambda p, i: F.array_position(picks["product_number"], p["product_number"]) == i + 1)
     lines = (
