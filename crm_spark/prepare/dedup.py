@@ -346,7 +346,8 @@ def resolve_changed(customers_df: DataFrame, previous_xref_df: DataFrame, change
             touched = touched.unionByName(customers_df.join(values, column, "left_semi").select(CUSTOMER_ID))
         sizes = None
         if rules.fuzzy_matching:
-            every_block = blocks(customers_df)
+            # Kept: the blocks are counted, joined with the changed records and with the blocks compared.
+            every_block = scope.enter_context(persisted(blocks(customers_df)))
             sizes = scope.enter_context(persisted(block_sizes(every_block)))
             # A block is compared now, or was before, unless even without the changed records it is too large.
             changed_in = every_block.join(changed.withColumnRenamed(CUSTOMER_ID, "id"), "id", "left_semi").groupBy(
@@ -359,7 +360,8 @@ def resolve_changed(customers_df: DataFrame, previous_xref_df: DataFrame, change
         persons = previous_xref_df.join(touched, CUSTOMER_ID, "left_semi").select("cluster_id").distinct()
         again = touched.unionByName(previous_xref_df.join(persons, "cluster_id", "left_semi").select(CUSTOMER_ID)) \
             .distinct().checkpoint(eager=True)
-        records = customers_df.join(again, CUSTOMER_ID, "left_semi")
+        # Kept: resolving reads the records for each kind of edge, the vertices and the count.
+        records = scope.enter_context(persisted(customers_df.join(again, CUSTOMER_ID, "left_semi")))
         resolved, counts = resolve(records, rules, keyed_hash, sizes)
         counts["dedup.records_resolved"] = records.count()
         kept = previous_xref_df.select(CUSTOMER_ID, CUSTOMER_KEY, "cluster_id").join(again, CUSTOMER_ID, "left_anti")
