@@ -194,10 +194,10 @@ def _merge_facts(config: Config, bronze: dict[str, DataFrame], xref_df: DataFram
         rekeyed.select(F.col("_old_key").alias("_key"))).where(F.col("_key").isNotNull()).distinct()
     ratings = bronze["ratings"].transform(rows_of_files, pending.get("ratings", []))
     if n_rekeyed:
-        silver_ratings = DeltaTable.forPath(spark, tables.RATINGS.path(lake))
-        silver_ratings.alias("t").merge(F.broadcast(persons).alias("s"), f"t.{CUSTOMER_KEY} = s._key") \
-            .whenMatchedDelete().execute()
-        silver_ratings.delete(F.col(CUSTOMER_KEY).isNull())
+        # One MERGE takes out both: the null key in the source matches the rows under no key.
+        gone = persons.unionByName(spark.createDataFrame([(None,)], "_key string"))
+        DeltaTable.forPath(spark, tables.RATINGS.path(lake)).alias("t").merge(
+            F.broadcast(gone).alias("s"), f"t.{CUSTOMER_KEY} <=> s._key").whenMatchedDelete().execute()
         person_ids = xref_df.select(CUSTOMER_ID, F.col(CUSTOMER_KEY).alias("_key")).join(
             F.broadcast(persons), "_key", "left_semi").select(CUSTOMER_ID)
         ratings = ratings.unionByName(bronze["ratings"].join(F.broadcast(person_ids), CUSTOMER_ID, "left_semi")) \
