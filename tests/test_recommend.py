@@ -13,6 +13,7 @@ from crm_spark.config import RecommendConfig
 from crm_spark.metrics import classification, ranking
 from crm_spark.recommend import item_item, top_k
 from crm_spark.recommend.als import AlsParams, als_scorer, fit
+from crm_spark.recommend.cold_start import cold_start
 from crm_spark.recommend.families import Fitting, Recommender
 from crm_spark.recommend.fold_in import fold_in, fold_in_users
 from crm_spark.recommend.holdout import split_at_random, split_by_time
@@ -150,6 +151,23 @@ def test_category_cap_and_group_popular_cold_start(spark):
     lists = group_popular(pairs, groups, k=1, min_customers=2)
     assertDataFrameEqual(lists.select("group", "product_id", "score", "rank"), spark.createDataFrame(
         [("g1", "p1", 2.0, 1), ("g2", "p3", 2.0, 1)], "group string, product_id string, score double, rank int"))
+
+
+def test_cold_start_serves_a_groups_list_when_it_has_one_and_the_overall_list_otherwise(spark):
+    pairs = spark.createDataFrame([("a", "p1"), ("b", "p1"), ("b", "p2"), ("c", "p3"), ("d", "p3"), ("e", "p3")],
+                                  "customer_key string, product_id string")
+    # g3 has one customer with history, too few for a list of its own; h has no group.
+    groups = spark.createDataFrame([("a", "g1"), ("b", "g1"), ("c", "g2"), ("d", "g2"), ("e", "g3"), ("f", "g3"),
+                                    ("g", "g1"), ("i", "g2")], "customer_key string, group string")
+    cold = spark.createDataFrame([("f",), ("g",), ("h",), ("i",)], "customer_key string")
+    overall = [("p3", 3.0, 1, "popular"), ("p1", 2.0, 2, "popular")]
+    expected = [("f", *row) for row in overall] + [("h", *row) for row in overall] + [
+        ("g", "p1", 2.0, 1, "segment_popular"), ("g", "p2", 1.0, 2, "segment_popular"),
+        ("i", "p3", 2.0, 1, "segment_popular")]  # g2's customers with history bought one product
+    schema = "customer_key string, product_id string, score double, rank int, source string"
+    assertDataFrameEqual(cold_start(pairs, cold, groups, k=2, min_customers=2), spark.createDataFrame(expected, schema))
+    assertDataFrameEqual(cold_start(pairs, cold, None, k=2, min_customers=2),
+                         spark.createDataFrame([(c, *row) for c in "fghi" for row in overall], schema))
 
 
 def test_entropy_and_novelty(spark):

@@ -86,14 +86,15 @@ def interaction_kind(cfg: RecommendConfig, orders_df: DataFrame, ratings_df: Dat
     Raises:
         StageSkipped: the chosen (or every) source has no usable rows.
     """
-    has_purchases = not orders_df.where(F.col(PRODUCT_ID).isNotNull()).isEmpty()
-    has_ratings = not ratings_df.isEmpty()
+    def has_purchases() -> bool:
+        return not orders_df.where(F.col(PRODUCT_ID).isNotNull()).isEmpty()
+
     kind = cfg.interactions
-    if kind == "auto":
-        kind = PURCHASES if has_purchases and cfg.feedback != EXPLICIT else RATINGS
-    if kind == PURCHASES and not has_purchases:
+    if kind == "auto":  # each source is looked at only when the answer depends on it
+        kind = PURCHASES if cfg.feedback != EXPLICIT and has_purchases() else RATINGS
+    elif kind == PURCHASES and not has_purchases():
         raise StageSkipped("no order lines with a product: purchase recommendations need them")
-    if kind == RATINGS and not has_ratings:
+    if kind == RATINGS and ratings_df.isEmpty():
         raise StageSkipped("no ratings and no order lines with a product: recommendations need one of them")
     return kind
 

@@ -11,6 +11,7 @@ from crm_spark.schemas import CUSTOMER_KEY, PRODUCT_ID, SCORE
 
 POPULAR_MODEL = "popular"  # the most popular products overall
 GROUP_POPULAR_MODEL = "segment_popular"  # the most popular products of the customer's group
+GROUP = "group"  # a customer group's name (see cold_start.customer_groups)
 
 
 def popularity(interactions_df: DataFrame) -> DataFrame:
@@ -59,9 +60,9 @@ def group_popular(interactions_df: DataFrame, groups_df: DataFrame, k: int, min_
         ``group``, ``product_id``, ``score`` (customers of the group who interacted) and ``rank``.
     """
     with_history = groups_df.join(interactions_df.select(CUSTOMER_KEY).distinct(), CUSTOMER_KEY, "left_semi")
-    large = with_history.groupBy("group").agg(F.count(F.lit(1)).alias("_customers")).where(
+    large = with_history.groupBy(GROUP).agg(F.count(F.lit(1)).alias("_customers")).where(
         F.col("_customers") >= min_customers)
-    counts = interactions_df.join(groups_df.join(large, "group", "left_semi"), CUSTOMER_KEY).groupBy(
-        "group", PRODUCT_ID).agg(F.count(F.lit(1)).cast("double").alias(SCORE))
-    best = Window.partitionBy("group").orderBy(F.col(SCORE).desc(), PRODUCT_ID)
+    counts = interactions_df.join(groups_df.join(large, GROUP, "left_semi"), CUSTOMER_KEY).groupBy(
+        GROUP, PRODUCT_ID).agg(F.count(F.lit(1)).cast("double").alias(SCORE))
+    best = Window.partitionBy(GROUP).orderBy(F.col(SCORE).desc(), PRODUCT_ID)
     return counts.withColumn(RANK, F.row_number().over(best)).where(F.col(RANK) <= k)
