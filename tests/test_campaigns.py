@@ -157,6 +157,23 @@ def test_summaries_add_up_every_campaign_at_once_and_keep_one_nobody_qualified_f
         ("nobody", 0, 0, 1, 0.0, 0.0, [], [], None)], actual.schema))
 
 
+def test_value_percentiles_are_the_share_of_cut_points_below_each_value(spark):
+    rows = [(f"c{v}", float(v), float(v % 7)) for v in range(1, 201)] + [("none", None, None)]
+    frame = spark.createDataFrame(rows, "customer_key string, lifetime_value double, predicted_spend double")
+    cuts = frame.agg(*[F.percentile_approx(c, audiences.PERCENTILES, 1000).alias(c)
+                       for c in ("lifetime_value", "predicted_spend")]).first()
+    assert len(set(cuts["predicted_spend"])) == 7  # repeated cut points: a value counts each one below it
+
+    def share(value: float | None, column: str) -> float | None:
+        return None if value is None else sum(cut < value for cut in cuts[column]) / 100
+
+    expected = [(key, lv, ps, share(lv, "lifetime_value"), share(ps, "predicted_spend")) for key, lv, ps in rows]
+    assert {e[3] for e in expected} >= {0.0, 0.5, 0.99}
+    assertDataFrameEqual(audiences.with_percentiles(frame), spark.createDataFrame(
+        expected, "customer_key string, lifetime_value double, predicted_spend double, "
+                  "lifetime_value_percentile double, predicted_spend_percentile double"))
+
+
 def _csv(path: Path) -> list[dict[str, str]]:
     with path.open(encoding="utf-8", newline="") as handle:
         return list(csv.DictReader(handle))

@@ -5,7 +5,9 @@ Every function is a DataFrame transform; the stage reads the gold tables and wri
 
 from __future__ import annotations
 
+import functools
 import math
+import operator
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -44,11 +46,6 @@ PERCENTILE_SUFFIX = "_percentile"  # lifetime_value_percentile: the share of sco
 PERCENTILES = [i / 100 for i in range(1, 100)]
 
 
-def _below(value: Column):
-    """Return a predicate for ``filter``: whether a cut point lies below ``value``."""
-    return lambda cut: cut < value
-
-
 def _above(value: Column):
     """Return a predicate for ``filter``: whether a cut point lies above ``value``."""
     return lambda cut: cut > value
@@ -64,7 +61,8 @@ def _typed(df: DataFrame | None, columns: dict) -> DataFrame | None:
 
 def candidates(features: DataFrame, source_ids: DataFrame, scored: list[DataFrame | None],
                anomalies: DataFrame | None) -> DataFrame:
-    """Return one row per customer with every column a campaign rule may use.
+    """Return one row per customer with every column a campaign rule may use but the value
+    percentiles (:func:`with_percentiles` adds them).
 
     Args:
         features: ``customer_features`` of the date (features and attributes).
@@ -73,8 +71,7 @@ def candidates(features: DataFrame, source_ids: DataFrame, scored: list[DataFram
         anomalies: ``anomalies`` of the date, or None.
 
     Returns:
-        The customers with their features, the scored columns (null where not scored),
-        ``lifetime_value_percentile`` and ``predicted_spend_percentile`` in [0, 1], and ``anomalous``.
+        The customers with their features, the scored columns (null where not scored) and ``anomalous``.
     """
     frame = features.drop(AS_OF_DATE, RUN_ID).join(source_ids, CUSTOMER_KEY, "left_semi")
     for df in scored:
@@ -85,20 +82,29 @@ def candidates(features: DataFrame, source_ids: DataFrame, scored: list[DataFram
     for column, kind in SCORED_COLUMNS.items():
         if column not in frame.columns:
             frame = frame.withColumn(column, F.lit(None).cast(kind))
-    cuts = frame.agg(*[F.percentile_approx(c, PERCENTILES, 1000).alias(f"_cuts_{c}") for c in VALUE_COLUMNS])
-    frame = frame.crossJoin(F.broadcast(cuts))
-    for column in VALUE_COLUMNS:
-        value = F.col(column)
-        below = F.size(F.filter(f"_cuts_{column}", _below(value)))
-        frame = frame.withColumn(column + PERCENTILE_SUFFIX, F.when(
-            value.isNotNull(), below / F.lit(len(PERCENTILES) + 1)))
-    frame = frame.drop(*[f"_cuts_{c}" for c in VALUE_COLUMNS])
     flagged = F.lit(False)
     if anomalies is not None:
         keys = anomalies.where(F.col(CUSTOMER_KEY).isNotNull()).select(CUSTOMER_KEY).distinct()
         frame = frame.join(keys.withColumn("_flag", F.lit(True)), CUSTOMER_KEY, "left")
         flagged = F.coalesce(F.col("_flag"), F.lit(False))
     return frame.withColumn(ANOMALOUS, flagged.cast(BooleanType())).drop("_flag")
+
+
+def with_percentiles(frame: DataFrame) -> DataFrame:
+    """Return ``frame`` with ``lifetime_value_percentile`` and ``predicted_spend_percentile``.
+
+    A customer's percentile is the share of the column's 99 percentile cut points that lie
+    below their value, in [0, 1]; null where the value is. The cut points are worked out in
+    one small job and written into the expression as constants, so each row only compares.
+    """
+    cuts = frame.agg(*[F.percentile_approx(c, PERCENTILES, 1000).alias(c) for c in VALUE_COLUMNS]).first()
+    for column in VALUE_COLUMNS:
+        value = F.col(column)
+        below = functools.reduce(operator.add, [(F.lit(cut) < value).cast("int") for cut in cuts[column] or ()],
+                                 F.lit(0))
+        frame = frame.withColumn(column + PERCENTILE_SUFFIX, F.when(
+            value.isNotNull(), below / F.lit(len(PERCENTILES) + 1)))
+    return frame
 
 
 def expected_value(campaign: CampaignConfig) -> Column:

@@ -85,9 +85,9 @@ def run(spark: SparkSession, config: Config, run_id: str) -> dict[str, int]:
     write = tables.DatedWriter(lake, config.as_of_date, run_id)
     counts: dict[str, int] = {}
     with contextlib.ExitStack() as scope:
-        frame = scope.enter_context(persisted(audiences.candidates(
+        frame = audiences.with_percentiles(scope.enter_context(persisted(audiences.candidates(
             read_features(spark, lake, config.as_of_date), source_ids, scored, _dated(spark, config, tables.ANOMALIES)),
-            StorageLevel.MEMORY_AND_DISK))
+            StorageLevel.MEMORY_AND_DISK)))
         taken, worths, chosen = None, [], {}
         for name in order:
             campaign = definitions[name]
