@@ -154,20 +154,21 @@ def test_category_cap_and_group_popular_cold_start(spark):
 
 
 def test_cold_start_serves_a_groups_list_when_it_has_one_and_the_overall_list_otherwise(spark):
-    pairs = spark.createDataFrame([("a", "p1"), ("b", "p1"), ("b", "p2"), ("c", "p3"), ("d", "p3"), ("e", "p3")],
-                                  "customer_key string, product_id string")
-    # g3 has one customer with history, too few for a list of its own; h has no group.
+    pairs = spark.createDataFrame([("a", "p1"), ("b", "p1"), ("b", "p2"), ("c", "p3"), ("d", "p3"), ("e", "p3"),
+                                   ("k", "p2"), ("l", "p2")], "customer_key string, product_id string")
+    # g3 has one customer with history, too few for a list of its own; h has no group, j a null one.
     groups = spark.createDataFrame([("a", "g1"), ("b", "g1"), ("c", "g2"), ("d", "g2"), ("e", "g3"), ("f", "g3"),
-                                    ("g", "g1"), ("i", "g2")], "customer_key string, group string")
-    cold = spark.createDataFrame([("f",), ("g",), ("h",), ("i",)], "customer_key string")
-    overall = [("p3", 3.0, 1, "popular"), ("p1", 2.0, 2, "popular")]
-    expected = [("f", *row) for row in overall] + [("h", *row) for row in overall] + [
+                                    ("g", "g1"), ("i", "g2"), ("j", None), ("k", None), ("l", None)],
+                                   "customer_key string, group string")
+    cold = spark.createDataFrame([(c,) for c in "fghij"], "customer_key string")
+    overall = [("p2", 3.0, 1, "popular"), ("p3", 3.0, 2, "popular")]  # a tie goes to the smaller product id
+    expected = [(c, *row) for c in "fhj" for row in overall] + [
         ("g", "p1", 2.0, 1, "segment_popular"), ("g", "p2", 1.0, 2, "segment_popular"),
         ("i", "p3", 2.0, 1, "segment_popular")]  # g2's customers with history bought one product
     schema = "customer_key string, product_id string, score double, rank int, source string"
     assertDataFrameEqual(cold_start(pairs, cold, groups, k=2, min_customers=2), spark.createDataFrame(expected, schema))
     assertDataFrameEqual(cold_start(pairs, cold, None, k=2, min_customers=2),
-                         spark.createDataFrame([(c, *row) for c in "fghi" for row in overall], schema))
+                         spark.createDataFrame([(c, *row) for c in "fghij" for row in overall], schema))
 
 
 def test_entropy_and_novelty(spark):
