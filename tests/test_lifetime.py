@@ -136,6 +136,17 @@ def reference_expected_purchases(params: bgnbd.BgNbd, t: float, x: float, t_x: f
     return head / (1 + odds)
 
 
+def test_the_series_sums_the_terms_each_element_needs_up_to_the_cap():
+    # 2F1(u, c; c; z) = (1 - z)^-u, so weighted by (1 - z)^u the series sums to 1, whatever c, once each
+    # element has the terms it needs: from a few at z = 0.05 to about 14,000 at u = 40 and z = 0.99.
+    z = np.array([[0.05, 0.5, 0.9], [0.3, 0.7, 0.99]])
+    u, c = np.array([[0.5], [40.0]]), np.array([[3.0], [7.5]])
+    assert bgnbd.weighted_hyp2f1(u, c, c, z, u, 100_000) == pytest.approx(np.ones_like(z), rel=1e-10)
+    # Capped at three terms: the first three negative binomial probabilities of (u, z).
+    first_three = (1 - z) ** u * (1 + u * z + u * (u + 1) / 2 * z**2)
+    assert bgnbd.weighted_hyp2f1(u, c, c, z, u, 3) == pytest.approx(first_three, rel=1e-12)
+
+
 # The dropout probability beta(a, b) wide (CDNOW's), narrow around 5 % and nearly fixed at 0.5 %: the
 # series of the expected purchases needs u z / (1 - z) terms for u = a - 1 in one form and r + x in
 # the other, so a large a takes the other form (Euler's form alone gave 20.0 and 201.0 purchases in 90 days

@@ -82,14 +82,15 @@ def predict(model: LifetimeModel, summaries_df: DataFrame, horizon_days: int, cf
 
     The hypergeometric series of the expected purchases depend on ``repeat_purchases`` and
     ``age_periods`` only, so they are summed once per distinct pair, of which there are far
-    fewer than customers, and joined back.
+    fewer than customers, on the driver (:func:`~crm_spark.models.bgnbd.purchases_if_alive`),
+    and joined back.
     """
     params = model.purchases.params
     pair = [REPEAT_PURCHASES, AGE_PERIODS]
     per_month = DAYS_PER_MONTH / cfg.clv_period_days
     months = [f"_month{month}" for month in range(cfg.clv_months + 1)]  # purchases if alive up to each month
-    series = bgnbd.with_purchases_if_alive(
-        summaries_df.select(*pair).distinct(), params,
+    series = bgnbd.purchases_if_alive(
+        summaries_df, params,
         {"_horizon": horizon_days / cfg.clv_period_days, **{name: m * per_month for m, name in enumerate(months)}},
         cfg.clv_series_terms)
     discounted = sum((F.col(months[m]) - F.col(months[m - 1])) / (1 + cfg.clv_monthly_discount_rate) ** m
