@@ -102,6 +102,8 @@ REPEAT_PURCHASES = "repeat_purchases"  # purchase days after the first
 RECENCY_PERIODS = "recency_periods"  # from the first purchase to the last, in periods
 AGE_PERIODS = "age_periods"  # from the first purchase to the end of the observation, in periods
 REPEAT_ORDER_VALUE = "repeat_order_value"  # mean spend of the repeat purchase days
+# The summary the features carry, which the models read.
+PURCHASE_SUMMARY = (REPEAT_PURCHASES, RECENCY_PERIODS, AGE_PERIODS, REPEAT_ORDER_VALUE)
 ACTUAL_PURCHASES = "actual_purchases"  # purchase days in the horizon after the cutoff
 P_ALIVE = "p_alive"
 EXPECTED_PURCHASES = "expected_purchases"
@@ -149,9 +151,9 @@ def attribute_column(source_column: str) -> str:
 
 def reserved_columns() -> frozenset[str]:
     """Return the names an attribute cannot take: the columns the pipeline computes or keys rows by."""
-    return frozenset({*NUMERIC_FEATURES, *CATEGORICAL_FEATURES, *CUSTOMER_FLAGS, N_RECORDS, CUSTOMER_KEY, AS_OF_DATE,
-                      RUN_ID, LABEL, SPLIT, SCORE, PREDICTION, MODEL, MODEL_RUN_ID, SEGMENT, FEATURES_VECTOR,
-                      RAW_FEATURES_VECTOR, SOURCE_FILE, INVALID_ATTRIBUTES})
+    return frozenset({*NUMERIC_FEATURES, *CATEGORICAL_FEATURES, *PURCHASE_SUMMARY, *CUSTOMER_FLAGS, N_RECORDS,
+                      CUSTOMER_KEY, AS_OF_DATE, RUN_ID, LABEL, SPLIT, SCORE, PREDICTION, MODEL, MODEL_RUN_ID, SEGMENT,
+                      FEATURES_VECTOR, RAW_FEATURES_VECTOR, SOURCE_FILE, INVALID_ATTRIBUTES})
 
 
 def looks_personal(column: str) -> bool:

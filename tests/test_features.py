@@ -11,7 +11,9 @@ from pyspark.testing import assertDataFrameEqual
 from crm_spark.config import TrainConfig
 from crm_spark.features.customer import buyers, customer_features
 from crm_spark.features.labels import with_churn_label, with_split
-from crm_spark.models.lifetime import with_p_alive
+from crm_spark.features.purchase_summary import purchase_summaries
+from crm_spark.models.lifetime import summaries_of, with_purchase_summary
+from crm_spark.schemas import PURCHASE_SUMMARY
 
 AS_OF = dt.date(2024, 7, 1)
 ORDER_SCHEMA = ("order_id string, customer_key string, product_id string, quantity int, unit_price double, "
@@ -77,7 +79,7 @@ def test_any_event_on_or_after_a_cutoff_leaves_its_features_unchanged(spark, cut
     customers, orders, ratings, products = frames(spark)
     # p_alive too: BG/NBD is fitted on the purchases before the cutoff only.
     before = customer_features(customers, orders, ratings, products, cutoff, ["books", "home"]).transform(
-        with_p_alive, orders, cutoff, TrainConfig())
+        with_purchase_summary, orders, cutoff, TrainConfig())
     at_or_after = F.col("order_ts") >= F.lit(cutoff).cast("timestamp")
     changed_orders = orders.select(
         "order_id", "customer_key", "product_id",
@@ -92,8 +94,28 @@ def test_any_event_on_or_after_a_cutoff_leaves_its_features_unchanged(spark, cut
         "customer_key", "product_id", F.when(rated_later, F.lit(1)).otherwise(F.col("rating")).alias("rating"),
         "rated_ts")
     after = customer_features(customers, changed_orders, changed_ratings, products, cutoff, ["books", "home"]
-                              ).transform(with_p_alive, changed_orders, cutoff, TrainConfig())
+                              ).transform(with_purchase_summary, changed_orders, cutoff, TrainConfig())
     assertDataFrameEqual(after, before)
+
+
+def test_features_carry_the_purchase_summary_the_lifetime_models_read(spark):
+    customers, orders, ratings, products = frames(spark)
+    cfg = TrainConfig()
+    features = customer_features(customers, orders, ratings, products, AS_OF, ["books", "home"]).transform(
+        with_purchase_summary, orders, AS_OF, cfg)
+    # k1 bought on 1 January and 31 May (two purchase days, 151 days apart; the observation ends on
+    # 30 June, 181 days after the first); k2 has bought nothing and has no summary.
+    expected = spark.createDataFrame([("k1", 1.0, 151 / 7, 181 / 7, 30.0), ("k2", None, None, None, None)],
+                                     "customer_key string, repeat_purchases double, recency_periods double, "
+                                     "age_periods double, repeat_order_value double")
+    assertDataFrameEqual(features.select("customer_key", *PURCHASE_SUMMARY), expected)
+    # Read from the features, not from the orders given (without o2, k1 would have no repeat purchase)...
+    other_orders = orders.where(F.col("order_id") != "o2")
+    assertDataFrameEqual(summaries_of(features, other_orders, AS_OF, cfg),
+                         purchase_summaries(orders, AS_OF, cfg.clv_period_days, cfg.clv_period_bins))
+    # ... unless the features were written before they carried it: then from the orders.
+    assertDataFrameEqual(summaries_of(features.drop(*PURCHASE_SUMMARY), other_orders, AS_OF, cfg),
+                         purchase_summaries(other_orders, AS_OF, cfg.clv_period_days, cfg.clv_period_bins))
 
 
 def test_churn_label_comes_from_the_horizon_after_cutoff(spark):

@@ -22,7 +22,7 @@ from pyspark.testing import assertDataFrameEqual
 from crm_spark import cli, runs, tables
 from crm_spark.config import GenerateConfig
 from crm_spark.features.customer import completed_before, customer_features, read_features
-from crm_spark.models.lifetime import with_p_alive
+from crm_spark.models.lifetime import with_purchase_summary
 from crm_spark.recommend.popularity import GROUP_POPULAR_MODEL, POPULAR_MODEL
 from crm_spark.report import charts, page
 from crm_spark.report.sections import SECTIONS
@@ -133,7 +133,7 @@ def test_features_ignore_events_on_or_after_as_of_date(spark, run):
     more_orders = orders.unionByName(shifted_orders)
     recomputed = customer_features(read(spark, config, tables.CUSTOMERS), more_orders,
                                    ratings.unionByName(shifted_ratings), products, config.as_of_date, categories
-                                   ).transform(with_p_alive, more_orders, config.as_of_date, config.train)
+                                   ).transform(with_purchase_summary, more_orders, config.as_of_date, config.train)
     stored = read_features(spark, config.paths.lakehouse_dir, config.as_of_date).drop("run_id")
     assertDataFrameEqual(recomputed.select(*stored.columns), stored)
 

@@ -22,6 +22,7 @@ from crm_spark.schemas import (
     EXPECTED_PURCHASES,
     LIFETIME_VALUE,
     P_ALIVE,
+    PURCHASE_SUMMARY,
     REPEAT_ORDER_VALUE,
     REPEAT_PURCHASES,
 )
@@ -106,17 +107,30 @@ def predict(model: LifetimeModel, summaries_df: DataFrame, horizon_days: int, cf
     )
 
 
-def with_p_alive(features_df: DataFrame, orders_df: DataFrame, as_of_date: dt.date, cfg: TrainConfig) -> DataFrame:
-    """Add ``p_alive``, a candidate feature of the churn models: BG/NBD fitted on every customer's
-    purchases before ``as_of_date`` (only the past, like every feature), null for customers
-    without a purchase, and for everyone when there is nothing to fit."""
+def with_purchase_summary(features_df: DataFrame, orders_df: DataFrame, as_of_date: dt.date,
+                          cfg: TrainConfig) -> DataFrame:
+    """Add every customer's purchase summary before ``as_of_date`` (``PURCHASE_SUMMARY``, see
+    :func:`~crm_spark.features.purchase_summary.purchase_summaries`) and ``p_alive``, a candidate
+    feature of the churn models: BG/NBD fitted on those summaries (only the past, like every
+    feature). All are null for customers without a purchase; ``p_alive`` is null for everyone
+    when there is nothing to fit. Scoring and training read the summaries from the features
+    (:func:`summaries_of`) rather than from every order line again."""
     # Checkpointed: the fit and the join would each compute the summaries from every order line.
     summaries = purchase_summaries(orders_df, as_of_date, cfg.clv_period_days, cfg.clv_period_bins).select(
-        CUSTOMER_KEY, *bgnbd.SUMMARY).checkpoint(eager=True)
+        CUSTOMER_KEY, *PURCHASE_SUMMARY).checkpoint(eager=True)
     try:
         (x, t_x, t), counts = distinct_rows(summaries, bgnbd.SUMMARY)
-        params = bgnbd.fit(x, t_x, t, counts, cfg.clv_penalizer).params
+        alive = bgnbd.p_alive(bgnbd.fit(x, t_x, t, counts, cfg.clv_penalizer).params)
     except ValueError as error:
         log.info("no p_alive as of %s: %s", as_of_date, error)
-        return features_df.withColumn(P_ALIVE, F.lit(None).cast("double"))
-    return features_df.join(summaries.select(CUSTOMER_KEY, bgnbd.p_alive(params).alias(P_ALIVE)), CUSTOMER_KEY, "left")
+        alive = F.lit(None).cast("double")
+    return features_df.join(summaries.select("*", alive.alias(P_ALIVE)), CUSTOMER_KEY, "left")
+
+
+def summaries_of(features_df: DataFrame, orders_df: DataFrame, as_of_date: dt.date, cfg: TrainConfig) -> DataFrame:
+    """Return ``customer_key`` and ``PURCHASE_SUMMARY`` of the customers of ``features_df`` (features
+    as of ``as_of_date``) with a purchase: the features' own columns, or, for features written
+    before they carried them, the summaries of ``orders_df``."""
+    if set(PURCHASE_SUMMARY) <= set(features_df.columns):
+        return features_df.where(F.col(REPEAT_PURCHASES).isNotNull()).select(CUSTOMER_KEY, *PURCHASE_SUMMARY)
+    return purchase_summaries(orders_df, as_of_date, cfg.clv_period_days, cfg.clv_period_bins)

@@ -13,7 +13,7 @@ from crm_spark.config import Config
 from crm_spark.errors import StageSkipped
 from crm_spark.features.customer import customer_features
 from crm_spark.features.labels import HORIZON, label_source
-from crm_spark.models.lifetime import with_p_alive
+from crm_spark.models.lifetime import with_purchase_summary
 from crm_spark.schemas import CATEGORY, RUN_ID
 
 
@@ -44,7 +44,8 @@ def run_training(spark: SparkSession, config: Config, run_id: str) -> dict[str, 
 
 
 def _write(spark: SparkSession, config: Config, run_id: str, date: dt.date) -> dict[str, int]:
-    """Write the features as of ``date``, with BG/NBD's probability alive fitted on the purchases before it."""
+    """Write the features as of ``date``, with the purchase summaries and BG/NBD's probability alive
+    fitted on them (:func:`~crm_spark.models.lifetime.with_purchase_summary`)."""
     lake = config.paths.lakehouse_dir
     silver = {t.name: tables.read_table(spark, t, lake)
               for t in (tables.CUSTOMERS, tables.ORDERS, tables.RATINGS, tables.PRODUCTS)}
@@ -52,6 +53,6 @@ def _write(spark: SparkSession, config: Config, run_id: str, date: dt.date) -> d
     features_df = customer_features(
         silver["customers"], silver["orders"], silver["ratings"], silver["products"], date, categories,
         config.attribute_columns,
-    ).transform(with_p_alive, silver["orders"], date, config.train).withColumn(RUN_ID, F.lit(run_id))
+    ).transform(with_purchase_summary, silver["orders"], date, config.train).withColumn(RUN_ID, F.lit(run_id))
     written = tables.write_table(features_df, tables.CUSTOMER_FEATURES, lake, date)
     return {f"{tables.CUSTOMER_FEATURES.qualified}@{date}": written}

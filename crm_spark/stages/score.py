@@ -18,7 +18,6 @@ from crm_spark.dates import start_of
 from crm_spark.errors import StageSkipped
 from crm_spark.features.customer import buyers, read_features
 from crm_spark.features.labels import HORIZON, label_source
-from crm_spark.features.purchase_summary import purchase_summaries
 from crm_spark.frames import beside, persisted
 from crm_spark.models import anomalies, churn, clv, lifetime, segments
 from crm_spark.registry import CHURN_TASK, CLV_TASK, LIFETIME_TASK, SEGMENT_TASK
@@ -96,9 +95,9 @@ def run(spark: SparkSession, config: Config, run_id: str) -> dict[str, int]:
         if LIFETIME_TASK in found:
             entry = found[LIFETIME_TASK]
             # Kept: the prediction reads the summaries twice, for their distinct pairs and to join them.
-            summaries = scope.enter_context(persisted(purchase_summaries(
-                tables.read_table(spark, tables.ORDERS, lake), config.as_of_date, config.train.clv_period_days,
-                config.train.clv_period_bins), StorageLevel.MEMORY_AND_DISK))
+            summaries = scope.enter_context(persisted(lifetime.summaries_of(
+                current, tables.read_table(spark, tables.ORDERS, lake), config.as_of_date, config.train),
+                StorageLevel.MEMORY_AND_DISK))
             predicted = lifetime.predict(lifetime.LifetimeModel.from_params(entry["params"]), summaries,
                                          config.churn_horizon_days, config.train).select(
                 CUSTOMER_KEY, P_ALIVE, EXPECTED_PURCHASES, EXPECTED_ORDER_VALUE, LIFETIME_VALUE,

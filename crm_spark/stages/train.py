@@ -25,7 +25,7 @@ from crm_spark.features.labels import (
     with_spend_label,
     with_split,
 )
-from crm_spark.features.purchase_summary import purchase_summaries, with_actual_purchases
+from crm_spark.features.purchase_summary import with_actual_purchases
 from crm_spark.features.selection import kept_features
 from crm_spark.frames import for_fitting, persisted
 from crm_spark.metrics.classification import auc
@@ -154,8 +154,7 @@ def train_lifetime(config: Config, run_id: str, labelled: DataFrame, orders_df: 
         actual purchases. Without a customer to fit on, no entry and no frames.
     """
     cutoff, horizon = config.training_cutoff, config.churn_horizon_days
-    summaries = purchase_summaries(orders_df, cutoff, config.train.clv_period_days,
-                                   config.train.clv_period_bins).join(
+    summaries = lifetime.summaries_of(labelled, orders_df, cutoff, config.train).join(
         labelled.select(CUSTOMER_KEY, LABEL, SPLIT), CUSTOMER_KEY)
     try:
         model = lifetime.fit(summaries.where(F.col(SPLIT) == TRAIN), config.train)
