@@ -13,8 +13,8 @@ from scipy.stats import poisson as poisson_law
 
 from crm_spark.config import GenerateConfig
 from crm_spark.synth import activity, people
-from crm_spark.synth.random import constant_poisson, poisson, poisson_draws, uniform, uniform_draws, uniform_prefix
-from crm_spark.synth.world import GROUPS
+from crm_spark.synth.random import pick, poisson_draws, poisson_thresholds, uniform, uniform_draws, uniform_prefix
+from crm_spark.synth.world import CATEGORIES, GROUPS, ORDER_STATUS_WEIGHTS
 
 END = dt.date(2025, 1, 1)
 
@@ -33,24 +33,20 @@ def test_same_seed_same_data_for_any_partitioning(spark):
     assertDataFrameEqual(persons_a, persons_b)
     assertDataFrameEqual(records_a, records_b)
     products = activity.products(spark, cfg)
-    lines_a = activity.order_lines(persons_a, records_a, activity.pools(persons_a, products, cfg), products, cfg)
-    lines_b = activity.order_lines(persons_b, records_b, activity.pools(persons_b, products, cfg), products, cfg)
+    lines_a = activity.order_lines(persons_a, records_a, products, cfg)
+    lines_b = activity.order_lines(persons_b, records_b, products, cfg)
     assertDataFrameEqual(lines_a, lines_b)
     _, other_seed = records(spark, dataclasses.replace(cfg, seed=6))
     assert other_seed.select("email").exceptAll(records_a.select("email")).count() > 0
 
 
-def test_constant_poisson_draws_as_the_looped_inversion_does(spark):
-    means = [0.3, 2.5, 30.0, *[g.basket_lines - 1.0 for g in GROUPS]]
-    rows = spark.range(5_000).crossJoin(spark.createDataFrame([(float(m),) for m in means], "mean double"))
-    u = uniform(7, "poisson", F.col("id"))
-    looped = rows.select("id", "mean", poisson(F.col("mean"), u, 20).alias("k"))
-    compiled = rows.select("id", "mean", F.element_at(F.array(*[constant_poisson(m, u, 20) for m in means]),
-                                                      F.array_position(F.array(*map(F.lit, means)), F.col("mean"))
-                                                      .cast("int")).alias("k"))
-    assertDataFrameEqual(compiled, looped)
+def test_poisson_thresholds_draw_as_the_looped_inversion_does():
+    u = np.random.default_rng(5).uniform(size=5_000)
+    for mean in [0.3, 2.5, 30.0, *[g.basket_lines - 1.0 for g in GROUPS]]:
+        counted = np.searchsorted(poisson_thresholds(mean, 20), u, side="right")
+        np.testing.assert_array_equal(counted, poisson_draws(np.full(u.size, mean), u, 20))
     # The cap binds: a mean of 30 is drawn above 20 most of the time, and both return 20 then.
-    assert looped.where((F.col("mean") == 30.0) & (F.col("k") == 20)).count() > 4_000
+    assert (np.searchsorted(poisson_thresholds(30.0, 20), u, side="right") == 20).sum() > 4_000
 
 
 @pytest.mark.parametrize("seed", [42, -7, 2**40])  # 2**40 is a long literal, hashed as one
@@ -96,3 +92,44 @@ def test_planted_shares_and_churn_timing(spark):
     assert 0.15 < churn["share"] < 0.45 and churn["first"] == churn["last"] == cutoff
     # Churners place no order after the cutoff.
     assert persons.where(F.col("churned") & (F.col("n_post") > 0)).count() == 0
+
+
+def test_order_lines_draw_each_order_and_basket_as_planted(spark):
+    cfg = GenerateConfig(customers=600, products=50, partitions=2, seed=9, duplicate_share=0.3)
+    persons, customer_records = records(spark, cfg)
+    products = activity.products(spark, cfg)
+    lines = activity.order_lines(persons, customer_records, products, cfg).localCheckpoint()
+    orders = lines.groupBy("person_id", "order_id").agg(
+        F.count_distinct("customer_id", "order_ts", "status", F.coalesce("anomaly", F.lit(""))).alias("versions"),
+        F.count("*").alias("lines"), F.count_distinct("product_id").alias("products"),
+        F.first("customer_id").alias("customer_id"), F.first("order_ts").alias("order_ts"),
+        F.first("status").alias("status"))
+    # Every order is one record, time and status, with no product twice; each person has their planted count.
+    assert orders.where((F.col("versions") != 1) | (F.col("lines") != F.col("products"))).count() == 0
+    assertDataFrameEqual(orders.groupBy("person_id").agg(F.count("*").cast("int").alias("n_orders")),
+                         persons.where("n_orders > 0").select("person_id", "n_orders"))
+    # The time and status are the uniforms of (person, order number) that Spark's own hash gives.
+    k = F.substring("order_id", -5, 5).cast("int")
+    window = F.element_at("order_windows", (k / 10_000).cast("int") + 1)
+    expected_ts = F.timestamp_seconds(F.unix_timestamp(window["start"].cast("timestamp")) + F.floor(
+        uniform(cfg.seed, "ots", F.col("person_id"), k) * window["days"] * 86_400))
+    expected_status = pick(uniform(cfg.seed, "status", F.col("person_id"), k), list(ORDER_STATUS_WEIGHTS),
+                           list(ORDER_STATUS_WEIGHTS.values()))
+    drawn = orders.join(persons, "person_id").select(
+        "order_id", "order_ts", "status", expected_ts.alias("expected_ts"), expected_status.alias("expected_status"))
+    assertDataFrameEqual(drawn.select("order_id", "order_ts", "status"),
+                         drawn.select("order_id", F.col("expected_ts").alias("order_ts"),
+                                      F.col("expected_status").alias("status")))
+    # A person's orders go to their duplicate record only from its signup day on, and some do.
+    on_dup = orders.join(customer_records.where("is_duplicate").select(
+        "customer_id", F.to_date("signup_ts").alias("signup")), "customer_id")
+    assert on_dup.count() > 0 and on_dup.where(F.to_date("order_ts") < F.col("signup")).count() == 0
+    # Each group's purchases follow its planted category mix (taste and popularity blur it).
+    bought = lines.join(products.select("product_id", "category"), "product_id").join(persons, "person_id") \
+        .groupBy("group").pivot("category", list(CATEGORIES)).count().fillna(0).orderBy("group").toPandas()
+    for g, group in enumerate(GROUPS):
+        assert np.corrcoef(group.category_weights, bought.loc[g, list(CATEGORIES)].to_numpy(float))[0, 1] > 0.3
+    # Baskets are larger in groups with a larger planted basket.
+    baskets = orders.join(persons, "person_id").groupBy("group").agg(F.avg("lines").alias("lines"))
+    sizes = [row["lines"] for row in baskets.orderBy("group").collect()]
+    assert np.argsort(sizes).tolist() == np.argsort([g.basket_lines for g in GROUPS]).tolist()

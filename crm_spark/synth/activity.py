@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import ArrayType, LongType
 
 from crm_spark.config import GenerateConfig
-from crm_spark.synth.random import constant_poisson, normal, pick, uniform, uniform_draws, uniform_prefix
+from crm_spark.synth.random import (
+    cumulative_weights,
+    normal,
+    poisson_thresholds,
+    uniform,
+    uniform_draws,
+    uniform_prefix,
+)
 from crm_spark.synth.world import (
     CATEGORIES,
     CATEGORY_PRICE,
@@ -22,16 +29,8 @@ from crm_spark.synth.world import (
     POOL_CANDIDATES,
     POOL_SIZE,
     TASTE_DIM,
+    WINDOWS,
 )
-
-
-def _dot(left: str, right: str) -> Column:
-    # Written out rather than with aggregate(): higher-order functions are not code-generated.
-    terms = [F.element_at(left, i) * F.element_at(right, i) for i in range(1, TASTE_DIM + 1)]
-    total = terms[0]
-    for term in terms[1:]:
-        total = total + term
-    return total
 
 
 def products(spark: SparkSession, cfg: GenerateConfig) -> DataFrame:
@@ -61,59 +60,65 @@ def products(spark: SparkSession, cfg: GenerateConfig) -> DataFrame:
     )
 
 
-def pools(people_df: DataFrame, products_df: DataFrame, cfg: GenerateConfig) -> DataFrame:
-    """Return each person's preferred products, best first, as an array ``pool``.
+def _catalogue(products_df: DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Return the products' factors, one row per dimension, and their popularity; product ``j`` is in column ``j``."""
+    catalogue = products_df.select("factors", "popularity").orderBy("product_number").collect()
+    return np.array([row["factors"] for row in catalogue]).T.copy(), np.array([row["popularity"] for row in catalogue])
+
+
+def _match(tastes: np.ndarray, factors: np.ndarray, product: np.ndarray) -> np.ndarray:
+    """Return how well each product suits its person: taste times the product's factors, summed dimension
+    by dimension and scaled (``factors`` as :func:`_catalogue` returns them)."""
+    total = tastes[..., 0] * factors[0][product]
+    for i in range(1, TASTE_DIM):
+        total = total + tastes[..., i] * factors[i][product]
+    return total / TASTE_DIM**0.5
+
+
+def _pools(pid: np.ndarray, group: np.ndarray, tastes: np.ndarray, factors: np.ndarray, popularity: np.ndarray,
+           prefix: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Return each person's preferred products, best first: all pools one after another, and each pool's size.
 
     Candidates are drawn by the group's category mix; they are ranked by taste match
     plus product popularity plus Gumbel noise, and a product drawn twice keeps its first
-    (best) place. The catalogue's factors and popularity (a thousand products are a few
-    hundred kilobytes) go to the workers with the function that ranks each batch of persons
-    in numpy: exploding, collecting and sorting the candidates in Spark took 12-17 s at
-    100,000 persons. The uniforms are :func:`uniform`'s, drawn by :func:`uniform_draws`.
+    (best) place.
     """
-    seed, n_cat = cfg.seed, len(CATEGORIES)
-    catalogue = products_df.select("factors", "popularity").orderBy("product_number").collect()
-    factors = np.array([row["factors"] for row in catalogue])  # product j in row j
-    popularity = np.array([row["popularity"] for row in catalogue])
-    per_category = np.array([(cfg.products - c + n_cat - 1) // n_cat for c in range(n_cat)])
-    thresholds = [list(itertools.accumulate(w / sum(g.category_weights) for w in g.category_weights[:-1]))
-                  for g in GROUPS]  # as pick() reaches them
-    candidate = np.arange(1, POOL_CANDIDATES + 1, dtype=np.int32)
-
-    @F.pandas_udf(ArrayType(LongType()))
-    def ranked(person: pd.Series, group: pd.Series, taste: pd.Series, cat_prefix: pd.Series,
-               item_prefix: pd.Series, gumbel_prefix: pd.Series) -> pd.Series:
-        pid = person.to_numpy(dtype=np.int64)[:, None]
-        u_cat = uniform_draws(int(cat_prefix.iloc[0]), pid, candidate)
-        cat = np.zeros(u_cat.shape, dtype=np.int64)
-        for g, cumulative in enumerate(thresholds):
-            in_group = group.to_numpy()[:, None] == g
-            cat = np.where(in_group, sum((u_cat >= c).astype(np.int64) for c in cumulative), cat)
-        u_item = uniform_draws(int(item_prefix.iloc[0]), pid, candidate)
-        number = cat + n_cat * np.floor(u_item * per_category[cat]).astype(np.int64)
-        tastes = np.stack(taste.to_numpy())
-        match = tastes[:, None, 0] * factors[number, 0]
-        for i in range(1, TASTE_DIM):  # summed in order, as _dot() is
-            match = match + tastes[:, None, i] * factors[number, i]
-        gumbel = GUMBEL_SCALE * -np.log(-np.log(uniform_draws(int(gumbel_prefix.iloc[0]), pid, candidate)))
-        score = match / TASTE_DIM**0.5 + popularity[number] + gumbel
-        order = np.lexsort((number, -score))  # best first, ties by product number
-        best = np.take_along_axis(number, order, axis=1)
-        return pd.Series([list(dict.fromkeys(row.tolist()))[:POOL_SIZE] for row in best])
-
-    return people_df.select("person_id", ranked(
-        "person_id", "group", "taste", uniform_prefix(seed, "cand_cat"), uniform_prefix(seed, "cand_item"),
-        uniform_prefix(seed, "gumbel")).alias("pool"))
+    n_cat, n_products = len(CATEGORIES), len(popularity)
+    per_category = np.array([(n_products - c + n_cat - 1) // n_cat for c in range(n_cat)])
+    person, candidate = pid[:, None], np.arange(1, POOL_CANDIDATES + 1, dtype=np.int32)
+    u_cat = uniform_draws(prefix["cand_cat"], person, candidate)
+    cat = np.zeros(u_cat.shape, dtype=np.int64)
+    for g, planted in enumerate(GROUPS):
+        in_group = group == g
+        cat[in_group] = np.searchsorted(cumulative_weights(planted.category_weights), u_cat[in_group], side="right")
+    number = cat + n_cat * np.floor(uniform_draws(prefix["cand_item"], person, candidate)
+                                    * per_category[cat]).astype(np.int64)
+    gumbel = GUMBEL_SCALE * -np.log(-np.log(uniform_draws(prefix["gumbel"], person, candidate)))
+    score = _match(tastes[:, None, :], factors, number) + popularity[number] + gumbel
+    best = np.take_along_axis(number, np.argsort(-score, axis=1, kind="stable"), axis=1)  # best first
+    # A stable sort by product puts each product's best place first among its places.
+    by_product = np.argsort(best, axis=1, kind="stable")
+    ordered = np.take_along_axis(best, by_product, axis=1)
+    repeated = np.zeros(best.shape, dtype=bool)
+    np.put_along_axis(repeated, by_product[:, 1:], ordered[:, 1:] == ordered[:, :-1], axis=1)
+    kept = ~repeated & (np.cumsum(~repeated, axis=1) <= POOL_SIZE)
+    return best[kept], kept.sum(axis=1)
 
 
-def order_lines(
-    people_df: DataFrame, records_df: DataFrame, pools_df: DataFrame, products_df: DataFrame,
-    cfg: GenerateConfig,
-) -> DataFrame:
-    """Return order lines: Poisson order times, baskets from each person's pool.
+def order_lines(people_df: DataFrame, records_df: DataFrame, products_df: DataFrame, cfg: GenerateConfig) -> DataFrame:
+    """Return order lines: Poisson order times, baskets from each person's pool of preferred products.
 
     Orders of a person with a duplicate record are split between the two records.
     About ``anomaly_share`` of orders get a huge quantity or unit price.
+
+    Each batch of buyers is drawn in numpy with :func:`uniform_draws` (the uniforms
+    :func:`uniform` gives for the same keys): the person's pool (see :func:`_pools`), orders
+    per window, each order's time, record, status, anomaly and basket, and the basket's
+    products from the pool, a product picked twice in an order keeping its first line. The
+    catalogue's factors and popularity (a thousand products are a few hundred kilobytes) go
+    to the workers with the function. Drawn in Spark, the baskets needed ``transform`` and
+    ``filter`` lambdas, which Spark interprets per element, and the pools a pandas UDF and a
+    join of their arrays: pools and lines took 17-20 s warm at 100,000 persons, against 8-9 s.
 
     Returns:
         Canonical order columns plus truth columns ``person_id`` and ``anomaly``, and for
@@ -121,64 +126,103 @@ def order_lines(
         the person's taste (worked out here, so the lines do not carry two arrays of factors each).
     """
     seed = cfg.seed
-    pid, k = F.col("person_id"), F.col("order_number")
+    factors, popularity = _catalogue(products_df)
+    salts = ("cand_cat", "cand_item", "gumbel", "ots", "which", "lines", "anomaly", "akind", "status", "slot", "qty",
+             "disc", "afactor")
+    prefix = dict(zip(salts, products_df.sparkSession.range(1).select(
+        *[uniform_prefix(seed, salt) for salt in salts]).first(), strict=True))
+    basket_steps = [poisson_thresholds(g.basket_lines - 1.0, 20) for g in GROUPS]
+    quantity_steps = poisson_thresholds(0.3, 10)
+    status_steps = cumulative_weights(list(ORDER_STATUS_WEIGHTS.values()))
+    statuses = np.array(list(ORDER_STATUS_WEIGHTS), dtype=object)
+    anomalies = np.array(["quantity", "price"], dtype=object)
+
+    def orders(buyers: pd.DataFrame) -> dict[str, np.ndarray]:
+        """Return one entry per order: its buyer's row, number, time, record, basket size, status and anomaly."""
+        pid = buyers["person_id"].to_numpy(np.int64)
+        n = buyers[[f"n{w}" for w in range(WINDOWS)]].to_numpy(np.int64).ravel()  # per person and window
+        person = np.repeat(np.repeat(np.arange(len(pid)), WINDOWS), n)
+        window = np.repeat(np.tile(np.arange(WINDOWS), len(pid)), n)
+        k = (window * 10_000 + _numbers_within(n)).astype(np.int32)
+        key = pid[person], k
+        start = buyers[[f"start{w}" for w in range(WINDOWS)]].to_numpy(np.int64)[person, window]
+        days = buyers[[f"days{w}" for w in range(WINDOWS)]].to_numpy(np.float64)[person, window]
+        seconds = start + np.floor(uniform_draws(prefix["ots"], *key) * days * 86_400).astype(np.int64)
+        to_dup = ((seconds >= buyers["dup_from"].to_numpy(np.float64, na_value=np.inf)[person])
+                  & (uniform_draws(prefix["which"], *key) < 0.5))
+        u_lines = uniform_draws(prefix["lines"], *key)
+        anomalous = uniform_draws(prefix["anomaly"], *key) < cfg.anomaly_share
+        return {
+            "person": person, "k": k, "seconds": seconds,
+            "customer": np.where(to_dup, buyers["dup_id"].to_numpy(object)[person],
+                                 buyers["customer_id"].to_numpy(object)[person]),
+            "n_lines": 1 + np.choose(buyers["group"].to_numpy(np.int64)[person],
+                                     [np.searchsorted(steps, u_lines, side="right") for steps in basket_steps]),
+            "status": statuses[np.searchsorted(status_steps, uniform_draws(prefix["status"], *key), side="right")],
+            "anomaly": np.where(anomalous, anomalies[np.searchsorted(cumulative_weights([1.0, 1.0]), uniform_draws(
+                prefix["akind"], *key), side="right")], None),
+            "factor": np.floor(40 + uniform_draws(prefix["afactor"], *key) * 160).astype(np.int64),
+        }
+
+    def draw(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        for buyers in batches:
+            pid = buyers["person_id"].to_numpy(np.int64)
+            tastes = np.stack(buyers["taste"].to_numpy())
+            pools, size = _pools(pid, buyers["group"].to_numpy(np.int64), tastes, factors, popularity, prefix)
+            drawn = orders(buyers)
+            person, k = drawn["person"], drawn["k"]
+            # One row per line; the slot favours the pool's first (best) products.
+            order = np.repeat(np.arange(len(k)), drawn["n_lines"])
+            line = _numbers_within(drawn["n_lines"]).astype(np.int32)
+            owner = person[order]
+            u_slot = uniform_draws(prefix["slot"], pid[owner], k[order], line)
+            product = pools[(np.cumsum(size) - size)[owner] + np.floor(u_slot**2.0 * size[owner]).astype(np.int64)]
+            _, first = np.unique(order * len(popularity) + product, return_index=True)  # each product's first line
+            first.sort()
+            order, line, owner, product = order[first], line[first], owner[first], product[first]
+            line_key = pid[owner], k[order], line
+            yield pd.DataFrame({
+                "person_id": pid[owner], "order_number": k[order], "customer_id": drawn["customer"][order],
+                "product_number": product, "order_seconds": drawn["seconds"][order],
+                "status": drawn["status"][order], "anomaly": drawn["anomaly"][order],
+                "satisfaction": buyers["satisfaction"].to_numpy()[owner],
+                "match": _match(tastes[owner], factors, product),
+                "quantity": (1 + np.searchsorted(quantity_steps, uniform_draws(prefix["qty"], *line_key),
+                                                 side="right")).astype(np.int32),
+                "discounted": uniform_draws(prefix["disc"], *line_key) < 0.2, "factor": drawn["factor"][order],
+            })
+
+    windows = F.col("order_windows")
     dup = records_df.where("is_duplicate").select(
-        "person_id", F.col("customer_id").alias("dup_id"), F.to_date("signup_ts").alias("dup_signup"))
+        "person_id", F.col("customer_id").alias("dup_id"),
+        F.unix_timestamp(F.to_date("signup_ts").cast("timestamp")).alias("dup_from"))
     primary = records_df.where(~F.col("is_duplicate")).select("person_id", "customer_id")
-    # Records and pools join per person (100,000 rows), not per order line (1.5 million).
+    # Records join per person (100,000 rows), not per order line (1.5 million).
     buyers = (people_df.where(F.col("n_orders") > 0)
-              .select("person_id", "group", "satisfaction", "taste", "order_windows")
-              .join(primary, "person_id").join(dup, "person_id", "left").join(pools_df, "person_id"))
-    window = F.col("window")
-    orders = (
-        buyers.select("person_id", "group", "satisfaction", "taste", "customer_id", "dup_id", "dup_signup", "pool",
-                      F.posexplode("order_windows").alias("w", "window"))
-        .where(window["n"] > 0)
-        .withColumn("order_number", F.explode(F.sequence(F.lit(1), window["n"])))
-        .withColumn("order_number", F.col("w") * 10_000 + F.col("order_number"))
-        .withColumn("order_ts", F.timestamp_seconds(
-            F.unix_timestamp(window["start"].cast("timestamp"))
-            + F.floor(uniform(seed, "ots", pid, k) * window["days"] * 86_400)))
-        .withColumn("customer_id", F.when(
-            F.col("dup_id").isNotNull() & (F.to_date("order_ts") >= F.col("dup_signup"))
-            & (uniform(seed, "which", pid, k) < 0.5), F.col("dup_id")).otherwise(F.col("customer_id")))
-        .withColumn("order_id", F.format_string("O%09d%05d", pid + 1, k))
-        .withColumn("_u_lines", uniform(seed, "lines", pid, k))
-        .withColumn("n_lines", F.lit(1) + F.element_at(F.array(*[
-            constant_poisson(g.basket_lines - 1.0, F.col("_u_lines"), 20) for g in GROUPS]), F.col("group") + 1))
-        .withColumn("anomaly", F.when(uniform(seed, "anomaly", pid, k) < cfg.anomaly_share,
-                                      pick(uniform(seed, "akind", pid, k), ["quantity", "price"])))
-        .withColumn("status", pick(uniform(seed, "status", pid, k), list(ORDER_STATUS_WEIGHTS),
-                                   list(ORDER_STATUS_WEIGHTS.values())))
-    )
-
-    def picked(line: Column) -> Column:
-        slot = F.floor(F.pow(uniform(seed, "slot", pid, k, line), F.lit(2.0)) * F.size("pool")) + 1
-        return F.struct(line.alias("line"), F.element_at("pool", slot.cast("int")).alias("product_number"))
-
-    # A product picked twice in an order keeps its first line, worked out within the order's row. The picks
-    # are held as a column: named inside the lambda, their expression would be worked out again per element.
-    picks = F.col("_picks")
-    first = F.filter(picks, lambda p, i: F.array_position(picks["product_number"], p["product_number"]) == i + 1)
-    lines = (
-        orders.withColumn("_picks", F.transform(F.sequence(F.lit(1), F.col("n_lines")), picked))
-        .withColumn("pick", F.explode(first))
-        .select("*", "pick.line", "pick.product_number")
-        .join(F.broadcast(products_df.select("product_number", "product_id", "price", "factors")), "product_number")
-    )
-    line = F.col("line")
-    quantity = F.lit(1) + constant_poisson(0.3, uniform(seed, "qty", pid, k, line), 10)
-    discount = F.when(uniform(seed, "disc", pid, k, line) < 0.2, F.lit(0.9)).otherwise(F.lit(1.0))
-    unit_price = F.round(F.col("price") * discount, 2)
-    factor = F.floor(F.lit(40) + uniform(seed, "afactor", pid, k) * 160)
+              .select("person_id", "group", "satisfaction", "taste", *itertools.chain.from_iterable(
+                  (F.unix_timestamp(windows[w]["start"].cast("timestamp")).alias(f"start{w}"),
+                   windows[w]["days"].alias(f"days{w}"), windows[w]["n"].alias(f"n{w}")) for w in range(WINDOWS)))
+              .join(primary, "person_id").join(dup, "person_id", "left"))
+    lines = buyers.mapInPandas(draw, (
+        "person_id long, order_number int, customer_id string, product_number long, order_seconds long, "
+        "status string, anomaly string, satisfaction double, match double, quantity int, discounted boolean, "
+        "factor long"))
+    lines = lines.join(F.broadcast(products_df.select("product_number", "product_id", "price")), "product_number")
+    unit_price = F.round(F.col("price") * F.when(F.col("discounted"), F.lit(0.9)).otherwise(F.lit(1.0)), 2)
     return lines.select(
-        "person_id", "order_id", "customer_id", "product_id", "order_ts", "status", "anomaly",
-        "satisfaction", (_dot("taste", "factors") / F.lit(TASTE_DIM**0.5)).alias("match"),
-        F.when(F.col("anomaly") == "quantity", quantity * factor).otherwise(quantity).cast("int")
-        .alias("quantity"),
-        F.when(F.col("anomaly") == "price", F.round(unit_price * factor / 4, 2)).otherwise(unit_price)
+        "person_id", F.format_string("O%09d%05d", F.col("person_id") + 1, "order_number").alias("order_id"),
+        "customer_id", "product_id", F.timestamp_seconds("order_seconds").alias("order_ts"), "status", "anomaly",
+        "satisfaction", "match",
+        F.when(F.col("anomaly") == "quantity", F.col("quantity") * F.col("factor")).otherwise(F.col("quantity"))
+        .cast("int").alias("quantity"),
+        F.when(F.col("anomaly") == "price", F.round(unit_price * F.col("factor") / 4, 2)).otherwise(unit_price)
         .alias("unit_price"),
     )
+
+
+def _numbers_within(counts: np.ndarray) -> np.ndarray:
+    """Return 1, 2, ..., c for each count c in turn, as one array."""
+    return np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts) + 1
 
 
 def ratings(lines_df: DataFrame, cfg: GenerateConfig, end_date: dt.date) -> DataFrame:

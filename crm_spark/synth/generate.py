@@ -168,9 +168,8 @@ def write_shop(spark: SparkSession, config: Config) -> dict[str, int]:
         records_df = scope.enter_context(persisted(with_malformed_csv_line(
             people.customer_records(persons_df, cfg, end), "customers", cfg.malformed_share, cfg.seed),
             StorageLevel.MEMORY_AND_DISK))
-        pools_df = activity.pools(persons_df, products_df, cfg)
         lines_df = scope.enter_context(persisted(with_malformed_json_line(
-            activity.order_lines(persons_df, records_df, pools_df, products_df, cfg), cfg.malformed_share, cfg.seed
+            activity.order_lines(persons_df, records_df, products_df, cfg), cfg.malformed_share, cfg.seed
         ), StorageLevel.DISK_ONLY))
         _write_raw(records_df, products_df, lines_df, cfg, end, raw)
         _write_truth(persons_df, records_df, lines_df, truth)

@@ -60,7 +60,9 @@ def uniform_draws(prefix: int, *keys: np.ndarray) -> np.ndarray:
     Returns:
         Uniforms on (0, 1), shaped as the keys broadcast.
     """
-    h = np.full(np.broadcast_shapes(*(k.shape for k in keys)), prefix & (2**64 - 1), dtype=np.uint64)
+    # The state grows as the keys broadcast: a key that varies along fewer axes (a person against
+    # each of their candidates) is hashed once per value, not once per element of the result.
+    h = np.full((1,) * max(k.ndim for k in keys), prefix & (2**64 - 1), dtype=np.uint64)
     for key in keys:
         if key.dtype == np.int32:
             h = h + _PRIME_5 + np.uint64(4)
@@ -134,24 +136,33 @@ def poisson(mean: Column, u: Column, max_k: int) -> Column:
     return _poisson_udf(mean.cast("double"), u, F.lit(max_k))
 
 
-def constant_poisson(mean: float, u: Column, max_k: int) -> Column:
-    """Return the draw of :func:`poisson` for a constant ``mean``, without Python.
+def poisson_thresholds(mean: float, max_k: int) -> np.ndarray:
+    """Return the CDF values of a Poisson law with a constant ``mean``, as :func:`poisson_draws` sums them.
 
-    The CDF is summed here in the order :func:`poisson_draws` sums it (the same IEEE
-    arithmetic; only ``exp`` may differ from numpy's in the last bit), and the draw is the
-    number of its values ``u`` reaches (the CDF never decreases), up to the same cap. Spark
-    compiles the comparisons, with no batch sent to a Python worker.
+    The draw at uniform ``u`` is the number of values ``u`` reaches (the CDF never decreases),
+    up to the same cap: ``np.searchsorted(thresholds, u, side="right")``. Means above 200,
+    which :func:`poisson_draws` approximates, are not supported.
     """
     if mean > 200:
-        return poisson(F.lit(float(mean)), u, max_k)
+        raise ValueError(f"a constant Poisson mean above 200 is drawn by poisson_draws, not {mean}")
     steps = min(max_k, math.ceil(mean + 10.0 * math.sqrt(mean) + 10.0))
     pmf = cdf = math.exp(-mean)
-    reached = (u >= F.lit(cdf)).cast("int")
+    thresholds = [cdf]
     for i in range(1, steps):
         pmf = pmf * mean / i
         cdf = cdf + pmf
-        reached = reached + (u >= F.lit(cdf)).cast("int")
-    return reached
+        thresholds.append(cdf)
+    return np.array(thresholds)
+
+
+def cumulative_weights(weights: list[float]) -> list[float]:
+    """Return the cumulative shares :func:`pick` compares its uniform with (all but the last, which is 1).
+
+    The choice at uniform ``u`` is the number of them ``u`` reaches: ``np.searchsorted(shares, u, side="right")``
+    in numpy.
+    """
+    total = sum(weights)
+    return list(itertools.accumulate(weight / total for weight in weights[:-1]))
 
 
 def pick(u: Column, options: list, weights: list[float] | None = None) -> Column:
@@ -160,9 +171,7 @@ def pick(u: Column, options: list, weights: list[float] | None = None) -> Column
     The choice is the number of cumulative weights ``u`` reaches, so ``u`` appears outside
     any branch and Spark computes it once per row.
     """
-    weights = weights or [1.0] * len(options)
-    total = sum(weights)
     reached = F.lit(0)
-    for cumulative in itertools.accumulate(weight / total for weight in weights[:-1]):
+    for cumulative in cumulative_weights(weights or [1.0] * len(options)):
         reached = reached + (u >= F.lit(cumulative)).cast("int")
     return F.element_at(F.array(*[F.lit(option) for option in options]), reached + 1)

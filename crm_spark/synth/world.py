@@ -12,6 +12,8 @@ TASTE_DIM = 8
 POOL_SIZE = 30
 POOL_CANDIDATES = 150
 GUMBEL_SCALE = 0.5
+# Orders are drawn in windows: before the recent period, the recent period, the horizon after the cutoff.
+WINDOWS = 3
 
 
 @dataclass(frozen=True)
