@@ -33,7 +33,6 @@ from crm_spark.errors import JavaMissing
 from crm_spark.ingest import scaffold
 from crm_spark.ingest.canonical import SourceError
 from crm_spark.ingest.sources import source_path
-from crm_spark.report import page
 from crm_spark.schemas import MODEL, SPLIT, TEST
 from crm_spark.session import build_spark, finish_class_archive
 from crm_spark.stages import erase
@@ -412,6 +411,8 @@ def _run_and_print(spark: SparkSession, config: Config, args: argparse.Namespace
 
 def _report(spark: SparkSession, config: Config, run_id: str | None) -> int:
     """Write the run's report and print where it is."""
+    from crm_spark.report import page  # matplotlib: imported by the commands that draw
+
     try:
         location = page.write_report(spark, config, run_id)
     except LookupError as error:

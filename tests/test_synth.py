@@ -63,6 +63,13 @@ def test_uniform_draws_equal_sparks_uniform(spark, seed):
         uniform_draws(prefix, np.array([[5], [-9]], np.int64), np.arange(1, 4, dtype=np.int32)), grid)
 
 
+def test_padded_writes_what_format_string_writes(spark):
+    numbers = spark.createDataFrame([(n,) for n in (0, 7, 42, 99_999, 100_000, 123_456_789, 10**12)], "n long")
+    for width in (1, 5, 9):
+        assertDataFrameEqual(numbers.select(people.padded(F.col("n"), width).alias("text")),
+                             numbers.select(F.format_string(f"%0{width}d", "n").alias("text")))
+
+
 def test_poisson_draws_are_the_inverse_cdf_up_to_the_cap():
     rng = np.random.default_rng(11)
     means = rng.choice([0.0, 0.3, 2.5, 30.0, 150.0, 199.0], size=60_000)

@@ -12,6 +12,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from crm_spark.config import GenerateConfig
+from crm_spark.synth.people import padded
 from crm_spark.synth.random import (
     cumulative_weights,
     normal,
@@ -50,7 +51,7 @@ def products(spark: SparkSession, cfg: GenerateConfig) -> DataFrame:
         .withColumnRenamed("id", "product_number")
         .select(
             "product_number",
-            F.format_string("P%06d", j + 1).alias("product_id"),
+            F.concat(F.lit("P"), padded(j + 1, 6)).alias("product_id"),
             F.concat(F.initcap(category), F.lit(" item "), (j + 1).cast("string")).alias("name"),
             category.alias("category"),
             F.greatest(price, F.lit(0.99)).alias("price"),
@@ -60,10 +61,19 @@ def products(spark: SparkSession, cfg: GenerateConfig) -> DataFrame:
     )
 
 
-def _catalogue(products_df: DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """Return the products' factors, one row per dimension, and their popularity; product ``j`` is in column ``j``."""
-    catalogue = products_df.select("factors", "popularity").orderBy("product_number").collect()
-    return np.array([row["factors"] for row in catalogue]).T.copy(), np.array([row["popularity"] for row in catalogue])
+# The salts of the uniforms the order lines draw in numpy.
+LINE_SALTS = ("cand_cat", "cand_item", "gumbel", "ots", "which", "lines", "anomaly", "akind", "status", "slot", "qty",
+              "disc", "afactor")
+
+
+def _catalogue(products_df: DataFrame, cfg: GenerateConfig) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    """Return the products' factors, one row per dimension (product ``j`` in column ``j``), their popularity,
+    and the hash state of each of ``LINE_SALTS`` (see :func:`uniform_prefix`), collected in one job."""
+    rows = products_df.select(
+        "factors", "popularity", *[uniform_prefix(cfg.seed, salt).alias(salt) for salt in LINE_SALTS]
+    ).orderBy("product_number").collect()
+    return (np.array([row["factors"] for row in rows]).T.copy(), np.array([row["popularity"] for row in rows]),
+            {salt: rows[0][salt] for salt in LINE_SALTS})
 
 
 def _match(tastes: np.ndarray, factors: np.ndarray, product: np.ndarray) -> np.ndarray:
@@ -125,12 +135,7 @@ def order_lines(people_df: DataFrame, records_df: DataFrame, products_df: DataFr
         :func:`ratings` the person's ``satisfaction`` and ``match``, how well the product suits
         the person's taste (worked out here, so the lines do not carry two arrays of factors each).
     """
-    seed = cfg.seed
-    factors, popularity = _catalogue(products_df)
-    salts = ("cand_cat", "cand_item", "gumbel", "ots", "which", "lines", "anomaly", "akind", "status", "slot", "qty",
-             "disc", "afactor")
-    prefix = dict(zip(salts, products_df.sparkSession.range(1).select(
-        *[uniform_prefix(seed, salt) for salt in salts]).first(), strict=True))
+    factors, popularity, prefix = _catalogue(products_df, cfg)
     basket_steps = [poisson_thresholds(g.basket_lines - 1.0, 20) for g in GROUPS]
     quantity_steps = poisson_thresholds(0.3, 10)
     status_steps = cumulative_weights(list(ORDER_STATUS_WEIGHTS.values()))
@@ -210,7 +215,8 @@ def order_lines(people_df: DataFrame, records_df: DataFrame, products_df: DataFr
     lines = lines.join(F.broadcast(products_df.select("product_number", "product_id", "price")), "product_number")
     unit_price = F.round(F.col("price") * F.when(F.col("discounted"), F.lit(0.9)).otherwise(F.lit(1.0)), 2)
     return lines.select(
-        "person_id", F.format_string("O%09d%05d", F.col("person_id") + 1, "order_number").alias("order_id"),
+        "person_id", F.concat(F.lit("O"), padded(F.col("person_id") + 1, 9), padded(F.col("order_number"), 5))
+        .alias("order_id"),
         "customer_id", "product_id", F.timestamp_seconds("order_seconds").alias("order_ts"), "status", "anomaly",
         "satisfaction", "match",
         F.when(F.col("anomaly") == "quantity", F.col("quantity") * F.col("factor")).otherwise(F.col("quantity"))
