@@ -8,7 +8,8 @@ driver JVM kept after a garbage collection (from its ``-Xlog:gc`` log): the JVM'
 memory grows towards its heap limit whatever it holds, the heap after a collection follows what
 it holds. The driver JVM's CPU time is sampled too, split by its threads' names into the JIT
 compilers', the garbage collector's and the rest (a new JVM compiles Spark's code, and the code
-Spark generates, again in every run). Each run's stage lines are echoed as they come:
+Spark generates, again in every run). Each run's stage lines are echoed as they come, and its whole
+output (the log lines with their times) is kept in ``<work>/logs/<json name>-<step>.log``:
 
 1. ``generate`` (skipped with ``--reuse`` when the work folder already has generated files; the
    folder's customer-key secret is kept, so the splits and metrics of two runs compare);
@@ -101,19 +102,25 @@ def start_from_full_run(work: Path) -> None:
     shutil.copytree(work / "lakehouse-full", work / "lakehouse")
 
 
-def measured(command: list[str]) -> dict:
-    """Run ``command``, sampling the peak memory of its process tree; return times, peaks and its output."""
+def measured(command: list[str], log: Path) -> dict:
+    """Run ``command``, sampling the peak memory of its process tree; return times, peaks and its output.
+
+    Every line of the output is written to ``log`` as it comes, after the seconds since the start.
+    """
     began = time.perf_counter()
     process = psutil.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []
     progress_at: list[float] = []  # when each progress line came: the first ends the start-up, the last the stages
 
     def read() -> None:
-        for line in process.stdout:
-            lines.append(line)
-            if PROGRESS_LINE.match(line):
-                progress_at.append(time.perf_counter() - began)
-                print(f"  {line.rstrip()}", flush=True)
+        with log.open("w", encoding="utf-8") as kept:
+            for line in process.stdout:
+                lines.append(line)
+                kept.write(f"{time.perf_counter() - began:8.2f} {line}")
+                kept.flush()
+                if PROGRESS_LINE.match(line):
+                    progress_at.append(time.perf_counter() - began)
+                    print(f"  {line.rstrip()}", flush=True)
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
@@ -244,7 +251,9 @@ def main() -> None:
 
     def step(name: str, command: str, date: dt.date, raw: str = "raw") -> None:
         gc_log = work / "gc" / f"{Path(args.json).stem}-{name}.log"  # another --json keeps this one
-        gc_log.parent.mkdir(parents=True, exist_ok=True)
+        run_log = work / "logs" / gc_log.name
+        for log in (gc_log, run_log):
+            log.parent.mkdir(parents=True, exist_ok=True)
         gc_log.unlink(missing_ok=True)
         options = f"{config.spark.extra.get(DRIVER_OPTIONS, '')} -Xlog:gc:file={gc_log}".strip()
         argv = [str(REPO / ".venv" / "bin" / "crm-spark"), command, "--config", "conf/local.yaml", "--as-of-date",
@@ -252,7 +261,7 @@ def main() -> None:
                                                          f"spark.extra.{DRIVER_OPTIONS}={json.dumps(options)}"]
                                     for part in ("--set", setting)]]
         print(f"{name} ...", flush=True)
-        steps[name] = {**measured(argv), "peak_heap_after_gc_mb": heap_after_gc(gc_log)}
+        steps[name] = {**measured(argv, run_log), "peak_heap_after_gc_mb": heap_after_gc(gc_log)}
         print(f"{name}: {steps[name]['seconds']:.1f} s", flush=True)
         Path(args.json).write_text(json.dumps({"customers": args.customers, "steps": steps}, indent=2))  # so far
 

@@ -72,8 +72,8 @@ STAGE_INPUTS: dict[str, tuple[tables.Table, ...]] = {
 # The tables each stage writes (generate and next_day write raw files, not tables).
 STAGE_OUTPUTS: dict[str, tuple[tables.Table, ...]] = {
     "ingest": (*tables.BRONZE.values(), tables.QUARANTINE, tables.INGESTED_FILES),
-    "prepare": (tables.CUSTOMERS, tables.CUSTOMER_XREF, tables.PRODUCTS, tables.ORDERS, tables.RATINGS,
-                tables.DATA_QUALITY),
+    "prepare": (tables.CUSTOMERS, tables.CUSTOMER_XREF, tables.CUSTOMER_RECORDS, tables.PRODUCTS, tables.ORDERS,
+                tables.RATINGS, tables.DATA_QUALITY),
     "features": (tables.CUSTOMER_FEATURES,),
     "training_features": (tables.CUSTOMER_FEATURES,),
     "select": (tables.FEATURE_SELECTION,),

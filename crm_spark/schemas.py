@@ -170,6 +170,8 @@ def looks_personal(column: str) -> bool:
 CUSTOMER_FLAGS = ("text_normalized", "name_invalid", "email_invalid", "phone_invalid", "gender_unknown",
                   "birth_date_invalid", "age_invalid", "label_invalid")
 N_RECORDS = "n_records"
+# silver.customer_records: the fingerprint of the cleaning rules that cleaned a row.
+CLEANED_BY = "_cleaned_by"
 
 STATUS_COMPLETED = "completed"
 STATUS_CANCELLED = "cancelled"

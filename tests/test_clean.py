@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from crm_spark.config import PrepareConfig
-from crm_spark.prepare import clean
-from crm_spark.schemas import CUSTOMER_FLAGS
+from crm_spark.prepare import clean, silver
+from crm_spark.schemas import CLEANED_BY, CUSTOMER_FLAGS, PHONE
+
+from .conftest import AS_OF, make_config
 
 CUSTOMER_COLUMNS = ("customer_id string, first_name string, last_name string, email string, phone string, "
                     "gender string, birth_date string, city string, country string, signup_ts string, "
@@ -94,3 +97,31 @@ def test_orders_keep_latest_line_and_normalize_status(spark):
         "order_ts timestamp, status string, is_return_quantity boolean, order_line_id string",
     )
     assertDataFrameEqual(clean.clean_orders(orders), expected)
+
+
+def test_customer_records_are_cleaned_once_and_all_again_when_a_rule_changes(spark, tmp_path):
+    config = make_config(tmp_path)
+    columns = f"{CUSTOMER_COLUMNS}, _source_file string"
+    first = [("C1", "mary", "smith", "m@x.com", "4155550100", "f", "1985-03-02", "austin", "us", "2023-01-02", None,
+              None, None, "a.csv"),
+             ("C2", "JOHN", "lee", "j@", "555-0100", "m", "02.03.1796", None, None, None, None, "41", "yes", "a.csv")]
+    day_1 = spark.createDataFrame(first, columns)
+    day_2 = spark.createDataFrame([*first, ("C3", "ann", "ray", None, "(212) 555-0123", None, None, "Reno", "US",
+                                            None, None, None, None, "b.csv")], columns)
+
+    def stored(df, prepare):
+        return clean.customer_records(df, prepare).withColumn(CLEANED_BY, F.lit(clean.cleaning_rules(prepare)))
+
+    assert silver.cleaned_records(spark, config, day_1, None)[1] == 2
+    records, cleaned = silver.cleaned_records(spark, config, day_2, ["b.csv"])  # only the new file's row
+    assert cleaned == 1
+    assertDataFrameEqual(records, stored(day_2, config.prepare))
+    assertDataFrameEqual(clean.checked_on(records.drop("_source_file", CLEANED_BY), AS_OF),
+                         clean.clean_customers(day_2.drop("_source_file"), AS_OF))
+
+    german = dataclasses.replace(config, prepare=PrepareConfig(
+        phone_country_code="49", phone_national_pattern="[1-9][0-9]{5,11}", phone_trunk_prefix="0"))
+    records, cleaned = silver.cleaned_records(spark, german, day_2, [])  # no new file, but other rules
+    assert cleaned == 3
+    assertDataFrameEqual(records, stored(day_2, german.prepare))
+    assert sorted(r[PHONE] for r in records.collect() if r[PHONE]) == ["+492125550123", "+494155550100", "+495550100"]

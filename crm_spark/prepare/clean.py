@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import inspect
+import sys
 import unicodedata
 from typing import Sequence
 
@@ -60,6 +63,8 @@ FORMULA_PREFIXES = ("=", "+", "-", "@")
 COUNTRY_ALIASES = {"US": ("us", "usa", "u.s.", "u.s.a.", "united states", "united states of america")}
 MIN_AGE, MAX_AGE = 13, 110
 TEXT_COLUMNS = (FIRST_NAME, LAST_NAME, CITY)
+# What customer_records keeps for the checks of a date: the stated age, and whether a birth date and an age were given.
+STATED_AGE, BIRTH_DATE_GIVEN, AGE_GIVEN = "_stated_age", "_birth_date_given", "_age_given"
 
 
 @F.pandas_udf(StringType())
@@ -166,7 +171,7 @@ def clean_customers(
     and validated; phones made canonical for the configured country; gender codes
     mapped to F/M/U; birth dates parsed by ``date_formats`` then the usual formats.
     ``age`` is the age on ``as_of_date`` from the birth date, else from an age column;
-    an impossible age nulls the value.
+    an impossible age nulls the value. The same as :func:`checked_on` of :func:`customer_records`.
 
     Args:
         customers_df: bronze customers.
@@ -180,32 +185,40 @@ def clean_customers(
         One row per input row: cleaned canonical columns, ``age``, ``label`` (1.0, 0.0
         or null), the attributes and the boolean flags of ``CUSTOMER_FLAGS``.
     """
+    return checked_on(customer_records(customers_df, rules, date_formats, attributes), as_of_date, attributes)
+
+
+def customer_records(customers_df: DataFrame, rules: PrepareConfig = DEFAULT_RULES,
+                     date_formats: tuple[str, ...] = (), attributes: Sequence[str] = ()) -> DataFrame:
+    """Return what cleaning a bronze customer row gives that does not depend on the date.
+
+    Every column of :func:`clean_customers` but ``age``, ``birth_date_invalid`` and
+    ``age_invalid``; ``birth_date`` is parsed but not yet checked against an age range, and
+    ``STATED_AGE``, ``BIRTH_DATE_GIVEN`` and ``AGE_GIVEN`` hold the stated age and whether a birth
+    date and an age were given. ``_source_file`` is kept when ``customers_df`` has it.
+    """
     normalized = {c: nfkc(F.col(c)) for c in TEXT_COLUMNS}
-    birth = parse_date(F.col(BIRTH_DATE), (*date_formats, *BIRTH_DATE_FORMATS))
-    birth_ok = birth.isNotNull() & age_on(birth, as_of_date).between(MIN_AGE, MAX_AGE)
-    stated_age = F.trim(F.col(AGE)).try_cast("double")
-    age_ok = stated_age.between(MIN_AGE, MAX_AGE)
     names = {c: clean_name(normalized[c]) for c in (FIRST_NAME, LAST_NAME)}
     email, phone, gender = clean_email(F.col(EMAIL)), clean_phone(F.col(PHONE), rules), clean_gender(F.col(GENDER))
+    label = clean_label(F.col(LABEL))
 
     def given(column: str) -> Column:
         return blank_to_null(F.col(column)).isNotNull()
 
     return customers_df.select(
+        *([SOURCE_FILE] if SOURCE_FILE in customers_df.columns else []),
         blank_to_null(F.col(CUSTOMER_ID)).alias(CUSTOMER_ID),
         names[FIRST_NAME].alias(FIRST_NAME),
         names[LAST_NAME].alias(LAST_NAME),
         email.alias(EMAIL),
         phone.alias(PHONE),
         gender.alias(GENDER),
-        F.when(birth_ok, birth).alias(BIRTH_DATE),
+        parse_date(F.col(BIRTH_DATE), (*date_formats, *BIRTH_DATE_FORMATS)).alias(BIRTH_DATE),
         F.initcap(F.lower(blank_to_null(normalized[CITY]))).alias(CITY),
         clean_country(F.col(COUNTRY)).alias(COUNTRY),
         parse_timestamp(F.col(SIGNUP_TS)).alias(SIGNUP_TS),
         parse_timestamp(F.col(UPDATED_TS)).alias(UPDATED_TS),
-        F.coalesce(F.when(birth_ok, age_on(birth, as_of_date)),
-                   F.when(age_ok, F.floor(stated_age).cast("int"))).alias(AGE),
-        clean_label(F.col(LABEL)).alias(LABEL),
+        label.alias(LABEL),
         *[F.col(c) for c in attributes if c in customers_df.columns],
         F.greatest(*[F.coalesce(normalized[c] != F.col(c), F.lit(False)) for c in TEXT_COLUMNS])
         .alias("text_normalized"),
@@ -213,9 +226,40 @@ def clean_customers(
         (given(EMAIL) & email.isNull()).alias("email_invalid"),
         (given(PHONE) & phone.isNull()).alias("phone_invalid"),
         (given(GENDER) & (gender == "U")).alias("gender_unknown"),
-        (given(BIRTH_DATE) & ~birth_ok).alias("birth_date_invalid"),
-        (given(AGE) & ~F.coalesce(age_ok, F.lit(False))).alias("age_invalid"),
-        (given(LABEL) & clean_label(F.col(LABEL)).isNull()).alias("label_invalid"),
+        (given(LABEL) & label.isNull()).alias("label_invalid"),
+        F.trim(F.col(AGE)).try_cast("double").alias(STATED_AGE),
+        given(BIRTH_DATE).alias(BIRTH_DATE_GIVEN),
+        given(AGE).alias(AGE_GIVEN),
+    )
+
+
+def cleaning_rules(rules: PrepareConfig, date_formats: tuple[str, ...] = (), attributes: Sequence[str] = ()) -> str:
+    """Return a fingerprint of what :func:`customer_records` gives for a row: this module's code, the
+    settings it reads and the constants it takes from elsewhere. Rows cleaned under another fingerprint
+    may differ from rows cleaned now."""
+    code = inspect.getsource(sys.modules[__name__])
+    settings = repr((rules, date_formats, tuple(attributes), BIRTH_DATE_FORMATS, LABEL_CODES))
+    return hashlib.sha256(f"{code}\n{settings}".encode()).hexdigest()[:16]
+
+
+def checked_on(records_df: DataFrame, as_of_date: dt.date, attributes: Sequence[str] = ()) -> DataFrame:
+    """Return :func:`customer_records` rows as :func:`clean_customers` does: birth dates and ages
+    checked against the age range on ``as_of_date``, the age worked out, and the columns in order."""
+    birth = F.col(BIRTH_DATE)
+    birth_ok = birth.isNotNull() & age_on(birth, as_of_date).between(MIN_AGE, MAX_AGE)
+    age_ok = F.col(STATED_AGE).between(MIN_AGE, MAX_AGE)
+    return records_df.select(
+        CUSTOMER_ID, FIRST_NAME, LAST_NAME, EMAIL, PHONE, GENDER,
+        F.when(birth_ok, birth).alias(BIRTH_DATE),
+        CITY, COUNTRY, SIGNUP_TS, UPDATED_TS,
+        F.coalesce(F.when(birth_ok, age_on(birth, as_of_date)),
+                   F.when(age_ok, F.floor(STATED_AGE).cast("int"))).alias(AGE),
+        LABEL,
+        *[c for c in attributes if c in records_df.columns],
+        "text_normalized", "name_invalid", "email_invalid", "phone_invalid", "gender_unknown",
+        (F.col(BIRTH_DATE_GIVEN) & ~birth_ok).alias("birth_date_invalid"),
+        (F.col(AGE_GIVEN) & ~F.coalesce(age_ok, F.lit(False))).alias("age_invalid"),
+        "label_invalid",
     )
 
 

@@ -14,12 +14,20 @@ from crm_spark import tables
 from crm_spark.config import Config
 from crm_spark.dates import age_on
 from crm_spark.frames import beside, persisted
-from crm_spark.prepare.clean import clean_orders, clean_products, latest_ratings, with_customer_key
+from crm_spark.prepare.clean import (
+    clean_orders,
+    clean_products,
+    cleaning_rules,
+    customer_records,
+    latest_ratings,
+    with_customer_key,
+)
 from crm_spark.prepare.dedup import golden_records
 from crm_spark.schemas import (
     AGE,
     BIRTH_DATE,
     BRONZE_SCHEMAS,
+    CLEANED_BY,
     CUSTOMER_ID,
     CUSTOMER_KEY,
     ORDER_LINE_ID,
@@ -52,6 +60,36 @@ def customers_from_activity(orders_df: DataFrame, ratings_df: DataFrame) -> Data
     schema = BRONZE_SCHEMAS["customers"]
     return ids.select(*[F.col(f.name) if f.name == CUSTOMER_ID else F.lit(None).cast(f.dataType).alias(f.name)
                         for f in schema.fields])
+
+
+def cleaned_records(spark: SparkSession, config: Config, bronze_df: DataFrame, files: list[str] | None
+                    ) -> tuple[DataFrame, int]:
+    """Return every bronze customer row cleaned up to the checks of a date
+    (:func:`~crm_spark.prepare.clean.customer_records`), as ``silver.customer_records`` holds them
+    after this call, and the rows cleaned.
+
+    Given ``files`` (an incremental run: the customer files not prepared yet), only their rows are
+    cleaned, replacing the table's rows of those files, as long as every row of the table was cleaned
+    by today's rules (``_cleaned_by``: :func:`~crm_spark.prepare.clean.cleaning_rules`). Otherwise,
+    and without ``files``, every row is cleaned and the table overwritten, so a changed rule or setting
+    never leaves rows cleaned the old way.
+    """
+    lake, table = config.paths.lakehouse_dir, tables.CUSTOMER_RECORDS
+    source = config.sources["customers"]
+    birth_formats = tuple(source.formats.get(BIRTH_DATE, ()))
+    rules = cleaning_rules(config.prepare, birth_formats, config.attribute_columns)
+
+    def cleaned(df: DataFrame) -> DataFrame:
+        return customer_records(df, config.prepare, birth_formats, config.attribute_columns).withColumn(
+            CLEANED_BY, F.lit(rules))
+
+    if files is not None and tables.table_exists(spark, table, lake) and {
+            r[0] for r in tables.read_table(spark, table, lake).select(CLEANED_BY).distinct().collect()} == {rules}:
+        rows = tables.write_table(cleaned(bronze_df.transform(rows_of_files, files)), table, lake,
+                                  where=tables.in_files(files)) if files else 0
+    else:
+        rows = tables.write_table(cleaned(bronze_df), table, lake)
+    return tables.read_table(spark, table, lake), rows
 
 
 def changed_persons(xref_df: DataFrame, old_xref_df: DataFrame, again: DataFrame, customers_df: DataFrame,

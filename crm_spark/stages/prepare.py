@@ -13,16 +13,17 @@ from crm_spark.config import Config
 from crm_spark.frames import persisted
 from crm_spark.ingest import ledger
 from crm_spark.prepare import quality
-from crm_spark.prepare.clean import MAX_AGE, MIN_AGE, blank_to_null, clean_customers
+from crm_spark.prepare.clean import MAX_AGE, MIN_AGE, blank_to_null, checked_on, customer_records
 from crm_spark.prepare.dedup import resolve, resolve_changed
 from crm_spark.prepare.silver import (
     bronze_frames,
+    cleaned_records,
     customers_from_activity,
     merge_silver,
     rebuild_silver,
     rows_of_files,
 )
-from crm_spark.schemas import AGE, BIRTH_DATE, CUSTOMER_FLAGS, CUSTOMER_ID, CUSTOMER_KEY
+from crm_spark.schemas import AGE, CUSTOMER_FLAGS, CUSTOMER_ID, CUSTOMER_KEY
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,9 @@ def run(spark: SparkSession, config: Config, run_id: str) -> dict[str, int]:
     the new files can reach are resolved again (:func:`~crm_spark.prepare.dedup.resolve_changed`)
     and the rows of files ingested since the last run are merged in
     (:func:`~crm_spark.prepare.silver.merge_silver`); otherwise silver is rebuilt from all of
-    bronze. Either way the files are then marked prepared.
+    bronze. Either way the files are then marked prepared. Customer rows are cleaned once:
+    ``silver.customer_records`` keeps them cleaned up to the checks of a date, and an incremental
+    run cleans only the rows of the new files (:func:`~crm_spark.prepare.silver.cleaned_records`).
 
     Args:
         spark: the session.
@@ -50,20 +53,21 @@ def run(spark: SparkSession, config: Config, run_id: str) -> dict[str, int]:
     """
     lake = config.paths.lakehouse_dir
     bronze = bronze_frames(spark, config)
-    if "customers" not in config.sources:
+    incremental = config.ingest.incremental and tables.table_exists(spark, tables.CUSTOMER_XREF, lake)
+    pending = ledger.pending_files(spark, lake)
+    counts: dict[str, int] = {}
+    if "customers" in config.sources:
+        records, counts[tables.CUSTOMER_RECORDS.qualified] = cleaned_records(
+            spark, config, bronze["customers"], pending.get("customers", []) if incremental else None)
+    else:
         log.info("no customer source configured: customers are the ids seen in orders and ratings")
         bronze["customers"] = customers_from_activity(bronze["orders"], bronze["ratings"])
-    customer_source = config.sources.get("customers")
-    birth_formats = tuple(customer_source.formats.get(BIRTH_DATE, ())) if customer_source else ()
-    cleaned = clean_customers(bronze["customers"], config.as_of_date, config.prepare, birth_formats,
-                              config.attribute_columns)
+        records = customer_records(bronze["customers"], config.prepare, attributes=config.attribute_columns)
+    cleaned = checked_on(records, config.as_of_date, config.attribute_columns)
     with persisted(cleaned, StorageLevel.MEMORY_AND_DISK) as customers:
-        counts: dict[str, int] = {}
         rule_hits = customers.agg(*[F.sum(F.col(f).cast("int")).alias(f) for f in CUSTOMER_FLAGS]).first()
         counts.update({f"rule.{name}": int(value or 0) for name, value in rule_hits.asDict().items()})
         keyed_hash = privacy.keyed_hash(privacy.load_secret(config.privacy))
-        incremental = config.ingest.incremental and tables.table_exists(spark, tables.CUSTOMER_XREF, lake)
-        pending = ledger.pending_files(spark, lake)
         if incremental:
             xref_df, resolution, again = resolve_changed(
                 customers, tables.read_table(spark, tables.CUSTOMER_XREF, lake),
