@@ -25,11 +25,14 @@ output (the log lines with their times) is kept in ``<work>/logs/<json name>-<st
 
 Prints one table (wall time, peak memory, rows per second of raw order lines), the stage times
 of the full and daily runs with their headline metrics, and each run's time outside its stages
-(start-up to the first stage, between stages, after the last stage), and writes them as JSON. From
-the repository root:
+(start-up to the first stage, between stages, after the last stage), and writes them as JSON. With
+``--spark-jobs`` each run also keeps Spark's event log (in ``<work>/events/``), and prints, per stage,
+its Spark jobs, the seconds in which at least one ran and the seconds none did (the driver planning,
+working on Delta logs or in Python): ``spark_jobs.py``'s summary, kept in the JSON too. From the
+repository root:
 
     .venv/bin/python benchmarks/daily.py [--customers 100000] [--work /tmp/crm-daily-bench] [--reuse]
-        [--daily-only] [--json benchmarks/daily.json] [--set key=value ...]
+        [--daily-only] [--spark-jobs] [--json benchmarks/daily.json] [--set key=value ...]
 
 scikit-learn comes with the ``dev`` extra (``make test`` installs it); it is never a runtime dependency.
 """
@@ -50,6 +53,7 @@ from pathlib import Path
 
 import pandas as pd
 import psutil
+from spark_jobs import per_stage, read_jobs
 
 from crm_spark.config import load_config
 from crm_spark.session import DRIVER_OPTIONS
@@ -238,6 +242,8 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true", help="reuse the work folder's generated files if it has them")
     parser.add_argument("--daily-only", action="store_true",
                         help="start from the lakehouse of the work folder's last full run: next_day, daily, baseline")
+    parser.add_argument("--spark-jobs", action="store_true",
+                        help="keep Spark's event logs and count each stage's jobs and the seconds they ran")
     parser.add_argument("--json", default="benchmarks/daily.json", help="where to write the figures")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="a config override for every run, e.g. spark.master=local[2] (repeatable)")
@@ -256,12 +262,21 @@ def main() -> None:
             log.parent.mkdir(parents=True, exist_ok=True)
         gc_log.unlink(missing_ok=True)
         options = f"{config.spark.extra.get(DRIVER_OPTIONS, '')} -Xlog:gc:file={gc_log}".strip()
+        events, logging = work / "events" / gc_log.stem, []
+        if args.spark_jobs:  # an uncompressed event log, for spark_jobs
+            shutil.rmtree(events, ignore_errors=True)
+            events.mkdir(parents=True)
+            logging = [f"spark.extra.spark.eventLog.{key}={value}" for key, value in (
+                ("enabled", "true"), ("compress", "false"), ("dir", events.as_uri()))]
         argv = [str(REPO / ".venv" / "bin" / "crm-spark"), command, "--config", "conf/local.yaml", "--as-of-date",
                 date.isoformat(), *[part for setting in [f"paths.raw_dir={work}/{raw}", *settings,
-                                                         f"spark.extra.{DRIVER_OPTIONS}={json.dumps(options)}"]
+                                                         f"spark.extra.{DRIVER_OPTIONS}={json.dumps(options)}",
+                                                         *logging]
                                     for part in ("--set", setting)]]
         print(f"{name} ...", flush=True)
         steps[name] = {**measured(argv, run_log), "peak_heap_after_gc_mb": heap_after_gc(gc_log)}
+        if args.spark_jobs:  # the one application's log: a folder of rolled files
+            steps[name]["spark_jobs"] = per_stage(read_jobs(next(events.iterdir())))
         print(f"{name}: {steps[name]['seconds']:.1f} s", flush=True)
         Path(args.json).write_text(json.dumps({"customers": args.customers, "steps": steps}, indent=2))  # so far
 
@@ -302,6 +317,12 @@ def main() -> None:
                 s["seconds"] for s in step["stages"].values())
             print(f"{name} outside stages: start-up {step['startup_seconds']:.1f}s, between stages {between:.1f}s, "
                   f"after the last stage {step['after_stages_seconds']:.1f}s")
+        if step.get("spark_jobs"):
+            # The run records' jobs ("runs") come at its start and end: their span, and so their idle time, is the run.
+            jobs = ", ".join(f"{stage} {s['jobs']} ({s['busy_seconds']:.1f}s busy"
+                             + (f", {s['idle_seconds']:.1f}s idle)" if stage in step["stages"] else ")")
+                             for stage, s in step["spark_jobs"].items())
+            print(f"{name} Spark jobs per stage: {jobs}")
     for metric, value in steps.get("full", {}).get("metrics", {}).items():
         print(f"  {metric:<60} {value}")
     Path(args.json).write_text(json.dumps({"customers": args.customers, "order_lines": lines,

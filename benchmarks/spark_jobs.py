@@ -12,6 +12,7 @@ JSON. Record an uncompressed event log of any command, then read it:
     SPARK_CONF_DIR=/tmp/spark-conf .venv/bin/crm-spark daily ...
     .venv/bin/python benchmarks/spark_jobs.py /tmp/spark-events/<application> [--json jobs.json]
 
+``benchmarks/daily.py --spark-jobs`` records such a log for each of its runs and prints this summary.
 Jobs outside any stage (``-``) and the run records (``runs``) come at the start and the end,
 so their span is the whole run. Event logging costs some time itself, so take wall times
 from ``benchmarks/daily.py``.
