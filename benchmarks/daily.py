@@ -262,16 +262,16 @@ def main() -> None:
             log.parent.mkdir(parents=True, exist_ok=True)
         gc_log.unlink(missing_ok=True)
         options = f"{config.spark.extra.get(DRIVER_OPTIONS, '')} -Xlog:gc:file={gc_log}".strip()
-        events, logging = work / "events" / gc_log.stem, []
+        events, event_log = work / "events" / gc_log.stem, []
         if args.spark_jobs:  # an uncompressed event log, for spark_jobs
             shutil.rmtree(events, ignore_errors=True)
             events.mkdir(parents=True)
-            logging = [f"spark.extra.spark.eventLog.{key}={value}" for key, value in (
+            event_log = [f"spark.extra.spark.eventLog.{key}={value}" for key, value in (
                 ("enabled", "true"), ("compress", "false"), ("dir", events.as_uri()))]
         argv = [str(REPO / ".venv" / "bin" / "crm-spark"), command, "--config", "conf/local.yaml", "--as-of-date",
                 date.isoformat(), *[part for setting in [f"paths.raw_dir={work}/{raw}", *settings,
                                                          f"spark.extra.{DRIVER_OPTIONS}={json.dumps(options)}",
-                                                         *logging]
+                                                         *event_log]
                                     for part in ("--set", setting)]]
         print(f"{name} ...", flush=True)
         steps[name] = {**measured(argv, run_log), "peak_heap_after_gc_mb": heap_after_gc(gc_log)}
@@ -318,10 +318,11 @@ def main() -> None:
             print(f"{name} outside stages: start-up {step['startup_seconds']:.1f}s, between stages {between:.1f}s, "
                   f"after the last stage {step['after_stages_seconds']:.1f}s")
         if step.get("spark_jobs"):
-            # The run records' jobs ("runs") come at its start and end: their span, and so their idle time, is the run.
-            jobs = ", ".join(f"{stage} {s['jobs']} ({s['busy_seconds']:.1f}s busy"
-                             + (f", {s['idle_seconds']:.1f}s idle)" if stage in step["stages"] else ")")
-                             for stage, s in step["spark_jobs"].items())
+            # A stage's time without a job is its wall time less its busy time (not spark_jobs.py's span less
+            # it: a thread a stage started may run a job of its group later). The run records are no stage.
+            jobs = ", ".join(f"{stage} {s['jobs']} ({s['busy_seconds']:.1f}s busy" + (
+                f", {step['stages'][stage]['seconds'] - s['busy_seconds']:.1f}s without a job)"
+                if stage in step["stages"] else ")") for stage, s in step["spark_jobs"].items())
             print(f"{name} Spark jobs per stage: {jobs}")
     for metric, value in steps.get("full", {}).get("metrics", {}).items():
         print(f"  {metric:<60} {value}")
