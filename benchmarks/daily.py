@@ -27,9 +27,10 @@ Prints one table (wall time, peak memory, rows per second of raw order lines), t
 of the full and daily runs with their headline metrics, and each run's time outside its stages
 (start-up to the first stage, between stages, after the last stage), and writes them as JSON. With
 ``--spark-jobs`` each run also keeps Spark's event log (in ``<work>/events/``), and prints, per stage,
-its Spark jobs, the seconds in which at least one ran and the seconds none did (the driver planning,
-working on Delta logs or in Python): ``spark_jobs.py``'s summary, kept in the JSON too. From the
-repository root:
+its Spark jobs, the seconds in which at least one ran, the seconds none did (the driver planning,
+working on Delta logs or in Python) and its tasks' CPU time: ``spark_jobs.py``'s summary, kept in the
+JSON too; and each run's JVM CPU time split into its tasks', the JIT compilers', the garbage collector's
+and the rest (the driver's). From the repository root:
 
     .venv/bin/python benchmarks/daily.py [--customers 100000] [--work /tmp/crm-daily-bench] [--reuse]
         [--daily-only] [--spark-jobs] [--json benchmarks/daily.json] [--set key=value ...]
@@ -321,9 +322,15 @@ def main() -> None:
             # A stage's time without a job is its wall time less its busy time (not spark_jobs.py's span less
             # it: a thread a stage started may run a job of its group later). The run records are no stage.
             jobs = ", ".join(f"{stage} {s['jobs']} ({s['busy_seconds']:.1f}s busy" + (
-                f", {step['stages'][stage]['seconds'] - s['busy_seconds']:.1f}s without a job)"
-                if stage in step["stages"] else ")") for stage, s in step["spark_jobs"].items())
+                f", {step['stages'][stage]['seconds'] - s['busy_seconds']:.1f}s without a job"
+                if stage in step["stages"] else "") + f", {s['task_cpu_seconds']:.1f}s of task CPU)"
+                for stage, s in step["spark_jobs"].items())
             print(f"{name} Spark jobs per stage: {jobs}")
+            tasks = sum(s["task_cpu_seconds"] for s in step["spark_jobs"].values())
+            jit, gc = step["jvm_jit_cpu_seconds"], step["jvm_gc_cpu_seconds"]
+            print(f"{name} JVM CPU {step['jvm_cpu_seconds']:.1f}s: tasks {tasks:.1f}s, JIT {jit:.1f}s, GC {gc:.1f}s, "
+                  f"the rest {step['jvm_cpu_seconds'] - tasks - jit - gc:.1f}s (the driver: planning, Delta logs, "
+                  f"scheduling)")
     for metric, value in steps.get("full", {}).get("metrics", {}).items():
         print(f"  {metric:<60} {value}")
     Path(args.json).write_text(json.dumps({"customers": args.customers, "order_lines": lines,

@@ -2,9 +2,9 @@
 
 A stage's wall time is its Spark jobs plus the driver's time between them (planning,
 Delta log work, Python). This prints, per stage (the job group ``crm-spark`` sets), the
-jobs run, their summed time, the time at least one job ran and the time none did, and
-the five longest jobs with the Python line that started them; it writes the same as
-JSON. Record an uncompressed event log of any command, then read it:
+jobs run, their summed time, the time at least one job ran and the time none did, the CPU
+time of their tasks, and the five longest jobs with the Python line that started them; it
+writes the same as JSON. Record an uncompressed event log of any command, then read it:
 
     mkdir -p /tmp/spark-conf /tmp/spark-events
     printf 'spark.eventLog.enabled true\\nspark.eventLog.dir file:///tmp/spark-events\\n'\\
@@ -27,9 +27,11 @@ from pathlib import Path
 
 
 def read_jobs(path: Path) -> list[dict]:
-    """Return each job of an event log (a file, or a folder of rolled files): id, group, call site, start, end (ms)."""
+    """Return each job of an event log (a file, or a folder of rolled files): id, group, call site, start, end (ms)
+    and the CPU time of its tasks (ms)."""
     files = sorted(path.iterdir()) if path.is_dir() else [path]
     jobs: dict[int, dict] = {}
+    job_of_stage: dict[int, int] = {}
     for file in files:
         if file.name.startswith((".", "appstatus")):
             continue
@@ -40,14 +42,21 @@ def read_jobs(path: Path) -> list[dict]:
                     properties = event.get("Properties") or {}
                     jobs[event["Job ID"]] = {"id": event["Job ID"], "group": properties.get("spark.jobGroup.id") or "-",
                                              "site": properties.get("callSite.short") or "-",
-                                             "start": event["Submission Time"], "end": event["Submission Time"]}
+                                             "start": event["Submission Time"], "end": event["Submission Time"],
+                                             "task_cpu": 0.0}
+                    job_of_stage.update(dict.fromkeys(event["Stage IDs"], event["Job ID"]))
                 elif event["Event"] == "SparkListenerJobEnd" and event["Job ID"] in jobs:
                     jobs[event["Job ID"]]["end"] = event["Completion Time"]
+                elif event["Event"] == "SparkListenerTaskEnd" and event["Stage ID"] in job_of_stage:
+                    metrics = event.get("Task Metrics") or {}
+                    cpu_ns = metrics.get("Executor CPU Time", 0) + metrics.get("Executor Deserialize CPU Time", 0)
+                    jobs[job_of_stage[event["Stage ID"]]]["task_cpu"] += cpu_ns / 1e6
     return sorted(jobs.values(), key=lambda job: job["start"])
 
 
 def per_stage(jobs: list[dict]) -> dict[str, dict]:
-    """Return per job group: jobs, summed job seconds, span, seconds with a job running and the longest jobs."""
+    """Return per job group: jobs, summed job seconds, span, seconds with a job running, the CPU seconds of
+    its tasks and the longest jobs."""
     groups: dict[str, list[dict]] = defaultdict(list)
     for job in jobs:
         groups[job["group"]].append(job)
@@ -64,6 +73,7 @@ def per_stage(jobs: list[dict]) -> dict[str, dict]:
         summary[group] = {"jobs": len(members), "job_seconds": round(job_ms / 1000, 1),
                           "span_seconds": round(span / 1000, 1), "busy_seconds": round(busy / 1000, 1),
                           "idle_seconds": round((span - busy) / 1000, 1),
+                          "task_cpu_seconds": round(sum(j["task_cpu"] for j in members) / 1000, 1),
                           "longest": [{"seconds": round((j["end"] - j["start"]) / 1000, 1), "site": j["site"]}
                                       for j in longest]}
     return summary
@@ -75,11 +85,12 @@ def main() -> None:
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     summary = per_stage(read_jobs(args.event_log))
-    print(f"{'stage':<16} {'jobs':>5} {'job s':>7} {'span s':>7} {'busy s':>7} {'idle s':>7}  longest jobs")
+    print(f"{'stage':<16} {'jobs':>5} {'job s':>7} {'span s':>7} {'busy s':>7} {'idle s':>7} {'task CPU s':>10}"
+          "  longest jobs")
     for group, s in summary.items():
         longest = "; ".join(f"{j['seconds']} s {j['site']}" for j in s["longest"][:2])
         print(f"{group:<16} {s['jobs']:>5} {s['job_seconds']:>7.1f} {s['span_seconds']:>7.1f} "
-              f"{s['busy_seconds']:>7.1f} {s['idle_seconds']:>7.1f}  {longest}")
+              f"{s['busy_seconds']:>7.1f} {s['idle_seconds']:>7.1f} {s['task_cpu_seconds']:>10.1f}  {longest}")
     if args.json:
         Path(args.json).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
 
