@@ -130,13 +130,18 @@ def test_customers_far_from_their_segment_centre_are_flagged(spark):
 
 
 def test_reference_medians_and_mads_are_those_of_spark_median(spark):
-    # Groups of one to seven values, odd and even counts, with ties: the sorted-array reading
-    # must give F.median's values exactly, MAD included.
+    # Groups of one to seven rows of two columns, odd and even counts, with ties in each column and
+    # in their pairs: the counted values must give F.median's values exactly, MAD included.
     rng = np.random.default_rng(4)
-    rows = [(f"g{g}", float(v)) for g in range(1, 8) for v in rng.choice([0.5, 1.0, 2.5, 4.0, 7.25], size=g)]
-    df = spark.createDataFrame(rows, "g string, x double")
-    medians = df.groupBy("g").agg(F.median("x").alias("q_median"), F.count("x").alias("q_n"))
-    expected = df.join(medians, "g").groupBy("g", "q_median", "q_n").agg(
-        F.median(F.abs(F.col("x") - F.col("q_median"))).alias("q_mad"))
-    assertDataFrameEqual(anomalies._reference(df, "g", {"x": "q"}).select("g", "q_median", "q_mad", "q_n"),
-                         expected.select("g", "q_median", "q_mad", F.col("q_n").cast("int").alias("q_n")))
+    rows = [(f"g{g}", float(x), float(y)) for g in range(1, 8) for x, y in zip(
+        rng.choice([0.5, 1.0, 2.5, 4.0, 7.25], size=g), rng.choice([-1.0, 0.0, 3.5], size=g), strict=True)]
+    df = spark.createDataFrame(rows, "g string, x double, y double")
+    expected = df.groupBy("g").agg(F.count("x").cast("int").alias("q_n"))
+    for column, prefix in (("x", "q"), ("y", "r")):
+        medians = df.groupBy("g").agg(F.median(column).alias(f"{prefix}_median"))
+        expected = expected.join(df.join(medians, "g").groupBy("g", f"{prefix}_median").agg(
+            F.median(F.abs(F.col(column) - F.col(f"{prefix}_median"))).alias(f"{prefix}_mad")), "g")
+    assertDataFrameEqual(
+        anomalies._reference(df, "g", {"x": "q", "y": "r"}).select(
+            "g", "q_median", "q_mad", "q_n", "r_median", "r_mad", "r_n"),
+        expected.select("g", "q_median", "q_mad", "q_n", "r_median", "r_mad", F.col("q_n").alias("r_n")))

@@ -3,6 +3,8 @@ the product's usual price and quantity; customers against their segment's centre
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from pyspark.ml.functions import vector_to_array
 from pyspark.sql import Column, DataFrame
@@ -29,31 +31,53 @@ def robust_z(value: Column, median: Column, mad: Column, floor: float) -> Column
     return (value - median) / F.greatest(mad * F.lit(MAD_TO_SD), F.lit(floor))
 
 
-def _median(ascending: Column) -> Column:
-    """Return the median of a sorted, non-empty array, as ``F.median`` computes it (the mean of the middle two)."""
-    n = F.size(ascending)
-    lower, upper = F.get(ascending, ((n - 1) / 2).cast("int")), F.get(ascending, (n / 2).cast("int"))
+def _nth(counted: Column, k: Column) -> Column:
+    """Return the value at 0-based position ``k`` of the values an ascending array of ``(v, c)`` pairs holds,
+    each value ``v`` ``c`` times."""
+    start = F.struct(F.lit(0).cast("long").alias("seen"), F.lit(None).cast("double").alias("v"))
+    return F.aggregate(counted, start, lambda acc, x: F.struct(
+        (acc["seen"] + x["c"]).alias("seen"),
+        F.when((acc["seen"] <= k) & (acc["seen"] + x["c"] > k), x["v"]).otherwise(acc["v"]).alias("v")))["v"]
+
+
+def _median(counted: Column, n: Column) -> Column:
+    """Return the median of the ``n`` values an ascending array of ``(v, c)`` pairs holds, as ``F.median``
+    computes it (the mean of the middle two)."""
+    lower, upper = _nth(counted, ((n - 1) / 2).cast("long")), _nth(counted, (n / 2).cast("long"))
     return F.when(n % 2 == 1, lower).otherwise(F.lit(0.5) * lower + F.lit(0.5) * upper)
 
 
-def _median_and_mad(ascending: Column) -> tuple[Column, Column]:
-    """Return the median and the median absolute deviation of a sorted, non-empty array."""
-    median = _median(ascending)
-    return median, _median(F.array_sort(F.transform(ascending, lambda v: F.abs(v - median))))
+def _counted(rows: Column, value: Callable[[Column], Column], count: str) -> Column:
+    """Return, in ascending order, a ``(v, c)`` pair per element of an array of structs: ``v`` is ``value``
+    of the element, ``c`` its field ``count``."""
+    return F.array_sort(F.transform(rows, lambda x: F.struct(value(x).alias("v"), x[count].alias("c"))))
+
+
+def _mad(counted: Column, median: Column, n: Column) -> Column:
+    """Return the median absolute deviation from ``median`` of the ``n`` values an ascending array of
+    ``(v, c)`` pairs holds."""
+    return _median(_counted(counted, lambda x: F.abs(x["v"] - median), "c"), n)
 
 
 def _reference(df: DataFrame, by: str, columns: dict[str, str]) -> DataFrame:
     """Return per ``by`` value, for each of ``columns`` (column -> prefix): the median, MAD and count.
 
-    One aggregation collects each group's values, sorted; the median and the median
-    absolute deviation are read from them, so the rows are shuffled once.
+    Rows are counted per distinct combination of the columns' values first, so a group ships
+    each combination once with its count: prices and quantities repeat (in the 100,000-customer
+    demo, a product's 1,500 lines hold 11 combinations of quantity and price at the median,
+    and a customer's 16 lines 2 quantities). The median and the median absolute deviation are
+    read from the counted values, sorted. Every row has a value in each of ``columns``.
     """
-    values = df.groupBy(by).agg(*[F.array_sort(F.collect_list(c)).alias(p) for c, p in columns.items()])
-    out = [by]
-    for p in columns.values():
-        median, mad = _median_and_mad(F.col(p))
-        out += [median.alias(f"{p}_median"), mad.alias(f"{p}_mad"), F.size(p).alias(f"{p}_n")]
-    return values.select(*out)
+    combinations = df.groupBy(by, *columns).agg(F.count(F.lit(1)).alias("_c")).groupBy(by).agg(
+        F.collect_list(F.struct(*columns, "_c")).alias("_h"), F.sum("_c").cast("int").alias("_n"))
+    counted = combinations.select(by, "_n", *[
+        _counted(F.col("_h"), lambda x, c=c: x[c].cast("double"), "_c").alias(p) for c, p in columns.items()])
+    n = F.col("_n")
+    # The medians are computed a step before the deviations from them, which read them element by element.
+    medians = counted.select(by, "_n", *columns.values(),
+                             *[_median(F.col(p), n).alias(f"{p}_median") for p in columns.values()])
+    return medians.select(by, *[c for p in columns.values() for c in (
+        f"{p}_median", _mad(F.col(p), F.col(f"{p}_median"), n).alias(f"{p}_mad"), n.alias(f"{p}_n"))])
 
 
 def order_anomalies(lines_df: DataFrame, threshold: float, floor: float) -> DataFrame:
