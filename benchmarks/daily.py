@@ -23,7 +23,8 @@ output (the log lines with their times) is kept in ``<work>/logs/<json name>-<st
    applied at the date, and the ten most popular products each customer has not bought,
    written as Parquet.
 
-Prints one table (wall time, peak memory, rows per second of raw order lines), the stage times
+Prints one table (wall time, peak memory, rows per second of raw order lines) under the Java version
+the runs started (``JAVA_HOME``'s, else the ``PATH``'s), the stage times
 of the full and daily runs with their headline metrics, and each run's time outside its stages
 (start-up to the first stage, between stages, after the last stage), and writes them as JSON. With
 ``--spark-jobs`` each run also keeps Spark's event log (in ``<work>/events/``), and prints, per stage,
@@ -57,7 +58,7 @@ import psutil
 from spark_jobs import per_stage, read_jobs
 
 from crm_spark.config import load_config
-from crm_spark.session import DRIVER_OPTIONS
+from crm_spark.session import DRIVER_OPTIONS, java_version
 
 REPO = Path(__file__).resolve().parents[1]
 STAGE_LINE = re.compile(r"^  (\w+)\s+(succeeded|skipped|failed)\s+([\d.]+)\s+([\d,]+)\s+([\d,]+)$")
@@ -300,7 +301,9 @@ def main() -> None:
     steps["baseline"] = baseline(work / "raw", next_day, config.churn_horizon_days, work / "baseline")
     lines = steps["baseline"]["order_lines"]
 
-    print(f"\n{args.customers:,} customers, {lines:,} raw order lines, as of {as_of} and {next_day}")
+    java = java_version()
+    print(f"\n{args.customers:,} customers, {lines:,} raw order lines, as of {as_of} and {next_day}, "
+          f"Java {java or 'of unknown version'}")
     print(f"{'step':<12} {'wall s':>8} {'python MB':>10} {'JVM MB':>8} {'heap after GC MB':>17} {'workers MB':>11} "
           f"{'JVM CPU s':>10} {'JIT s':>7} {'GC s':>6} {'order lines/s':>14}")
     for name, step in steps.items():
@@ -334,7 +337,7 @@ def main() -> None:
     for metric, value in steps.get("full", {}).get("metrics", {}).items():
         print(f"  {metric:<60} {value}")
     Path(args.json).write_text(json.dumps({"customers": args.customers, "order_lines": lines,
-                                           "as_of_date": str(as_of), "steps": steps}, indent=2))
+                                           "as_of_date": str(as_of), "java": java, "steps": steps}, indent=2))
     print(f"\nwrote {args.json}")
 
 

@@ -91,6 +91,23 @@ def _java_options(config: Config) -> str:
                      *(os.environ.get(v, "") for v in JAVA_OPTION_VARIABLES)])
 
 
+def java_home() -> str | None:
+    """Return the folder of the Java runtime a new JVM starts from: ``JAVA_HOME``, else that of
+    the ``java`` on the ``PATH`` (None without either)."""
+    java = shutil.which("java")
+    return os.environ.get("JAVA_HOME") or (str(Path(java).resolve().parents[1]) if java else None)
+
+
+def java_version() -> str | None:
+    """Return the version of that runtime (``JAVA_VERSION`` of its ``release`` file), or None when unknown."""
+    try:
+        text = (Path(java_home() or "") / "release").read_text(encoding="utf-8")
+    except OSError:
+        return None
+    found = re.search(r'^JAVA_VERSION="([^"]+)"', text, re.MULTILINE)
+    return found[1] if found else None
+
+
 def class_archive(jars: Sequence[str]) -> Path | None:
     """Return the class-data archive for this Java, this Spark and ``jars`` (in the user's cache folder).
 
@@ -102,8 +119,7 @@ def class_archive(jars: Sequence[str]) -> Path | None:
         The archive's path (the file may not exist yet), or None when no Java runtime is found
         or the path holds a space (Spark splits Java options at spaces).
     """
-    java = shutil.which("java")
-    home = os.environ.get("JAVA_HOME") or (Path(java).resolve().parents[1] if java else None)
+    home = java_home()
     spark_jars = Path(os.environ.get("SPARK_HOME") or Path(pyspark.__file__).parent) / "jars"
     try:
         image, folder = (Path(home or "") / "lib" / "modules").stat(), spark_jars.stat()
@@ -184,7 +200,7 @@ def launched_by_spark_submit() -> bool:
     return "PYSPARK_GATEWAY_PORT" in os.environ
 
 
-JAVA_ADVICE = ("Spark needs Java 17 or 21: install a JDK (Debian/Ubuntu: apt install openjdk-17-jre-headless; "
+JAVA_ADVICE = ("Spark needs Java 17, 21 or 25: install a JDK (Debian/Ubuntu: apt install openjdk-17-jre-headless; "
                "macOS: brew install openjdk@17) or set JAVA_HOME to one")
 
 

@@ -326,6 +326,25 @@ def test_a_class_archive_is_named_by_java_spark_and_jars_and_given_to_the_jvm_un
     assert session.class_archive(["file:/jars/a.jar"]) is None
 
 
+
+def test_the_java_version_is_that_of_java_home_else_of_the_java_on_the_path(tmp_path, monkeypatch):
+    home = tmp_path / "jdk"
+    (home / "bin").mkdir(parents=True)
+    (home / "release").write_text('IMPLEMENTOR="Someone"\nJAVA_VERSION="25.0.3"\nJAVA_VERSION_DATE="2026-04-21"\n')
+    monkeypatch.setenv("JAVA_HOME", str(home))
+    assert (session.java_home(), session.java_version()) == (str(home), "25.0.3")
+    (home / "bin" / "java").write_text("#!/bin/sh\n")
+    (home / "bin" / "java").chmod(0o755)
+    monkeypatch.delenv("JAVA_HOME")
+    monkeypatch.setenv("PATH", str(tmp_path / "elsewhere") + os.pathsep + str(home / "bin"))
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "java").symlink_to(home / "bin" / "java")  # as Debian links its alternatives
+    assert (session.java_home(), session.java_version()) == (str(home), "25.0.3")
+    (home / "release").unlink()
+    assert session.java_version() is None
+    monkeypatch.setenv("PATH", str(tmp_path / "nowhere"))
+    assert (session.java_home(), session.java_version()) == (None, None)
+
 def test_a_new_session_starts_from_the_noted_jars_writes_a_class_archive_and_the_next_jvm_maps_it(
         spark, tmp_path, monkeypatch):
     config = make_config(tmp_path)
