@@ -15,7 +15,7 @@ from pyspark.testing import assertDataFrameEqual
 
 from crm_spark.config import TrainConfig
 from crm_spark.metrics.clustering import adjusted_rand_index
-from crm_spark.models import anomalies, segments
+from crm_spark.models import anomalies, sample_clustering, segments
 
 
 def test_adjusted_rand_index_matches_hand_computation(spark):
@@ -54,10 +54,47 @@ def test_k_chosen_on_a_sample_is_judged_on_every_customer(spark):
         assert assigned.count() == 180
         assert adjusted_rand_index(assigned, "segment", "group") == pytest.approx(1.0)
         assert segmentation.silhouette > 0.8
-        # The silhouette is the kept model's on every customer, whether the sample's model or the refit.
+        # The silhouette is the kept model's on every customer, not the sample's.
         every = ClusteringEvaluator(featuresCol="features", predictionCol="segment").evaluate(
             segmentation.model.transform(df))
         assert segmentation.silhouette == pytest.approx(every)
+
+
+def test_the_sample_silhouette_is_that_of_mllib_clustering_evaluator(spark):
+    rng = np.random.default_rng(4)
+    points = np.vstack([rng.normal(centre, 1.0, size=(40, 3)) for centre in (0.0, 2.0, 5.0)] + [[[9.0, 9.0, 9.0]]])
+    labels = np.array([0] * 40 + [1] * 40 + [2] * 40 + [3])  # a last point alone in its cluster
+    labels[::7] = 1  # and points that sit in the wrong cluster, so some silhouettes are negative
+    df = spark.createDataFrame([(Vectors.dense(p.tolist()), int(c)) for p, c in zip(points, labels, strict=True)],
+                               ["features", "segment"])
+    expected = ClusteringEvaluator(featuresCol="features", predictionCol="segment").evaluate(df)
+    assert sample_clustering.silhouette(points, labels) == pytest.approx(expected, rel=1e-9)
+    assert sample_clustering.silhouette(points, np.zeros(len(points), dtype=int)) == -1.0
+
+
+@pytest.mark.parametrize("bisecting", [False, True])
+def test_a_sample_fit_finds_planted_groups_and_keeps_its_cheapest_seed(bisecting):
+    rng = np.random.default_rng(5)
+    sizes, centres = (60, 30, 20), ((0, 0), (10, 0), (0, 10))
+    points = np.vstack([rng.normal(c, 0.5, size=(n, 2)) for c, n in zip(centres, sizes, strict=True)])
+    planted = np.repeat(np.arange(3), sizes)
+    best = sample_clustering.fit(points, 3, bisecting, range(0, 2), iterations=20)
+    # The same partition as the planted one, whatever the labels are called: each group has one label of its own.
+    pairs = set(zip(planted.tolist(), best.labels.tolist(), strict=True))
+    assert len(pairs) == 3 and len({label for _, label in pairs}) == 3
+    # On points without groups the seeds settle in different optima, and the cheapest one is kept.
+    noise = rng.uniform(size=(300, 2))
+    each = [sample_clustering.fit(noise, 5, bisecting, range(seed, seed + 1), iterations=20).cost
+            for seed in range(0, 6)]
+    assert len(set(each)) > 1
+    assert sample_clustering.fit(noise, 5, bisecting, range(0, 6), iterations=20).cost == min(each)
+
+
+def test_a_sample_fit_asks_for_no_more_clusters_than_the_points_allow():
+    points = np.array([[0.0, 0.0], [1.0, 1.0], [4.0, 2.0]])
+    assert len(set(sample_clustering.fit(points, 5, False, range(1), iterations=10).labels)) == 3
+    same = np.ones((4, 2))  # points that cannot be split
+    assert set(sample_clustering.fit(same, 3, True, range(1), iterations=10).labels) == {0}
 
 
 def test_rfm_scores_and_named_segments(spark):

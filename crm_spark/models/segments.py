@@ -3,21 +3,23 @@ with k chosen by silhouette, segment profiles, and classic RFM score segments.""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from dataclasses import dataclass
 from typing import Sequence
 
+import numpy as np
 from pyspark.ml import Pipeline, PipelineModel
 from pyspark.ml.clustering import BisectingKMeans, KMeans
 from pyspark.ml.evaluation import ClusteringEvaluator
+from pyspark.ml.functions import vector_to_array
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from crm_spark.config import TrainConfig
 from crm_spark.features.customer import category_share_columns, informative
 from crm_spark.frames import for_fitting, persisted
+from crm_spark.models import sample_clustering
 from crm_spark.models.preprocessing import ModelInputs, preprocessing
 from crm_spark.schemas import (
     AGE_BAND,
@@ -61,7 +63,7 @@ class Segmentation:
     k: int
     silhouette: float
     model: PipelineModel
-    seconds: float  # choosing k on the sample and refitting on all customers
+    seconds: float  # choosing k on the sample and fitting it on all customers
 
 
 def segment_features(features_df: DataFrame, attributes: Sequence[str] = ()) -> list[str]:
@@ -70,10 +72,16 @@ def segment_features(features_df: DataFrame, attributes: Sequence[str] = ()) -> 
     return informative(features_df, [*SEGMENT_BASE_FEATURES, *category_share_columns(features_df), *attributes])
 
 
+# MLlib's iterations, which the search on the sample uses too (per split when bisecting).
+KMEANS_MAX_ITER = 50
+BISECTING_MAX_ITER = 20
+
+
 def _estimator(algorithm: str, k: int, seed: int):
     if algorithm == KMEANS:
-        return KMeans(featuresCol=FEATURES_VECTOR, predictionCol=SEGMENT, k=k, seed=seed, maxIter=50)
-    return BisectingKMeans(featuresCol=FEATURES_VECTOR, predictionCol=SEGMENT, k=k, seed=seed, maxIter=20)
+        return KMeans(featuresCol=FEATURES_VECTOR, predictionCol=SEGMENT, k=k, seed=seed, maxIter=KMEANS_MAX_ITER)
+    return BisectingKMeans(featuresCol=FEATURES_VECTOR, predictionCol=SEGMENT, k=k, seed=seed,
+                           maxIter=BISECTING_MAX_ITER)
 
 
 def _silhouette(evaluator: ClusteringEvaluator, assigned_df: DataFrame) -> float:
@@ -83,60 +91,68 @@ def _silhouette(evaluator: ClusteringEvaluator, assigned_df: DataFrame) -> float
     return float(evaluator.evaluate(assigned_df))
 
 
-def _fit_restarts(algorithm: str, k: int, prepared_df: DataFrame, cfg: TrainConfig) -> tuple[object, int]:
-    """Fit ``segment_restarts`` seeds; return the model with the lowest within-cluster cost and its seed.
+def _fit_restarts(algorithm: str, k: int, prepared_df: DataFrame, cfg: TrainConfig):
+    """Fit ``segment_restarts`` seeds; return the model with the lowest within-cluster cost.
 
     One seed can settle in a poor local optimum (measured at 100k: KMeans k=3 silhouette
-    0.197 with one seed, 0.275 with another), which would then mislead the choice of k.
+    0.197 with one seed, 0.275 with another).
     """
-    fits = [(_estimator(algorithm, k, seed).fit(prepared_df), seed)
-            for seed in range(cfg.seed, cfg.seed + cfg.segment_restarts)]
-    return min(fits, key=lambda fit: fit[0].summary.trainingCost)
+    fits = [_estimator(algorithm, k, seed).fit(prepared_df) for seed in _seeds(cfg)]
+    return min(fits, key=lambda fit: fit.summary.trainingCost)
+
+
+def _seeds(cfg: TrainConfig) -> range:
+    return range(cfg.seed, cfg.seed + cfg.segment_restarts)
+
+
+def _points(prepared_df: DataFrame) -> np.ndarray:
+    """Return the feature vectors of a (bounded) sample as a matrix on the driver."""
+    rows = prepared_df.select(vector_to_array(FEATURES_VECTOR).alias(FEATURES_VECTOR)).collect()
+    return np.array([row[FEATURES_VECTOR] for row in rows], dtype=float).reshape(len(rows), -1)
 
 
 def fit_best(customers_df: DataFrame, columns: list[str], cfg: TrainConfig) -> list[Segmentation]:
-    """Fit each configured algorithm for every k in the range and keep its best k by silhouette.
+    """Fit each configured algorithm for every k in the range on a sample, keep its best k by
+    silhouette, and fit that k on every customer.
 
     Imputation and scaling are fitted once on all customers and shared. k is chosen on a
-    seeded sample of at most ``segment_sample`` customers, each fit keeping the best of
-    ``segment_restarts`` seeds; the chosen k is then refitted on all of them once, with the
-    seed that won on the sample, and of the sample's model and the refit the one with the
-    higher silhouette on all customers is kept (a single seed on all customers can settle in
-    a worse optimum than the sample's best of several: at 100,000 customers k-means k=6 gave
-    0.2435 refitted against 0.27 from the sample). Fits run on one partition per
+    seeded sample of at most ``segment_sample`` customers, on the driver
+    (:mod:`~crm_spark.models.sample_clustering`), each fit keeping the best of
+    ``segment_restarts`` seeds. The chosen k is then fitted with MLlib on all customers,
+    again the best of ``segment_restarts`` seeds by within-cluster cost (a single seed can
+    settle in a worse optimum: at 100,000 customers, six seeds of bisecting k=3 gave
+    silhouettes from 0.2678 to 0.2722). Fits run on one partition per
     ``FIT_ROWS_PER_PARTITION`` rows (:func:`~crm_spark.frames.for_fitting`). Each returned
     model is a whole pipeline (imputation, scaling, clustering) that assigns raw feature rows.
 
     Returns:
         One :class:`Segmentation` per algorithm, best silhouette first; ``silhouette`` is
-        the chosen model's on all customers.
+        the model's on all customers.
     """
     # Scaled but not centred: distances are the same, and BisectingKMeans cannot split a
     # cluster whose centre is exactly the origin (its two seeds would coincide).
     prepared_model = Pipeline(stages=preprocessing(ModelInputs(tuple(columns)), center=False)).fit(customers_df)
     evaluator = ClusteringEvaluator(featuresCol=FEATURES_VECTOR, predictionCol=SEGMENT)
     best: list[Segmentation] = []
-    with contextlib.ExitStack() as scope:
-        prepared = scope.enter_context(persisted(
-            prepared_model.transform(customers_df).select(CUSTOMER_KEY, FEATURES_VECTOR)))
+    with persisted(prepared_model.transform(customers_df).select(CUSTOMER_KEY, FEATURES_VECTOR)) as prepared:
         total = prepared.count()
         prepared = for_fitting(prepared, total)
-        sample = prepared if total <= cfg.segment_sample else scope.enter_context(persisted(prepared.sample(
-            fraction=cfg.segment_sample / total, seed=cfg.seed)))
+        points = _points(prepared if total <= cfg.segment_sample else prepared.sample(
+            fraction=cfg.segment_sample / total, seed=cfg.seed))
         for algorithm in cfg.segment_algorithms:
             began = time.perf_counter()
-            silhouettes, fits = {}, {}
+            bisecting = algorithm != KMEANS
+            silhouettes = {}
             for k in range(cfg.segment_k_min, cfg.segment_k_max + 1):
-                fits[k] = _fit_restarts(algorithm, k, sample, cfg)
-                silhouettes[k] = _silhouette(evaluator, fits[k][0].transform(sample))
-                log.info("segments %s k=%d: silhouette %.4f", algorithm, k, silhouettes[k])
+                fitted = sample_clustering.fit(points, k, bisecting, _seeds(cfg),
+                                               BISECTING_MAX_ITER if bisecting else KMEANS_MAX_ITER)
+                silhouettes[k] = sample_clustering.silhouette(points, fitted.labels)
+                log.info("segments %s k=%d: silhouette %.4f on %d sampled customers", algorithm, k, silhouettes[k],
+                         len(points))
             k = max(silhouettes, key=lambda n: (silhouettes[n], -n))  # the smallest of equally good k
-            (model, seed), value = fits[k], silhouettes[k]
-            if sample is not prepared:
-                refit = _estimator(algorithm, k, seed).fit(prepared)
-                model, value = max(((fitted, _silhouette(evaluator, fitted.transform(prepared))) for fitted in
-                                    (model, refit)), key=lambda fit: fit[1])
-            best.append(Segmentation(algorithm, k, value, PipelineModel(stages=[*prepared_model.stages, model]),
+            model = _fit_restarts(algorithm, k, prepared, cfg)
+            best.append(Segmentation(algorithm, k, _silhouette(evaluator, model.transform(prepared)),
+                                     PipelineModel(stages=[*prepared_model.stages, model]),
                                      time.perf_counter() - began))
     return sorted(best, key=lambda s: -s.silhouette)
 
