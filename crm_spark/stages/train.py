@@ -8,6 +8,7 @@ import dataclasses
 import logging
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 from functools import reduce
 
 from pyspark import StorageLevel
@@ -27,7 +28,7 @@ from crm_spark.features.labels import (
 )
 from crm_spark.features.purchase_summary import with_actual_purchases
 from crm_spark.features.selection import kept_features
-from crm_spark.frames import for_fitting, persisted
+from crm_spark.frames import beside, for_fitting, persisted
 from crm_spark.metrics.classification import auc
 from crm_spark.metrics.regression import rmse
 from crm_spark.models import churn, clv, lifetime, segments
@@ -61,10 +62,8 @@ def _champion(entries: list[registry.ModelEntry], lower_is_better: bool = False)
 
 def train_classifiers(config: Config, run_id: str, labelled: DataFrame, kept: list[str], with_baseline: bool
                       ) -> tuple[list[registry.ModelEntry], DataFrame, dict[str, list[churn.Explanation]]]:
-    """Fit each classifier on the train split, choose its threshold on validation, score the holdout.
-
-    Raises:
-        StageSkipped: the training customers carry a single label value.
+    """Fit each classifier on the train split (whose customers carry both label values), choose its
+    threshold on validation, score the holdout.
 
     Returns:
         Registry entries (champion by validation AUC), held-out predictions of every model
@@ -72,7 +71,6 @@ def train_classifiers(config: Config, run_id: str, labelled: DataFrame, kept: li
     """
     train_df = labelled.where(F.col(SPLIT) == TRAIN)
     holdout_df = labelled.where(F.col(SPLIT) != TRAIN)
-    require_two_classes(train_df)
     inputs = model_inputs(kept, train_df, config.attribute_columns)
     entries, frames = [], []
     explained: dict[str, list[churn.Explanation]] = {}
@@ -193,27 +191,17 @@ def train_segments(config: Config, run_id: str, buyers_df: DataFrame, kept: list
     return entries
 
 
-def run(spark: SparkSession, config: Config, run_id: str) -> dict[str, int]:
-    """Train every model this configuration's data supports and register them.
-
-    Classifiers learn the label of :func:`crm_spark.features.labels.label_source`. With
-    purchase history, customer value regressors and segmentations are trained too.
-    Held-out predictions (validation and test) are written for the evaluate stage.
+def train_value_and_segments(spark: SparkSession, config: Config, run_id: str, kept: list[str], horizon: bool,
+                             write: tables.DatedWriter) -> list[registry.ModelEntry]:
+    """Fit the customer value regressors and BG/NBD with Gamma-Gamma (with a horizon label) and the
+    segmentations, and write their held-out predictions: the models that do not need the classifiers.
 
     Returns:
-        Rows written per table.
+        Their registry entries.
     """
     lake = config.paths.lakehouse_dir
-    write = tables.DatedWriter(lake, config.as_of_date, run_id)
-    source = label_source(spark, config)
-    labelled_df = labelled_customers(spark, config, source)  # raises StageSkipped when there is nothing to label
-    kept = kept_features(spark, config)
-    with persisted(labelled_df, StorageLevel.MEMORY_AND_DISK) as labelled:
-        labelled = for_fitting(labelled, labelled.count())
-        entries, holdout, explained = train_classifiers(config, run_id, labelled, kept, source == HORIZON)
-        write(holdout, tables.CHURN_HOLDOUT)
-
-    if source == HORIZON:
+    entries: list[registry.ModelEntry] = []
+    if horizon:
         spend = read_features(spark, lake, config.training_cutoff).transform(buyers).transform(
             with_spend_label, tables.read_table(spark, tables.ORDERS, lake), config.training_cutoff,
             config.churn_horizon_days).transform(
@@ -233,6 +221,38 @@ def run(spark: SparkSession, config: Config, run_id: str) -> dict[str, int]:
         log.info("no customer has purchases: no segmentation")
     else:
         entries += train_segments(config, run_id, current_buyers, kept)
+    return entries
+
+
+def run(spark: SparkSession, config: Config, run_id: str) -> dict[str, int]:
+    """Train every model this configuration's data supports and register them.
+
+    Classifiers learn the label of :func:`crm_spark.features.labels.label_source`. With
+    purchase history, customer value regressors and segmentations are trained too, on a
+    thread beside the classifiers (:func:`train_value_and_segments`): many of the fits run
+    on one partition, one core, and many of their Spark jobs are a few milliseconds' work.
+    Held-out predictions (validation and test) are written for the evaluate stage.
+
+    Returns:
+        Rows written per table.
+
+    Raises:
+        StageSkipped: there is no customer to label, or the training customers carry a single label value.
+    """
+    lake = config.paths.lakehouse_dir
+    write = tables.DatedWriter(lake, config.as_of_date, run_id)
+    source = label_source(spark, config)
+    labelled_df = labelled_customers(spark, config, source)  # raises StageSkipped when there is nothing to label
+    kept = kept_features(spark, config)
+    with persisted(labelled_df, StorageLevel.MEMORY_AND_DISK) as labelled:
+        labelled = for_fitting(labelled, labelled.count())
+        require_two_classes(labelled.where(F.col(SPLIT) == TRAIN))
+        with ThreadPoolExecutor(1) as pool:
+            others = beside(spark, pool, train_value_and_segments, spark, config, run_id, kept, source == HORIZON,
+                            write)
+            entries, holdout, explained = train_classifiers(config, run_id, labelled, kept, source == HORIZON)
+            write(holdout, tables.CHURN_HOLDOUT)
+            entries += others.result()
 
     write.counts[tables.MODEL_REGISTRY.qualified] = registry.record(spark, config, run_id, entries)
     rows = [(run_id, config.as_of_date, CHURN_TASK, model, *dataclasses.astuple(e))
