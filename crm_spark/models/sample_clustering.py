@@ -35,18 +35,17 @@ def _cost(points: np.ndarray, labels: np.ndarray) -> float:
     return total
 
 
-def _kmeans(points: np.ndarray, k: int, seed: int, iterations: int) -> np.ndarray:
-    """Return the labels of one k-means fit from k-means++ starts drawn with ``seed``."""
+def _kmeans(points: np.ndarray, k: int, rng: np.random.Generator, iterations: int) -> np.ndarray:
+    """Return the labels of one k-means fit from k-means++ starts drawn from ``rng``."""
     with warnings.catch_warnings():  # a cluster left empty keeps its centre, as MLlib's does
         warnings.simplefilter("ignore")
-        return kmeans2(points, k, iter=iterations, minit="++", rng=seed)[1]
+        return kmeans2(points, k, iter=iterations, minit="++", rng=rng)[1]
 
 
-def _bisecting(points: np.ndarray, k: int, seed: int, iterations: int) -> np.ndarray:
+def _bisecting(points: np.ndarray, k: int, rng: np.random.Generator, iterations: int) -> np.ndarray:
     """Return the labels of one bisecting fit: level by level, every cluster is split in two by
     k-means, larger clusters first when splitting them all would pass k (as MLlib's ``BisectingKMeans``)."""
     labels = np.zeros(len(points), dtype=np.int64)
-    draws = seed
     while (clusters := int(labels.max()) + 1) < k:
         sizes = np.bincount(labels)
         split = False
@@ -54,8 +53,7 @@ def _bisecting(points: np.ndarray, k: int, seed: int, iterations: int) -> np.nda
             members = np.flatnonzero(labels == cluster)
             if len(members) < 2:
                 continue
-            halves = _kmeans(points[members], 2, draws, iterations)
-            draws += 1
+            halves = _kmeans(points[members], 2, rng, iterations)
             if 0 < halves.sum() < len(members):
                 labels[members[halves == 1]] = int(labels.max()) + 1
                 split = True
@@ -80,7 +78,7 @@ def fit(points: np.ndarray, k: int, bisecting: bool, seeds: range, iterations: i
     k = min(k, len(points))
     fits = []
     for seed in seeds:
-        labels = (_bisecting if bisecting else _kmeans)(points, k, seed, iterations)
+        labels = (_bisecting if bisecting else _kmeans)(points, k, np.random.default_rng(seed), iterations)
         fits.append(SampleFit(labels, _cost(points, labels)))
     return min(fits, key=lambda f: f.cost)
 
