@@ -2,7 +2,7 @@
 
 Choosing k fits every k of a range several times. On a sample of 10,000 customers each of
 MLlib's iterations is a Spark job of a few milliseconds' work, and at 100,000 customers
-the search ran about 1,000 jobs in 68 s; on the driver it is a fraction of a second.
+the search ran about 900 Spark jobs in about 70 s; on the driver it takes a second or two.
 The k-means is SciPy's (``scipy.cluster.vq.kmeans2``, k-means++ starts); bisecting splits
 clusters in two with it the way MLlib's ``BisectingKMeans`` does; the silhouette is
 MLlib's ``ClusteringEvaluator``'s (squared Euclidean distances), computed exactly from
