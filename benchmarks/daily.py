@@ -24,7 +24,8 @@ output (the log lines with their times) is kept in ``<work>/logs/<json name>-<st
    written as Parquet.
 
 Prints one table (wall time, peak memory, rows per second of raw order lines) under the Java version
-the runs started (``JAVA_HOME``'s, else the ``PATH``'s), the stage times
+the runs started (``JAVA_HOME``'s, else the ``PATH``'s) and what the machine's cores were worth before
+and after the runs (``machine.py``: figures from two machines compare only beside those), the stage times
 of the full and daily runs with their headline metrics, and each run's time outside its stages
 (start-up to the first stage, between stages, after the last stage), and writes them as JSON. With
 ``--spark-jobs`` each run also keeps Spark's event log (in ``<work>/events/``), and prints, per stage,
@@ -55,6 +56,7 @@ from pathlib import Path
 
 import pandas as pd
 import psutil
+from machine import calibrate, describe
 from spark_jobs import per_stage, read_jobs
 
 from crm_spark.config import load_config
@@ -256,6 +258,7 @@ def main() -> None:
     settings = work_settings(work, args.customers, args.overrides)
 
     steps: dict[str, dict] = {}
+    machine = {"before": calibrate()}  # the runs' figures compare across machines only beside these
 
     def step(name: str, command: str, date: dt.date, raw: str = "raw") -> None:
         gc_log = work / "gc" / f"{Path(args.json).stem}-{name}.log"  # another --json keeps this one
@@ -300,10 +303,13 @@ def main() -> None:
     step("daily", "daily", next_day)
     steps["baseline"] = baseline(work / "raw", next_day, config.churn_horizon_days, work / "baseline")
     lines = steps["baseline"]["order_lines"]
+    machine["after"] = calibrate()
 
     java = java_version()
     print(f"\n{args.customers:,} customers, {lines:,} raw order lines, as of {as_of} and {next_day}, "
           f"Java {java or 'of unknown version'}")
+    for when, found in machine.items():
+        print(f"machine {when} the runs: {describe(found)}")
     print(f"{'step':<12} {'wall s':>8} {'python MB':>10} {'JVM MB':>8} {'heap after GC MB':>17} {'workers MB':>11} "
           f"{'JVM CPU s':>10} {'JIT s':>7} {'GC s':>6} {'order lines/s':>14}")
     for name, step in steps.items():
@@ -336,8 +342,8 @@ def main() -> None:
                   f"scheduling)")
     for metric, value in steps.get("full", {}).get("metrics", {}).items():
         print(f"  {metric:<60} {value}")
-    Path(args.json).write_text(json.dumps({"customers": args.customers, "order_lines": lines,
-                                           "as_of_date": str(as_of), "java": java, "steps": steps}, indent=2))
+    Path(args.json).write_text(json.dumps({"customers": args.customers, "order_lines": lines, "as_of_date": str(as_of),
+                                           "java": java, "machine": machine, "steps": steps}, indent=2))
     print(f"\nwrote {args.json}")
 
 
