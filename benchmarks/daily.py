@@ -25,7 +25,7 @@ output (the log lines with their times) is kept in ``<work>/logs/<json name>-<st
 
 Prints one table (wall time, peak memory, rows per second of raw order lines) under the Java version
 the runs started (``JAVA_HOME``'s, else the ``PATH``'s) and what the machine's cores were worth before
-and after the runs (``machine.py``: figures from two machines compare only beside those), the stage times
+and after the runs (``machine.py``: a record of the machine; times compare only from one machine), the stage times
 of the full and daily runs with their headline metrics, and each run's time outside its stages
 (start-up to the first stage, between stages, after the last stage), and writes them as JSON. With
 ``--spark-jobs`` each run also keeps Spark's event log (in ``<work>/events/``), and prints, per stage,
@@ -258,7 +258,7 @@ def main() -> None:
     settings = work_settings(work, args.customers, args.overrides)
 
     steps: dict[str, dict] = {}
-    machine = {"before": calibrate()}  # the runs' figures compare across machines only beside these
+    machine = {"before": calibrate()}  # a record of the machine the figures come from
 
     def step(name: str, command: str, date: dt.date, raw: str = "raw") -> None:
         gc_log = work / "gc" / f"{Path(args.json).stem}-{name}.log"  # another --json keeps this one
