@@ -67,9 +67,8 @@ def calibrate(loops: int = LOOPS, rounds: int = ROUNDS) -> dict:
         for _ in range(rounds):
             alone.append(pool.apply(spin, (loops,)))
             effective.append(effective_cores(alone[-1], pool.map(spin, [loops] * cores, chunksize=1)))
-    return {"cpu": cpu_model(), "cores": cores, "alone_seconds": round(statistics.median(alone), 2),
-            "alone_range": [round(min(alone), 2), round(max(alone), 2)],
-            "effective_cores": round(statistics.median(effective), 2)}
+    return {"cpu": cpu_model(), "cores": cores, "alone_seconds": statistics.median(alone),
+            "alone_range": [min(alone), max(alone)], "effective_cores": statistics.median(effective)}
 
 
 def describe(machine: dict) -> str:
